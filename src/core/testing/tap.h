@@ -1,0 +1,53 @@
+/*
+ * tap.h
+ *		Minimal TAP producer for the standalone src/core unit tests.
+ *
+ * Each test program prints "ok N - what" / "not ok N - what" lines and a
+ * final plan; scripts/test.sh counts them.  No PostgreSQL headers.
+ */
+#ifndef LM_TAP_H
+#define LM_TAP_H
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static int	tap_count;
+static int	tap_failed;
+
+static inline int
+tap_ok(int cond, const char *what)
+{
+	tap_count++;
+	if (!cond)
+		tap_failed++;
+	printf("%sok %d - %s\n", cond ? "" : "not ", tap_count, what);
+	return cond;
+}
+
+#define TAP_OK(cond, ...) \
+	do { \
+		char		tap_buf_[512]; \
+		snprintf(tap_buf_, sizeof(tap_buf_), __VA_ARGS__); \
+		tap_ok((cond), tap_buf_); \
+	} while (0)
+
+/* |a - b| <= tol, treating equal infinities and two NaNs as equal */
+static inline int
+tap_close(double a, double b, double tol)
+{
+	if (isnan(a) || isnan(b))
+		return isnan(a) && isnan(b);
+	if (a == b)
+		return 1;
+	return fabs(a - b) <= tol;
+}
+
+static inline int
+tap_done(void)
+{
+	printf("1..%d\n", tap_count);
+	return tap_failed ? 1 : 0;
+}
+
+#endif							/* LM_TAP_H */

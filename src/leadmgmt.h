@@ -1,0 +1,30 @@
+/*
+ * leadmgmt.h
+ *		Declarations shared by the PostgreSQL glue files of leadmgmt.
+ *
+ * Custom SQLSTATEs live in class LM (doc/errors.md lists them all).
+ */
+#ifndef LEADMGMT_H
+#define LEADMGMT_H
+
+#include "postgres.h"
+
+#include "utils/rel.h"
+
+#define ERRCODE_LM_FORBIDDEN_TRANSITION	MAKE_SQLSTATE('L','M','0','0','1')
+#define ERRCODE_LM_UNKNOWN_STAGE		MAKE_SQLSTATE('L','M','0','0','2')
+#define ERRCODE_LM_OUT_OF_ORDER			MAKE_SQLSTATE('L','M','0','0','3')
+#define ERRCODE_LM_BUILTIN_READ_ONLY	MAKE_SQLSTATE('L','M','0','0','4')
+#define ERRCODE_LM_UNKNOWN_LEAD			MAKE_SQLSTATE('L','M','0','0','5')
+#define ERRCODE_LM_UNKNOWN_KIND			MAKE_SQLSTATE('L','M','0','0','6')
+
+#define LEADMGMT_SCHEMA "leadmgmt"
+
+/* leadmgmt.c */
+extern char *leadmgmt_actor;
+extern const char *lm_current_actor(void);
+extern Oid	lm_schema_oid(void);
+extern void lm_check_trigger_context(FunctionCallInfo fcinfo, const char *funcname,
+									 bool want_before, bool want_row);
+
+#endif							/* LEADMGMT_H */
