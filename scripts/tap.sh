@@ -1,0 +1,24 @@
+#!/bin/sh
+# Run the TAP tests (test/t/*.pl) with prove.  initdb refuses to run as root,
+# so as root the tests run as the unprivileged system user "leadmgmt_tap"
+# (created on first use) in a copy of test/t it owns.
+set -eu
+. "$(dirname "$0")/env.sh"
+PERL_LIB=$("$PG_CONFIG" --pgxs | sed 's|/src/makefiles/pgxs.mk$||')/src/test/perl
+glob=${TAP_TESTS_GLOB:-*.pl}
+
+work=$(mktemp -d /tmp/leadmgmt-tap.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+cp -r "$TOP/test/t" "$work/t"
+runenv="PATH=$PGBIN:/usr/bin:/bin PERL5LIB=$PERL_LIB LEADMGMT_STAGE=$STAGE PG_CONFIG=$PG_CONFIG"
+
+if [ "$(id -u)" -eq 0 ]; then
+	id leadmgmt_tap >/dev/null 2>&1 ||
+		useradd --system --no-create-home --shell /usr/sbin/nologin leadmgmt_tap
+	chown -R leadmgmt_tap "$work"
+	chmod 755 "$work"
+	exec_as() { su -s /bin/sh leadmgmt_tap -c "$*"; }
+else
+	exec_as() { sh -c "$*"; }
+fi
+exec_as "cd $work && env $runenv prove -v t/$glob"

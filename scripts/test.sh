@@ -1,0 +1,95 @@
+#!/bin/sh
+# make test: bootstrap, build with -Werror, run every suite, count.
+#
+# Suites: core (src/core unit tests + bounded fuzz under ASan/UBSan),
+# regress (pg_regress), isolation (isolation specs), tap (prove, as an
+# unprivileged OS user because initdb refuses root).  LM_SUITES selects a
+# subset; REGRESS=..., ISOLATION=... and TAP_TESTS_GLOB=... narrow a suite.
+# The last line is "N passed, N failed"; the exit status is non-zero on any
+# failure.
+set -u
+. "$(dirname "$0")/env.sh"
+cd "$TOP"
+
+"$TOP/scripts/bootstrap.sh" || exit 1
+
+suites=${LM_SUITES:-core regress isolation tap}
+LOG=$TOP/build/test-logs
+rm -rf "$LOG"
+mkdir -p "$LOG"
+passed=0
+failed=0
+
+count() { # count <suite> <passed> <failed>
+	echo "== $1: $2 passed, $3 failed"
+	passed=$((passed + $2))
+	failed=$((failed + $3))
+}
+
+echo "== build (-Werror)"
+if ! "$TOP/scripts/build.sh" -Werror; then
+	count build 0 1
+	echo "$passed passed, $failed failed"
+	exit 1
+fi
+
+for suite in $suites; do
+	case $suite in
+	core)
+		echo "== core unit tests and fuzz (ASan + UBSan)"
+		make -s -C src/core/testing check > "$LOG/core.log" 2>&1
+		status=$?
+		grep -E '^(not )?ok ' "$LOG/core.log" | grep '^not ok' || true
+		p=$(grep -cE '^ok ' "$LOG/core.log")
+		f=$(grep -cE '^not ok ' "$LOG/core.log")
+		if [ $status -ne 0 ] && [ "$f" -eq 0 ]; then
+			tail -20 "$LOG/core.log"
+			f=1
+		fi
+		count core "$p" "$f"
+		;;
+	regress|isolation)
+		echo "== $suite"
+		if [ $suite = regress ]; then
+			target=installcheck; vars="ISOLATION="
+		else
+			target=installcheck; vars="REGRESS="
+		fi
+		if [ $suite = isolation ] && [ -z "$(ls test/isolation/specs/*.spec 2>/dev/null)" ]; then
+			count $suite 0 0; continue
+		fi
+		venv make -s PG_CONFIG="$PG_CONFIG" $target $vars ${REGRESS:+REGRESS="$REGRESS"} \
+			${ISOLATION:+ISOLATION="$ISOLATION"} > "$LOG/$suite.log" 2>&1
+		status=$?
+		grep -E '\.\.\. (ok|FAILED|failed)' "$LOG/$suite.log" | sed 's/^/   /'
+		p=$(grep -cE '\.\.\. ok' "$LOG/$suite.log")
+		f=$(grep -cE '\.\.\. (FAILED|failed)' "$LOG/$suite.log")
+		if [ $status -ne 0 ] && [ "$f" -eq 0 ]; then
+			tail -30 "$LOG/$suite.log"
+			f=1
+		fi
+		[ "$f" -ne 0 ] && [ -f test/out/regression.diffs ] && head -100 test/out/regression.diffs
+		[ "$f" -ne 0 ] && [ -f test/out/isolation/regression.diffs ] && head -100 test/out/isolation/regression.diffs
+		count $suite "$p" "$f"
+		;;
+	tap)
+		echo "== tap"
+		"$TOP/scripts/tap.sh" > "$LOG/tap.log" 2>&1
+		status=$?
+		grep -E '^t/|^not ok|^# +Failed' "$LOG/tap.log" | sed 's/^/   /'
+		p=$(grep -cE '^ *ok [0-9]' "$LOG/tap.log")
+		f=$(grep -cE '^ *not ok [0-9]' "$LOG/tap.log")
+		if [ $status -ne 0 ] && [ "$f" -eq 0 ]; then
+			tail -30 "$LOG/tap.log"
+			f=1
+		fi
+		count tap "$p" "$f"
+		;;
+	*)
+		echo "unknown suite $suite" >&2; exit 2 ;;
+	esac
+done
+
+echo "logs: $LOG"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
