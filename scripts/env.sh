@@ -1,7 +1,13 @@
 # Sourced by the scripts: where things are.  POSIX sh.
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PGBIN=$("$PG_CONFIG" --bindir)
-TOP=$(cd "$(dirname "$0")/.." && pwd)
+# scripts run as scripts/x.sh; sourced interactively, $0 is the shell, so
+# fall back to the current directory (the top of the checkout)
+if [ -f "$(dirname "$0")/../leadmgmt.control" ]; then
+	TOP=$(cd "$(dirname "$0")/.." && pwd)
+else
+	TOP=$(pwd)
+fi
 # `make install` goes to a staging directory, and throwaway clusters load the
 # extension from there through Debian's extension_destdir: nothing is written
 # to the system's PostgreSQL directories, and no root is needed for it.
