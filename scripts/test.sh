@@ -50,6 +50,7 @@ for suite in $suites; do
 		;;
 	regress|isolation)
 		echo "== $suite"
+		mkdir -p "$TOP/test/out"
 		if [ $suite = regress ]; then
 			target=installcheck; vars="ISOLATION="
 		else

@@ -530,10 +530,14 @@ timestamptz_array(const TimestampTz *values, int n)
 	return construct_array(d, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
 }
 
-/* run a kept plan, preparing it on first use */
+/*
+ * Run a kept plan, preparing it on first use.  Never read-only: each step
+ * must see what the previous one wrote (read-only SPI skips the command
+ * counter increment and would read a stale snapshot).
+ */
 static void
 run_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *values,
-		 bool read_only, int expected)
+		 int expected)
 {
 	int			rc;
 
@@ -546,7 +550,7 @@ run_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *values
 		SPI_keepplan(p);
 		*plan = p;
 	}
-	rc = SPI_execute_plan(*plan, values, NULL, read_only, 0);
+	rc = SPI_execute_plan(*plan, values, NULL, false, 0);
 	if (rc != expected)
 		elog(ERROR, "unexpected SPI result %s for \"%s\"", SPI_result_code_string(rc), sql);
 }
@@ -681,7 +685,7 @@ lock_leads(const LeadTouch *leads, int nleads)
 	run_plan(&plan,
 			 "SELECT 1 FROM leadmgmt.lead l "
 			 "WHERE l.id OPERATOR(pg_catalog.=) ANY ($1) ORDER BY l.id FOR NO KEY UPDATE",
-			 1, &type, &arg, false, SPI_OK_SELECT);
+			 1, &type, &arg, SPI_OK_SELECT);
 }
 
 /* existing award counters for the (lead, capped rule) pairs of the matches */
@@ -720,7 +724,7 @@ load_awards(const Match *matches, int nmatches, RuleCache *cache, int *nawards)
 			 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS k(lead_id, rule_id) "
 			 "JOIN leadmgmt.score_award w ON w.lead_id OPERATOR(pg_catalog.=) k.lead_id "
 			 "AND w.rule_id OPERATOR(pg_catalog.=) k.rule_id",
-			 2, types, args, true, SPI_OK_SELECT);
+			 2, types, args, SPI_OK_SELECT);
 
 	awards = palloc_extended(sizeof(Award) * Max(SPI_processed, 1), MCXT_ALLOC_HUGE);
 	for (i = 0; i < (int) SPI_processed; i++)
@@ -835,7 +839,7 @@ store_awards(const Award *awards, int nawards, LeadTouch *leads, int nleads)
 			 "pg_catalog.unnest($3), pg_catalog.unnest($4)) "
 			 "ON CONFLICT (lead_id, rule_id) DO UPDATE "
 			 "SET times = EXCLUDED.times, last_awarded_at = EXCLUDED.last_awarded_at",
-			 4, types, args, false, SPI_OK_INSERT);
+			 4, types, args, SPI_OK_INSERT);
 }
 
 /* take back the points of matches that lost to a cap */
@@ -886,7 +890,7 @@ store_corrections(const Match *matches, int nmatches, RuleCache *cache,
 			 "UPDATE leadmgmt.activity a SET points = a.points OPERATOR(pg_catalog.+) d.delta "
 			 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS d(id, delta) "
 			 "WHERE a.id OPERATOR(pg_catalog.=) d.id",
-			 2, types, args, false, SPI_OK_UPDATE);
+			 2, types, args, SPI_OK_UPDATE);
 }
 
 /* fold awarded points into the decay components, one per lead and half-life */
@@ -956,7 +960,7 @@ store_components(const Match *matches, int nmatches, RuleCache *cache,
 			 "ON CONFLICT (lead_id, half_life_us) DO UPDATE "
 			 "SET value = leadmgmt.decay_merge(c.value, c.ref_at, EXCLUDED.value, EXCLUDED.ref_at, c.half_life_us), "
 			 "ref_at = GREATEST(c.ref_at, EXCLUDED.ref_at)",
-			 4, types, args, false, SPI_OK_INSERT);
+			 4, types, args, SPI_OK_INSERT);
 }
 
 /* lead.score = components summed as of the latest one */
@@ -981,7 +985,7 @@ store_lead_scores(LeadTouch *leads, int nleads)
 			 "        ON c.lead_id OPERATOR(pg_catalog.=) t.lead_id "
 			 "      GROUP BY c.lead_id, t.at) s "
 			 "WHERE l.id OPERATOR(pg_catalog.=) s.lead_id",
-			 1, &type, &arg, false, SPI_OK_UPDATE);
+			 1, &type, &arg, SPI_OK_UPDATE);
 }
 
 static void
@@ -994,7 +998,7 @@ recompute_leads(LeadTouch *leads, int nleads)
 	if (count_leads(leads, nleads, RECOMPUTED_LEADS) == 0)
 		return;
 	arg = lead_id_array(leads, nleads, RECOMPUTED_LEADS);
-	run_plan(&plan, "SELECT leadmgmt.rescore_leads($1)", 1, &type, &arg, false, SPI_OK_SELECT);
+	run_plan(&plan, "SELECT leadmgmt.rescore_leads($1)", 1, &type, &arg, SPI_OK_SELECT);
 }
 
 /* ---------------------------------------------------------------------
@@ -1041,7 +1045,7 @@ hand_off_hot_leads(LeadTouch *leads, int nleads)
 			 "pg_catalog.now() OPERATOR(pg_catalog.-) "
 			 "leadmgmt.get_setting('handoff_window')::pg_catalog.interval, "
 			 "leadmgmt.get_setting('notify_channel')",
-			 0, NULL, NULL, true, SPI_OK_SELECT);
+			 0, NULL, NULL, SPI_OK_SELECT);
 	threshold = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	window_start = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	channel = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
@@ -1054,7 +1058,7 @@ hand_off_hot_leads(LeadTouch *leads, int nleads)
 			 "FROM leadmgmt.lead l WHERE l.id OPERATOR(pg_catalog.=) ANY ($1) "
 			 "AND l.stage OPERATOR(pg_catalog.=) ANY ('{inquiry,recycled}'::pg_catalog.text[]) "
 			 "AND l.score OPERATOR(pg_catalog.>=) $2 ORDER BY l.id",
-			 2, types, args, true, SPI_OK_SELECT);
+			 2, types, args, SPI_OK_SELECT);
 
 	/* copy out: moving the leads runs more SPI */
 	nhot = (int) SPI_processed;

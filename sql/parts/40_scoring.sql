@@ -8,8 +8,8 @@ CREATE TABLE leadmgmt.scoring_rule (
 	name           text NOT NULL UNIQUE,
 	kind           text NOT NULL REFERENCES leadmgmt.activity_kind (name),
 	detail_pattern text
-	               -- evaluating LIKE once rejects a malformed pattern (SQLSTATE 22025)
-	               CONSTRAINT scoring_rule_pattern_valid CHECK (detail_pattern IS NULL OR ('' LIKE detail_pattern) IS NOT NULL),
+	               -- the one malformed LIKE pattern: a trailing lone escape character
+	               CONSTRAINT scoring_rule_pattern_valid CHECK (detail_pattern !~ '(^|[^\\])(\\\\)*\\$'),
 	campaign       text,
 	min_duration_s integer CONSTRAINT scoring_rule_min_duration_not_negative CHECK (min_duration_s >= 0),
 	points         float8 NOT NULL
@@ -324,7 +324,7 @@ REVOKE ALL ON FUNCTION leadmgmt.rescore_leads(bigint[]) FROM PUBLIC;
 
 CREATE FUNCTION leadmgmt.score(lead bigint, at timestamptz DEFAULT pg_catalog.now())
 RETURNS float8
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql STABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -332,9 +332,6 @@ DECLARE
 	latest timestamptz;
 	result float8;
 BEGIN
-	IF at IS NULL THEN
-		RAISE EXCEPTION 'score time must not be null' USING ERRCODE = '22004';
-	END IF;
 	SELECT max(c.ref_at) INTO latest FROM leadmgmt.score_component c WHERE c.lead_id = target;
 	IF latest IS NULL THEN
 		RETURN 0;
