@@ -32,7 +32,15 @@ extern void lm_check_trigger_context(FunctionCallInfo fcinfo, const char *funcna
 extern Datum lm_set_stage(int64 lead_id, const char *stage, const char *reason,
 						  TimestampTz at, bool explicit_at);
 
-/* scoring.c, fit.c */
+/* decayed_sum.c */
 extern int64 lm_half_life_usecs(Interval *half_life);
+
+/* score_state.c: the per-lead scoring state (src/core/score_state.h) */
+struct LmState;
+struct LmStateAward;
+extern void lm_state_from_bytea(bytea *raw, struct LmState *state);
+extern bytea *lm_state_to_bytea(const struct LmState *state);
+extern bool lm_state_fold(struct LmState *state, int64 half_life_us, float8 points, TimestampTz ts);
+extern struct LmStateAward *lm_state_counter(struct LmState *state, int64 rule_id);
 
 #endif							/* LEADMGMT_H */

@@ -70,6 +70,7 @@
 
 #include "decay.h"
 #include "leadmgmt.h"
+#include "score_state.h"
 
 /* ---------------------------------------------------------------------
  * Rule cache
@@ -225,17 +226,38 @@ activity_column(TupleDesc desc, const char *name)
 	return attnum;
 }
 
-static void
-find_activity_columns(TupleDesc desc, ActivityColumns *cols)
+static bool
+column_is(TupleDesc desc, int attnum, const char *name)
 {
-	cols->id = activity_column(desc, "id");
-	cols->lead_id = activity_column(desc, "lead_id");
-	cols->kind = activity_column(desc, "kind");
-	cols->occurred_at = activity_column(desc, "occurred_at");
-	cols->campaign = activity_column(desc, "campaign");
-	cols->detail = activity_column(desc, "detail");
-	cols->duration_s = activity_column(desc, "duration_s");
-	cols->points = activity_column(desc, "points");
+	return attnum > 0 && attnum <= desc->natts &&
+		!TupleDescAttr(desc, attnum - 1)->attisdropped &&
+		strcmp(NameStr(TupleDescAttr(desc, attnum - 1)->attname), name) == 0;
+}
+
+/*
+ * Column numbers of the activity table, looked up once and re-checked by
+ * name on every use (cheap), so ALTER TABLE cannot make them stale.
+ */
+static const ActivityColumns *
+activity_columns(TupleDesc desc)
+{
+	static ActivityColumns cols = {0};
+
+	if (!column_is(desc, cols.id, "id") || !column_is(desc, cols.lead_id, "lead_id") ||
+		!column_is(desc, cols.kind, "kind") || !column_is(desc, cols.occurred_at, "occurred_at") ||
+		!column_is(desc, cols.campaign, "campaign") || !column_is(desc, cols.detail, "detail") ||
+		!column_is(desc, cols.duration_s, "duration_s") || !column_is(desc, cols.points, "points"))
+	{
+		cols.id = activity_column(desc, "id");
+		cols.lead_id = activity_column(desc, "lead_id");
+		cols.kind = activity_column(desc, "kind");
+		cols.occurred_at = activity_column(desc, "occurred_at");
+		cols.campaign = activity_column(desc, "campaign");
+		cols.detail = activity_column(desc, "detail");
+		cols.duration_s = activity_column(desc, "duration_s");
+		cols.points = activity_column(desc, "points");
+	}
+	return &cols;
 }
 
 /*
@@ -350,7 +372,7 @@ leadmgmt_activity_score_row(PG_FUNCTION_ARGS)
 	Relation	rel;
 	TupleDesc	desc;
 	HeapTuple	tuple;
-	ActivityColumns cols;
+	const ActivityColumns *cols;
 	ActivityRow row;
 	RuleCache  *cache;
 	float8		points = 0;
@@ -364,8 +386,8 @@ leadmgmt_activity_score_row(PG_FUNCTION_ARGS)
 	rel = trigdata->tg_relation;
 	desc = RelationGetDescr(rel);
 	tuple = trigdata->tg_trigtuple;
-	find_activity_columns(desc, &cols);
-	read_activity(tuple, desc, &cols, &row);
+	cols = activity_columns(desc);
+	read_activity(tuple, desc, cols, &row);
 
 	if (row.points_given)
 	{
@@ -381,8 +403,9 @@ leadmgmt_activity_score_row(PG_FUNCTION_ARGS)
 	{
 		Datum		value = Float8GetDatum(points);
 		bool		isnull = false;
+		int			points_col = cols->points;
 
-		return PointerGetDatum(heap_modify_tuple_by_cols(tuple, desc, 1, &cols.points,
+		return PointerGetDatum(heap_modify_tuple_by_cols(tuple, desc, 1, &points_col,
 														 &value, &isnull));
 	}
 }
@@ -400,33 +423,26 @@ typedef struct Match
 	bool		awarded;
 } Match;
 
-typedef struct Award
-{
-	int64		lead_id;
-	int64		rule_id;
-	int32		times;
-	TimestampTz last_awarded_at;
-} Award;
-
-typedef struct Component
-{
-	int64		lead_id;
-	int64		half_life_us;
-	LmComponent c;
-} Component;
-
 typedef struct Correction
 {
 	int64		activity_id;
 	float8		delta;
 } Correction;
 
-typedef struct LeadTouch
+/* one lead touched by the statement */
+typedef struct LeadState
 {
 	int64		lead_id;
-	TimestampTz latest;			/* latest occurred_at among its matches */
-	bool		recompute;		/* back-fill past a cap: rescore this lead */
-} LeadTouch;
+	TimestampTz latest_match;	/* latest occurred_at among its matches */
+	bool		recompute;		/* back-filled past a cap: rescore this lead */
+	bool		found;			/* the lead row was read and locked */
+	char	   *external_id;
+	char	   *stage;
+	TimestampTz stage_entered_at;
+	LmState		state;
+	float8		score;
+	TimestampTz score_at;
+} LeadState;
 
 #define CMP(a, b) ((a) < (b) ? -1 : (a) > (b) ? 1 : 0)
 
@@ -444,35 +460,15 @@ match_cmp(const void *a, const void *b)
 }
 
 static int
-award_cmp(const void *a, const void *b)
-{
-	const Award *x = a;
-	const Award *y = b;
-	int			c = CMP(x->lead_id, y->lead_id);
-
-	return c != 0 ? c : CMP(x->rule_id, y->rule_id);
-}
-
-static int
-component_cmp(const void *a, const void *b)
-{
-	const Component *x = a;
-	const Component *y = b;
-	int			c = CMP(x->lead_id, y->lead_id);
-
-	return c != 0 ? c : CMP(x->half_life_us, y->half_life_us);
-}
-
-static int
 correction_cmp(const void *a, const void *b)
 {
 	return CMP(((const Correction *) a)->activity_id, ((const Correction *) b)->activity_id);
 }
 
 static int
-lead_touch_cmp(const void *a, const void *b)
+lead_state_cmp(const void *a, const void *b)
 {
-	return CMP(((const LeadTouch *) a)->lead_id, ((const LeadTouch *) b)->lead_id);
+	return CMP(((const LeadState *) a)->lead_id, ((const LeadState *) b)->lead_id);
 }
 
 /* grow-as-needed arrays */
@@ -487,47 +483,14 @@ lead_touch_cmp(const void *a, const void *b)
 	} while (0)
 
 static ArrayType *
-int8_array(const int64 *values, int n)
+datum_array(Datum *d, int n, Oid type)
 {
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-	int			i;
+	int16		len;
+	bool		byval;
+	char		align;
 
-	for (i = 0; i < n; i++)
-		d[i] = Int64GetDatum(values[i]);
-	return construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
-}
-
-static ArrayType *
-float8_array(const float8 *values, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-	int			i;
-
-	for (i = 0; i < n; i++)
-		d[i] = Float8GetDatum(values[i]);
-	return construct_array(d, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
-}
-
-static ArrayType *
-int4_array(const int32 *values, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-	int			i;
-
-	for (i = 0; i < n; i++)
-		d[i] = Int32GetDatum(values[i]);
-	return construct_array(d, n, INT4OID, 4, true, TYPALIGN_INT);
-}
-
-static ArrayType *
-timestamptz_array(const TimestampTz *values, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-	int			i;
-
-	for (i = 0; i < n; i++)
-		d[i] = TimestampTzGetDatum(values[i]);
-	return construct_array(d, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+	get_typlenbyvalalign(type, &len, &byval, &align);
+	return construct_array(d, n, type, len, byval, align);
 }
 
 /*
@@ -563,12 +526,11 @@ collect_matches(Tuplestorestate *rows, TupleDesc desc, RuleCache *cache, int *nm
 	MemoryContext outer = CurrentMemoryContext;
 	MemoryContext rowcxt = AllocSetContextCreate(outer, "leadmgmt scoring row",
 												 ALLOCSET_SMALL_SIZES);
-	ActivityColumns cols;
+	const ActivityColumns *cols = activity_columns(desc);
 	Match	   *matches = NULL;
 	int			n = 0;
 	int			cap = 0;
 
-	find_activity_columns(desc, &cols);
 	tuplestore_rescan(rows);
 	while (tuplestore_gettupleslot(rows, true, false, slot))
 	{
@@ -580,22 +542,21 @@ collect_matches(Tuplestorestate *rows, TupleDesc desc, RuleCache *cache, int *nm
 		MemoryContextReset(rowcxt);
 		MemoryContextSwitchTo(rowcxt);
 		tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
-		read_activity(tuple, desc, &cols, &row);
+		read_activity(tuple, desc, cols, &row);
 		MemoryContextSwitchTo(outer);
-		if (!had_given_points(row.id))
+		if (had_given_points(row.id))
+			continue;
+		for (i = 0; i < cache->nrules; i++)
 		{
-			for (i = 0; i < cache->nrules; i++)
-			{
-				if (!rule_matches(&cache->rules[i], &row))
-					continue;
-				APPEND(matches, n, cap);
-				matches[n].lead_id = row.lead_id;
-				matches[n].rule = i;
-				matches[n].occurred_at = row.occurred_at;
-				matches[n].activity_id = row.id;
-				matches[n].awarded = true;
-				n++;
-			}
+			if (!rule_matches(&cache->rules[i], &row))
+				continue;
+			APPEND(matches, n, cap);
+			matches[n].lead_id = row.lead_id;
+			matches[n].rule = i;
+			matches[n].occurred_at = row.occurred_at;
+			matches[n].activity_id = row.id;
+			matches[n].awarded = true;
+			n++;
 		}
 	}
 	ExecDropSingleTupleTableSlot(slot);
@@ -604,11 +565,11 @@ collect_matches(Tuplestorestate *rows, TupleDesc desc, RuleCache *cache, int *nm
 	return matches;
 }
 
-/* the distinct leads of the matches (sorted by lead), with their latest time */
-static LeadTouch *
+/* the distinct leads of the (sorted) matches, with their latest match time */
+static LeadState *
 touched_leads(const Match *matches, int nmatches, int *nleads)
 {
-	LeadTouch  *leads = palloc_extended(sizeof(LeadTouch) * Max(nmatches, 1), MCXT_ALLOC_HUGE);
+	LeadState  *leads = palloc_extended(sizeof(LeadState) * Max(nmatches, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 	int			n = 0;
 	int			i;
 
@@ -617,242 +578,211 @@ touched_leads(const Match *matches, int nmatches, int *nleads)
 		if (n == 0 || leads[n - 1].lead_id != matches[i].lead_id)
 		{
 			leads[n].lead_id = matches[i].lead_id;
-			leads[n].latest = matches[i].occurred_at;
-			leads[n].recompute = false;
+			leads[n].latest_match = matches[i].occurred_at;
 			n++;
 		}
-		else if (matches[i].occurred_at > leads[n - 1].latest)
-			leads[n - 1].latest = matches[i].occurred_at;
+		else if (matches[i].occurred_at > leads[n - 1].latest_match)
+			leads[n - 1].latest_match = matches[i].occurred_at;
 	}
 	*nleads = n;
 	return leads;
 }
 
-static LeadTouch *
-find_lead(LeadTouch *leads, int nleads, int64 lead_id)
+static LeadState *
+find_lead(LeadState *leads, int nleads, int64 lead_id)
 {
-	LeadTouch	key;
+	LeadState	key;
 
 	key.lead_id = lead_id;
-	return bsearch(&key, leads, nleads, sizeof(LeadTouch), lead_touch_cmp);
+	return bsearch(&key, leads, nleads, sizeof(LeadState), lead_state_cmp);
 }
 
-typedef enum LeadFilter
-{
-	ALL_LEADS,
-	INCREMENTAL_LEADS,			/* scored from the statement's matches */
-	RECOMPUTED_LEADS			/* back-filled past a cap */
-} LeadFilter;
-
-static bool
-lead_wanted(const LeadTouch *lead, LeadFilter filter)
-{
-	return filter == ALL_LEADS || lead->recompute == (filter == RECOMPUTED_LEADS);
-}
-
-static int
-count_leads(const LeadTouch *leads, int nleads, LeadFilter filter)
-{
-	int			n = 0;
-	int			i;
-
-	for (i = 0; i < nleads; i++)
-		n += lead_wanted(&leads[i], filter);
-	return n;
-}
-
-/* the lead ids as an int8[] for SPI, NULL when there are none */
+/* the lead ids as an int8[] (all, or only those to recompute) */
 static Datum
-lead_id_array(const LeadTouch *leads, int nleads, LeadFilter filter)
+lead_id_array(const LeadState *leads, int nleads, bool recompute_only, int *count)
 {
-	int64	   *ids = palloc_extended(sizeof(int64) * Max(nleads, 1), MCXT_ALLOC_HUGE);
+	Datum	   *ids = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
 	int			n = 0;
 	int			i;
 
 	for (i = 0; i < nleads; i++)
-		if (lead_wanted(&leads[i], filter))
-			ids[n++] = leads[i].lead_id;
-	return n ? PointerGetDatum(int8_array(ids, n)) : (Datum) 0;
+		if (!recompute_only || leads[i].recompute)
+			ids[n++] = Int64GetDatum(leads[i].lead_id);
+	*count = n;
+	return PointerGetDatum(datum_array(ids, n, INT8OID));
 }
 
+/*
+ * Lock the leads in id order (FOR NO KEY UPDATE does not conflict with the
+ * KEY SHARE locks of the foreign keys), then read their stage and state.
+ * Two statements on purpose: the read must take its snapshot after the
+ * locks are granted, or it would miss what the session we waited for wrote.
+ */
 static void
-lock_leads(const LeadTouch *leads, int nleads)
+lock_and_read_leads(LeadState *leads, int nleads)
 {
-	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr lock_plan = NULL;
+	static SPIPlanPtr read_plan = NULL;
 	Oid			type = INT8ARRAYOID;
-	Datum		arg = lead_id_array(leads, nleads, ALL_LEADS);
+	int			count;
+	Datum		arg = lead_id_array(leads, nleads, false, &count);
+	uint64		i;
 
-	run_plan(&plan,
-			 "SELECT 1 FROM leadmgmt.lead l "
-			 "WHERE l.id OPERATOR(pg_catalog.=) ANY ($1) ORDER BY l.id FOR NO KEY UPDATE",
+	run_plan(&lock_plan,
+			 "SELECT 1 FROM leadmgmt.lead l WHERE l.id OPERATOR(pg_catalog.=) ANY ($1) "
+			 "ORDER BY l.id FOR NO KEY UPDATE",
 			 1, &type, &arg, SPI_OK_SELECT);
-}
-
-/* existing award counters for the (lead, capped rule) pairs of the matches */
-static Award *
-load_awards(const Match *matches, int nmatches, RuleCache *cache, int *nawards)
-{
-	static SPIPlanPtr plan = NULL;
-	int64	   *leads = palloc_extended(sizeof(int64) * Max(nmatches, 1), MCXT_ALLOC_HUGE);
-	int64	   *rules = palloc_extended(sizeof(int64) * Max(nmatches, 1), MCXT_ALLOC_HUGE);
-	Oid			types[2] = {INT8ARRAYOID, INT8ARRAYOID};
-	Datum		args[2];
-	Award	   *awards;
-	int			n = 0;
-	int			i;
-
-	for (i = 0; i < nmatches; i++)
-	{
-		const ScoringRule *rule = &cache->rules[matches[i].rule];
-
-		if (rule->max_times == 0)
-			continue;
-		if (n > 0 && leads[n - 1] == matches[i].lead_id && rules[n - 1] == rule->id)
-			continue;
-		leads[n] = matches[i].lead_id;
-		rules[n] = rule->id;
-		n++;
-	}
-	*nawards = 0;
-	if (n == 0)
-		return NULL;
-
-	args[0] = PointerGetDatum(int8_array(leads, n));
-	args[1] = PointerGetDatum(int8_array(rules, n));
-	run_plan(&plan,
-			 "SELECT w.lead_id, w.rule_id, w.times, w.last_awarded_at "
-			 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS k(lead_id, rule_id) "
-			 "JOIN leadmgmt.score_award w ON w.lead_id OPERATOR(pg_catalog.=) k.lead_id "
-			 "AND w.rule_id OPERATOR(pg_catalog.=) k.rule_id",
-			 2, types, args, SPI_OK_SELECT);
-
-	awards = palloc_extended(sizeof(Award) * Max(SPI_processed, 1), MCXT_ALLOC_HUGE);
-	for (i = 0; i < (int) SPI_processed; i++)
+	run_plan(&read_plan,
+			 "SELECT l.id, l.external_id, l.stage, l.stage_entered_at, s.state "
+			 "FROM leadmgmt.lead l LEFT JOIN leadmgmt.score_state s "
+			 "ON s.lead_id OPERATOR(pg_catalog.=) l.id "
+			 "WHERE l.id OPERATOR(pg_catalog.=) ANY ($1)",
+			 1, &type, &arg, SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
+		LeadState  *lead = find_lead(leads, nleads,
+									 DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)));
+		Datum		state;
 
-		awards[i].lead_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		awards[i].rule_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		awards[i].times = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-		awards[i].last_awarded_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+		if (lead == NULL)
+			continue;
+		lead->found = true;
+		lead->external_id = SPI_getvalue(tup, desc, 2);
+		lead->stage = SPI_getvalue(tup, desc, 3);
+		lead->stage_entered_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+		state = SPI_getbinval(tup, desc, 5, &isnull);
+		lm_state_from_bytea(isnull ? NULL : DatumGetByteaPP(state), &lead->state);
 	}
-	*nawards = (int) SPI_processed;
-	qsort(awards, *nawards, sizeof(Award), award_cmp);
-	return awards;
 }
 
 /*
  * Apply the caps, walking the matches of one (lead, capped rule) in time
- * order.  Returns the counters to store; marks back-filled leads.
+ * order against the lead's counter; marks back-filled leads for recompute.
  */
-static Award *
-apply_caps(Match *matches, int nmatches, RuleCache *cache, const Award *existing,
-		   int nexisting, LeadTouch *leads, int nleads, int *nupdated)
+static void
+apply_caps(Match *matches, int nmatches, RuleCache *cache, LeadState *leads, int nleads)
 {
-	Award	   *updated = NULL;
-	int			n = 0;
-	int			cap = 0;
 	int			i = 0;
 
 	while (i < nmatches)
 	{
 		const ScoringRule *rule = &cache->rules[matches[i].rule];
+		LeadState  *lead = find_lead(leads, nleads, matches[i].lead_id);
 		int			j = i;
-		Award		key;
-		const Award *old;
-		int32		times;
-		TimestampTz last;
-		TimestampTz old_last;
+		LmStateAward *counter;
+		TimestampTz awarded_before;
 
 		while (j < nmatches && matches[j].lead_id == matches[i].lead_id &&
 			   matches[j].rule == matches[i].rule)
 			j++;
-		if (rule->max_times == 0)
+		if (rule->max_times == 0 || !lead->found)
 		{
 			i = j;
 			continue;
 		}
-
-		key.lead_id = matches[i].lead_id;
-		key.rule_id = rule->id;
-		old = nexisting ? bsearch(&key, existing, nexisting, sizeof(Award), award_cmp) : NULL;
-		times = old ? old->times : 0;
-		old_last = old ? old->last_awarded_at : DT_NOBEGIN;
-		last = old_last;
-
+		counter = lm_state_counter(&lead->state, rule->id);
+		awarded_before = counter->times > 0 ? counter->last : DT_NOBEGIN;
 		for (; i < j; i++)
 		{
-			if (times < rule->max_times)
+			if (counter->times < rule->max_times)
 			{
-				times++;
-				last = Max(last, matches[i].occurred_at);
+				counter->times++;
+				counter->last = counter->times == 1 ? matches[i].occurred_at :
+					Max(counter->last, matches[i].occurred_at);
 			}
-			else if (matches[i].occurred_at < old_last)
-				find_lead(leads, nleads, matches[i].lead_id)->recompute = true;
+			else if (matches[i].occurred_at < awarded_before)
+				lead->recompute = true;
 			else
 				matches[i].awarded = false;
 		}
-		APPEND(updated, n, cap);
-		updated[n] = key;
-		updated[n].times = times;
-		updated[n].last_awarded_at = last;
-		n++;
 	}
-	*nupdated = n;
-	return updated;
 }
 
+/* fold awarded points into the leads' decay components and score them */
 static void
-store_awards(const Award *awards, int nawards, LeadTouch *leads, int nleads)
+fold_points(const Match *matches, int nmatches, RuleCache *cache, LeadState *leads, int nleads)
 {
-	static SPIPlanPtr plan = NULL;
-	int64	   *lead = palloc_extended(sizeof(int64) * Max(nawards, 1), MCXT_ALLOC_HUGE);
-	int64	   *rule = palloc_extended(sizeof(int64) * Max(nawards, 1), MCXT_ALLOC_HUGE);
-	int32	   *times = palloc_extended(sizeof(int32) * Max(nawards, 1), MCXT_ALLOC_HUGE);
-	TimestampTz *last = palloc_extended(sizeof(TimestampTz) * Max(nawards, 1), MCXT_ALLOC_HUGE);
-	Oid			types[4] = {INT8ARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID};
-	Datum		args[4];
+	int			i;
+
+	for (i = 0; i < nmatches; i++)
+	{
+		const ScoringRule *rule = &cache->rules[matches[i].rule];
+		LeadState  *lead = find_lead(leads, nleads, matches[i].lead_id);
+
+		if (!matches[i].awarded || !lead->found || lead->recompute)
+			continue;
+		if (!lm_state_fold(&lead->state, rule->half_life_us, rule->points, matches[i].occurred_at))
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("too many distinct half-lives for one lead")));
+	}
+	for (i = 0; i < nleads; i++)
+	{
+		leads[i].score_at = lm_state_latest(&leads[i].state);
+		leads[i].score = leads[i].state.ncomponents ?
+			lm_state_value_at(&leads[i].state, leads[i].score_at) : 0;
+	}
+}
+
+/* one write per lead for the state, one for its score */
+static void
+store_states(LeadState *leads, int nleads)
+{
+	static SPIPlanPtr state_plan = NULL;
+	static SPIPlanPtr score_plan = NULL;
+	Datum	   *ids = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
+	Datum	   *states = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
+	Datum	   *scores = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
+	Datum	   *ats = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
+	Oid			types[3] = {INT8ARRAYOID, BYTEAARRAYOID, FLOAT8ARRAYOID};
+	Oid			score_types[3] = {INT8ARRAYOID, FLOAT8ARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum		args[3];
 	int			n = 0;
 	int			i;
 
-	for (i = 0; i < nawards; i++)
+	for (i = 0; i < nleads; i++)
 	{
-		if (find_lead(leads, nleads, awards[i].lead_id)->recompute || awards[i].times == 0)
+		if (!leads[i].found || leads[i].recompute || leads[i].state.ncomponents == 0)
 			continue;
-		lead[n] = awards[i].lead_id;
-		rule[n] = awards[i].rule_id;
-		times[n] = awards[i].times;
-		last[n] = awards[i].last_awarded_at;
+		ids[n] = Int64GetDatum(leads[i].lead_id);
+		states[n] = PointerGetDatum(lm_state_to_bytea(&leads[i].state));
+		scores[n] = Float8GetDatum(leads[i].score);
+		ats[n] = TimestampTzGetDatum(leads[i].score_at);
 		n++;
 	}
 	if (n == 0)
 		return;
-	args[0] = PointerGetDatum(int8_array(lead, n));
-	args[1] = PointerGetDatum(int8_array(rule, n));
-	args[2] = PointerGetDatum(int4_array(times, n));
-	args[3] = PointerGetDatum(timestamptz_array(last, n));
-	run_plan(&plan,
-			 "INSERT INTO leadmgmt.score_award AS w (lead_id, rule_id, times, last_awarded_at) "
-			 "SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
-			 "pg_catalog.unnest($3), pg_catalog.unnest($4)) "
-			 "ON CONFLICT (lead_id, rule_id) DO UPDATE "
-			 "SET times = EXCLUDED.times, last_awarded_at = EXCLUDED.last_awarded_at",
-			 4, types, args, SPI_OK_INSERT);
+	args[0] = PointerGetDatum(datum_array(ids, n, INT8OID));
+	args[1] = PointerGetDatum(datum_array(states, n, BYTEAOID));
+	run_plan(&state_plan,
+			 "INSERT INTO leadmgmt.score_state AS s (lead_id, state) "
+			 "SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) "
+			 "ON CONFLICT (lead_id) DO UPDATE SET state = EXCLUDED.state",
+			 2, types, args, SPI_OK_INSERT);
+
+	args[1] = PointerGetDatum(datum_array(scores, n, FLOAT8OID));
+	args[2] = PointerGetDatum(datum_array(ats, n, TIMESTAMPTZOID));
+	run_plan(&score_plan,
+			 "UPDATE leadmgmt.lead l SET score = u.score, score_at = u.score_at "
+			 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) "
+			 "AS u(id, score, score_at) WHERE l.id OPERATOR(pg_catalog.=) u.id",
+			 3, score_types, args, SPI_OK_UPDATE);
 }
 
 /* take back the points of matches that lost to a cap */
 static void
 store_corrections(const Match *matches, int nmatches, RuleCache *cache,
-				  LeadTouch *leads, int nleads)
+				  LeadState *leads, int nleads)
 {
 	static SPIPlanPtr plan = NULL;
 	Correction *corr = NULL;
 	int			n = 0;
 	int			cap = 0;
-	int64	   *ids;
-	float8	   *deltas;
+	Datum	   *ids;
+	Datum	   *deltas;
 	int			m = 0;
 	Oid			types[2] = {INT8ARRAYOID, FLOAT8ARRAYOID};
 	Datum		args[2];
@@ -871,21 +801,21 @@ store_corrections(const Match *matches, int nmatches, RuleCache *cache,
 		return;
 
 	qsort(corr, n, sizeof(Correction), correction_cmp);
-	ids = palloc(sizeof(int64) * n);
-	deltas = palloc(sizeof(float8) * n);
+	ids = palloc_extended(sizeof(Datum) * n, MCXT_ALLOC_HUGE);
+	deltas = palloc_extended(sizeof(Datum) * n, MCXT_ALLOC_HUGE);
 	for (i = 0; i < n; i++)
 	{
-		if (m > 0 && ids[m - 1] == corr[i].activity_id)
-			deltas[m - 1] += corr[i].delta;
+		if (m > 0 && DatumGetInt64(ids[m - 1]) == corr[i].activity_id)
+			deltas[m - 1] = Float8GetDatum(DatumGetFloat8(deltas[m - 1]) + corr[i].delta);
 		else
 		{
-			ids[m] = corr[i].activity_id;
-			deltas[m] = corr[i].delta;
+			ids[m] = Int64GetDatum(corr[i].activity_id);
+			deltas[m] = Float8GetDatum(corr[i].delta);
 			m++;
 		}
 	}
-	args[0] = PointerGetDatum(int8_array(ids, m));
-	args[1] = PointerGetDatum(float8_array(deltas, m));
+	args[0] = PointerGetDatum(datum_array(ids, m, INT8OID));
+	args[1] = PointerGetDatum(datum_array(deltas, m, FLOAT8OID));
 	run_plan(&plan,
 			 "UPDATE leadmgmt.activity a SET points = a.points OPERATOR(pg_catalog.+) d.delta "
 			 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS d(id, delta) "
@@ -893,112 +823,35 @@ store_corrections(const Match *matches, int nmatches, RuleCache *cache,
 			 2, types, args, SPI_OK_UPDATE);
 }
 
-/* fold awarded points into the decay components, one per lead and half-life */
+/* the rare path: rebuild back-filled leads from their log, then re-read them */
 static void
-store_components(const Match *matches, int nmatches, RuleCache *cache,
-				 LeadTouch *leads, int nleads)
+recompute_leads(LeadState *leads, int nleads)
 {
-	static SPIPlanPtr plan = NULL;
-	Component  *comp = NULL;
-	int			n = 0;
-	int			cap = 0;
-	int			m = 0;
-	int64	   *lead;
-	int64	   *half_life;
-	float8	   *value;
-	TimestampTz *ref;
-	Oid			types[4] = {INT8ARRAYOID, INT8ARRAYOID, FLOAT8ARRAYOID, TIMESTAMPTZARRAYOID};
-	Datum		args[4];
-	int			i;
-
-	for (i = 0; i < nmatches; i++)
-	{
-		const ScoringRule *rule = &cache->rules[matches[i].rule];
-
-		if (!matches[i].awarded || find_lead(leads, nleads, matches[i].lead_id)->recompute)
-			continue;
-		APPEND(comp, n, cap);
-		comp[n].lead_id = matches[i].lead_id;
-		comp[n].half_life_us = rule->half_life_us;
-		comp[n].c.value = rule->points;
-		comp[n].c.ref = matches[i].occurred_at;
-		n++;
-	}
-	if (n == 0)
-		return;
-
-	/* merge per (lead, half-life): exact in any order */
-	qsort(comp, n, sizeof(Component), component_cmp);
-	for (i = 0; i < n; i++)
-	{
-		if (m > 0 && comp[m - 1].lead_id == comp[i].lead_id &&
-			comp[m - 1].half_life_us == comp[i].half_life_us)
-			lm_component_merge(&comp[m - 1].c, &comp[i].c, comp[i].half_life_us);
-		else
-			comp[m++] = comp[i];
-	}
-
-	lead = palloc_extended(sizeof(int64) * m, MCXT_ALLOC_HUGE);
-	half_life = palloc_extended(sizeof(int64) * m, MCXT_ALLOC_HUGE);
-	value = palloc_extended(sizeof(float8) * m, MCXT_ALLOC_HUGE);
-	ref = palloc_extended(sizeof(TimestampTz) * m, MCXT_ALLOC_HUGE);
-	for (i = 0; i < m; i++)
-	{
-		lead[i] = comp[i].lead_id;
-		half_life[i] = comp[i].half_life_us;
-		value[i] = comp[i].c.value;
-		ref[i] = comp[i].c.ref;
-	}
-	args[0] = PointerGetDatum(int8_array(lead, m));
-	args[1] = PointerGetDatum(int8_array(half_life, m));
-	args[2] = PointerGetDatum(float8_array(value, m));
-	args[3] = PointerGetDatum(timestamptz_array(ref, m));
-	run_plan(&plan,
-			 "INSERT INTO leadmgmt.score_component AS c (lead_id, half_life_us, value, ref_at) "
-			 "SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
-			 "pg_catalog.unnest($3), pg_catalog.unnest($4)) "
-			 "ON CONFLICT (lead_id, half_life_us) DO UPDATE "
-			 "SET value = leadmgmt.decay_merge(c.value, c.ref_at, EXCLUDED.value, EXCLUDED.ref_at, c.half_life_us), "
-			 "ref_at = GREATEST(c.ref_at, EXCLUDED.ref_at)",
-			 4, types, args, SPI_OK_INSERT);
-}
-
-/* lead.score = components summed as of the latest one */
-static void
-store_lead_scores(LeadTouch *leads, int nleads)
-{
-	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr rescore_plan = NULL;
+	static SPIPlanPtr read_plan = NULL;
 	Oid			type = INT8ARRAYOID;
-	Datum		arg;
+	int			count;
+	Datum		arg = lead_id_array(leads, nleads, true, &count);
+	uint64		i;
 
-	if (count_leads(leads, nleads, INCREMENTAL_LEADS) == 0)
+	if (count == 0)
 		return;
-	arg = lead_id_array(leads, nleads, INCREMENTAL_LEADS);
-	run_plan(&plan,
-			 "UPDATE leadmgmt.lead l SET score = s.score, score_at = s.at "
-			 "FROM (SELECT c.lead_id, t.at, "
-			 "      pg_catalog.sum(leadmgmt.decay(c.value, c.ref_at, c.half_life_us, t.at)) AS score "
-			 "      FROM leadmgmt.score_component c "
-			 "      JOIN (SELECT c2.lead_id, pg_catalog.max(c2.ref_at) AS at "
-			 "            FROM leadmgmt.score_component c2 "
-			 "            WHERE c2.lead_id OPERATOR(pg_catalog.=) ANY ($1) GROUP BY c2.lead_id) t "
-			 "        ON c.lead_id OPERATOR(pg_catalog.=) t.lead_id "
-			 "      GROUP BY c.lead_id, t.at) s "
-			 "WHERE l.id OPERATOR(pg_catalog.=) s.lead_id",
-			 1, &type, &arg, SPI_OK_UPDATE);
-}
+	run_plan(&rescore_plan, "SELECT leadmgmt.rescore_leads($1)", 1, &type, &arg, SPI_OK_SELECT);
+	run_plan(&read_plan,
+			 "SELECT l.id, l.score, l.score_at FROM leadmgmt.lead l "
+			 "WHERE l.id OPERATOR(pg_catalog.=) ANY ($1)",
+			 1, &type, &arg, SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		LeadState  *lead = find_lead(leads, nleads,
+									 DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)));
 
-static void
-recompute_leads(LeadTouch *leads, int nleads)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			type = INT8ARRAYOID;
-	Datum		arg;
-
-	if (count_leads(leads, nleads, RECOMPUTED_LEADS) == 0)
-		return;
-	arg = lead_id_array(leads, nleads, RECOMPUTED_LEADS);
-	run_plan(&plan, "SELECT leadmgmt.rescore_leads($1)", 1, &type, &arg, SPI_OK_SELECT);
+		lead->score = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &isnull));
+		lead->score_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+	}
 }
 
 /* ---------------------------------------------------------------------
@@ -1022,23 +875,28 @@ handoff_payload(int64 lead_id, const char *external_id, float8 score)
 	return buf.data;
 }
 
+static bool
+may_hand_off(const LeadState *lead)
+{
+	return lead->found && lead->stage != NULL &&
+		(strcmp(lead->stage, "inquiry") == 0 || strcmp(lead->stage, "recycled") == 0);
+}
+
 static void
-hand_off_hot_leads(LeadTouch *leads, int nleads)
+hand_off_hot_leads(LeadState *leads, int nleads)
 {
 	static SPIPlanPtr settings_plan = NULL;
-	static SPIPlanPtr hot_plan = NULL;
 	float8		threshold;
 	TimestampTz window_start;
 	char	   *channel;
-	Oid			types[2] = {INT8ARRAYOID, FLOAT8OID};
-	Datum		args[2];
 	bool		isnull;
-	int			nhot;
-	int64	   *hot_ids;
-	char	  **hot_external;
-	float8	   *hot_score;
-	TimestampTz *hot_at;
 	int			i;
+
+	for (i = 0; i < nleads; i++)
+		if (may_hand_off(&leads[i]))
+			break;
+	if (i == nleads)
+		return;
 
 	run_plan(&settings_plan,
 			 "SELECT leadmgmt.get_setting('mql_threshold')::pg_catalog.float8, "
@@ -1050,42 +908,16 @@ hand_off_hot_leads(LeadTouch *leads, int nleads)
 	window_start = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	channel = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 
-	args[0] = lead_id_array(leads, nleads, ALL_LEADS);
-	args[1] = Float8GetDatum(threshold);
-	run_plan(&hot_plan,
-			 "SELECT l.id, l.external_id, l.score, "
-			 "GREATEST(l.score_at, l.stage_entered_at) "
-			 "FROM leadmgmt.lead l WHERE l.id OPERATOR(pg_catalog.=) ANY ($1) "
-			 "AND l.stage OPERATOR(pg_catalog.=) ANY ('{inquiry,recycled}'::pg_catalog.text[]) "
-			 "AND l.score OPERATOR(pg_catalog.>=) $2 ORDER BY l.id",
-			 2, types, args, SPI_OK_SELECT);
-
-	/* copy out: moving the leads runs more SPI */
-	nhot = (int) SPI_processed;
-	hot_ids = palloc(sizeof(int64) * Max(nhot, 1));
-	hot_external = palloc(sizeof(char *) * Max(nhot, 1));
-	hot_score = palloc(sizeof(float8) * Max(nhot, 1));
-	hot_at = palloc(sizeof(TimestampTz) * Max(nhot, 1));
-	for (i = 0; i < nhot; i++)
+	for (i = 0; i < nleads; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-
-		hot_ids[i] = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		hot_external[i] = SPI_getvalue(tup, desc, 2);
-		hot_score[i] = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &isnull));
-		hot_at[i] = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
-	}
-
-	for (i = 0; i < nhot; i++)
-	{
-		LeadTouch  *touch = find_lead(leads, nleads, hot_ids[i]);
+		LeadState  *lead = &leads[i];
 
 		/* the crossing must come from recent activity, not an old import */
-		if (touch == NULL || touch->latest < window_start)
+		if (!may_hand_off(lead) || lead->score < threshold || lead->latest_match < window_start)
 			continue;
-		(void) lm_set_stage(hot_ids[i], "mql", "score >= threshold", hot_at[i], true);
-		Async_Notify(channel, handoff_payload(hot_ids[i], hot_external[i], hot_score[i]));
+		(void) lm_set_stage(lead->lead_id, "mql", "score >= threshold",
+							Max(lead->score_at, lead->stage_entered_at), true);
+		Async_Notify(channel, handoff_payload(lead->lead_id, lead->external_id, lead->score));
 	}
 }
 
@@ -1098,12 +930,8 @@ leadmgmt_activity_score_statement(PG_FUNCTION_ARGS)
 	RuleCache  *cache;
 	Match	   *matches;
 	int			nmatches;
-	LeadTouch  *leads;
+	LeadState  *leads;
 	int			nleads;
-	Award	   *existing;
-	int			nexisting;
-	Award	   *awards;
-	int			nawards;
 	Oid			save_userid;
 	int			save_sec_context;
 
@@ -1128,13 +956,11 @@ leadmgmt_activity_score_statement(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	lock_leads(leads, nleads);
-	existing = load_awards(matches, nmatches, cache, &nexisting);
-	awards = apply_caps(matches, nmatches, cache, existing, nexisting, leads, nleads, &nawards);
-	store_awards(awards, nawards, leads, nleads);
+	lock_and_read_leads(leads, nleads);
+	apply_caps(matches, nmatches, cache, leads, nleads);
+	fold_points(matches, nmatches, cache, leads, nleads);
+	store_states(leads, nleads);
 	store_corrections(matches, nmatches, cache, leads, nleads);
-	store_components(matches, nmatches, cache, leads, nleads);
-	store_lead_scores(leads, nleads);
 	recompute_leads(leads, nleads);
 	hand_off_hot_leads(leads, nleads);
 

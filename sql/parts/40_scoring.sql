@@ -113,38 +113,77 @@ CREATE TRIGGER setting_changed
 SELECT pg_catalog.pg_extension_config_dump('leadmgmt.fit_rule', 'WHERE NOT builtin');
 SELECT pg_catalog.pg_extension_config_dump('leadmgmt.fit_rule_id_seq', '');
 
--- Score state, maintained by the triggers.  One component per lead and
--- distinct half-life: (value, ref_at) is the sum of that half-life's points
--- decayed to ref_at, the latest activity folded in.
-CREATE TABLE leadmgmt.score_component (
-	lead_id      bigint NOT NULL REFERENCES leadmgmt.lead (id) ON DELETE CASCADE,
-	half_life_us bigint NOT NULL,
-	value        float8 NOT NULL,
-	ref_at       timestamptz NOT NULL,
-	PRIMARY KEY (lead_id, half_life_us)
+-- Score state, maintained by the triggers: one row per lead holding one
+-- decay component per distinct half-life, (value, ref_at) = that half-life's
+-- points decayed to the latest activity folded in, and one counter per capped
+-- rule.  One compact row per lead keeps scoring a COPY at one read and one
+-- write per lead; the views below show the contents.
+CREATE TABLE leadmgmt.score_state (
+	lead_id bigint PRIMARY KEY REFERENCES leadmgmt.lead (id) ON DELETE CASCADE,
+	state   bytea NOT NULL
 );
-COMMENT ON TABLE leadmgmt.score_component IS
-	'Decay state per lead and half-life (maintained by the extension): score(lead, at) = sum of value * 2^-((at - ref_at) / half_life)';
+COMMENT ON TABLE leadmgmt.score_state IS
+	'Scoring state per lead (maintained by the extension); read it through leadmgmt.score_component and leadmgmt.score_award';
+COMMENT ON COLUMN leadmgmt.score_state.lead_id IS 'the lead';
+COMMENT ON COLUMN leadmgmt.score_state.state IS 'decay components and cap counters, packed (leadmgmt.score_state_pack)';
+SELECT pg_catalog.pg_extension_config_dump('leadmgmt.score_state', '');
+
+CREATE FUNCTION leadmgmt.score_state_pack(half_life_us bigint[], value float8[], ref_at timestamptz[],
+                                          award_rule bigint[], award_times integer[],
+                                          award_last timestamptz[])
+RETURNS bytea
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'leadmgmt_score_state_pack';
+COMMENT ON FUNCTION leadmgmt.score_state_pack(bigint[], float8[], timestamptz[], bigint[], integer[], timestamptz[]) IS
+	'Pack decay components and cap counters into a score_state value (used by rescore)';
+
+CREATE FUNCTION leadmgmt.score_state_components(state bytea,
+	OUT half_life_us bigint, OUT value float8, OUT ref_at timestamptz)
+RETURNS SETOF record
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'leadmgmt_score_state_components';
+COMMENT ON FUNCTION leadmgmt.score_state_components(bytea) IS 'The decay components of a score_state value';
+
+CREATE FUNCTION leadmgmt.score_state_awards(state bytea,
+	OUT rule_id bigint, OUT times integer, OUT last_awarded_at timestamptz)
+RETURNS SETOF record
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'leadmgmt_score_state_awards';
+COMMENT ON FUNCTION leadmgmt.score_state_awards(bytea) IS 'The cap counters of a score_state value';
+
+CREATE FUNCTION leadmgmt.score_state_value(state bytea, at timestamptz)
+RETURNS float8
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'leadmgmt_score_state_value';
+COMMENT ON FUNCTION leadmgmt.score_state_value(bytea, timestamptz) IS
+	'Score held by a score_state value at a time at or after its latest activity';
+
+CREATE FUNCTION leadmgmt.score_state_latest(state bytea)
+RETURNS timestamptz
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'leadmgmt_score_state_latest';
+COMMENT ON FUNCTION leadmgmt.score_state_latest(bytea) IS
+	'Time of the latest activity folded into a score_state value (NULL when none)';
+
+CREATE VIEW leadmgmt.score_component WITH (security_invoker = true) AS
+	SELECT s.lead_id, c.half_life_us, c.value, c.ref_at
+	  FROM leadmgmt.score_state s, leadmgmt.score_state_components(s.state) c;
+COMMENT ON VIEW leadmgmt.score_component IS
+	'Decay components per lead and half-life: score(lead, at) = sum of value * 2^-((at - ref_at) / half_life)';
 COMMENT ON COLUMN leadmgmt.score_component.lead_id IS 'the lead';
 COMMENT ON COLUMN leadmgmt.score_component.half_life_us IS 'half-life in microseconds (EXTRACT(EPOCH) conventions); 0 = no decay';
 COMMENT ON COLUMN leadmgmt.score_component.value IS 'points of this half-life, decayed to ref_at';
 COMMENT ON COLUMN leadmgmt.score_component.ref_at IS 'time of the latest activity folded in';
 
-CREATE TABLE leadmgmt.score_award (
-	lead_id         bigint NOT NULL REFERENCES leadmgmt.lead (id) ON DELETE CASCADE,
-	rule_id         bigint NOT NULL REFERENCES leadmgmt.scoring_rule (id) ON DELETE CASCADE,
-	times           integer NOT NULL,
-	last_awarded_at timestamptz NOT NULL,
-	PRIMARY KEY (lead_id, rule_id)
-);
-COMMENT ON TABLE leadmgmt.score_award IS
-	'How often a capped rule (max_times) has awarded points to a lead (maintained by the extension)';
+CREATE VIEW leadmgmt.score_award WITH (security_invoker = true) AS
+	SELECT s.lead_id, a.rule_id, a.times, a.last_awarded_at
+	  FROM leadmgmt.score_state s, leadmgmt.score_state_awards(s.state) a;
+COMMENT ON VIEW leadmgmt.score_award IS
+	'How often a capped rule (max_times) has awarded points to a lead';
 COMMENT ON COLUMN leadmgmt.score_award.lead_id IS 'the lead';
 COMMENT ON COLUMN leadmgmt.score_award.rule_id IS 'the capped rule';
 COMMENT ON COLUMN leadmgmt.score_award.times IS 'awards so far (at most max_times)';
 COMMENT ON COLUMN leadmgmt.score_award.last_awarded_at IS 'occurred_at of the latest awarded activity';
-SELECT pg_catalog.pg_extension_config_dump('leadmgmt.score_component', '');
-SELECT pg_catalog.pg_extension_config_dump('leadmgmt.score_award', '');
 
 -- Decay arithmetic shared by the triggers, rescore() and score()
 CREATE FUNCTION leadmgmt.half_life_us(half_life interval)
@@ -160,14 +199,6 @@ LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'leadmgmt_decay';
 COMMENT ON FUNCTION leadmgmt.decay(float8, timestamptz, bigint, timestamptz) IS
 	'points * 2^-((at - ts) / half_life) for at >= ts, else points; half_life_us 0 = no decay';
-
-CREATE FUNCTION leadmgmt.decay_merge(value float8, ref_at timestamptz, other_value float8,
-                                     other_ref_at timestamptz, half_life_us bigint)
-RETURNS float8
-LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
-AS 'MODULE_PATHNAME', 'leadmgmt_decay_merge';
-COMMENT ON FUNCTION leadmgmt.decay_merge(float8, timestamptz, float8, timestamptz, bigint) IS
-	'Value of two decay components of one half-life merged, as of the later reference time';
 
 -- decayed_sum(points, ts, half_life, at): the aggregate of DESIGN.md
 CREATE FUNCTION leadmgmt.decayed_sum_trans(internal, float8, timestamptz, interval, timestamptz)
@@ -259,33 +290,38 @@ BEGIN
 	         WHERE leads IS NULL OR a2.lead_id = ANY (leads)) x
 	 WHERE a.id = x.id AND a.points IS DISTINCT FROM coalesce(x.points, 0);
 
-	DELETE FROM leadmgmt.score_award w WHERE leads IS NULL OR w.lead_id = ANY (leads);
-	INSERT INTO leadmgmt.score_award (lead_id, rule_id, times, last_awarded_at)
-	SELECT m.lead_id, m.rule_id, count(*), max(m.occurred_at)
-	  FROM leadmgmt_rescore_match m JOIN leadmgmt.scoring_rule r ON r.id = m.rule_id
-	 WHERE r.max_times IS NOT NULL
-	 GROUP BY m.lead_id, m.rule_id ORDER BY 1, 2;
-
-	DELETE FROM leadmgmt.score_component c WHERE leads IS NULL OR c.lead_id = ANY (leads);
-	INSERT INTO leadmgmt.score_component (lead_id, half_life_us, value, ref_at)
-	SELECT m.lead_id, m.half_life_us,
-	       sum(leadmgmt.decay(m.points, m.occurred_at, m.half_life_us, g.ref_at)),
-	       g.ref_at
-	  FROM leadmgmt_rescore_match m
-	  JOIN (SELECT lead_id, half_life_us, max(occurred_at) AS ref_at FROM leadmgmt_rescore_match
-	         GROUP BY 1, 2) g USING (lead_id, half_life_us)
-	 GROUP BY m.lead_id, m.half_life_us, g.ref_at ORDER BY 1, 2;
+	DELETE FROM leadmgmt.score_state st WHERE leads IS NULL OR st.lead_id = ANY (leads);
+	INSERT INTO leadmgmt.score_state (lead_id, state)
+	SELECT l.lead_id,
+	       leadmgmt.score_state_pack(c.half_life_us, c.value, c.ref_at, w.rule_id, w.times, w.last_at)
+	  FROM (SELECT DISTINCT lead_id FROM leadmgmt_rescore_match) l
+	  LEFT JOIN LATERAL (
+		SELECT array_agg(x.half_life_us ORDER BY x.half_life_us) AS half_life_us,
+		       array_agg(x.value ORDER BY x.half_life_us) AS value,
+		       array_agg(x.ref_at ORDER BY x.half_life_us) AS ref_at
+		  FROM (SELECT m.half_life_us, g.ref_at,
+		               sum(leadmgmt.decay(m.points, m.occurred_at, m.half_life_us, g.ref_at)) AS value
+		          FROM leadmgmt_rescore_match m
+		          JOIN (SELECT half_life_us, max(occurred_at) AS ref_at FROM leadmgmt_rescore_match
+		                 WHERE lead_id = l.lead_id GROUP BY half_life_us) g USING (half_life_us)
+		         WHERE m.lead_id = l.lead_id
+		         GROUP BY m.half_life_us, g.ref_at) x) c ON true
+	  LEFT JOIN LATERAL (
+		SELECT array_agg(y.rule_id ORDER BY y.rule_id) AS rule_id,
+		       array_agg(y.times ORDER BY y.rule_id) AS times,
+		       array_agg(y.last_at ORDER BY y.rule_id) AS last_at
+		  FROM (SELECT m.rule_id, count(*)::integer AS times, max(m.occurred_at) AS last_at
+		          FROM leadmgmt_rescore_match m JOIN leadmgmt.scoring_rule r ON r.id = m.rule_id
+		         WHERE m.lead_id = l.lead_id AND r.max_times IS NOT NULL
+		         GROUP BY m.rule_id) y) w ON true
+	 ORDER BY l.lead_id;
 
 	WITH fresh AS (
 		SELECT l.id, l.score AS old_score, l.score_at AS old_score_at,
-		       coalesce(s.score, 0) AS score, s.score_at
+		       coalesce(leadmgmt.score_state_value(st.state, leadmgmt.score_state_latest(st.state)), 0) AS score,
+		       leadmgmt.score_state_latest(st.state) AS score_at
 		  FROM leadmgmt.lead l
-		  LEFT JOIN (SELECT c.lead_id, max(c.ref_at) AS score_at,
-		                    sum(leadmgmt.decay(c.value, c.ref_at, c.half_life_us, t.at)) AS score
-		               FROM leadmgmt.score_component c
-		               JOIN (SELECT lead_id, max(ref_at) AS at FROM leadmgmt.score_component
-		                      GROUP BY lead_id) t USING (lead_id)
-		              GROUP BY c.lead_id) s ON s.lead_id = l.id
+		  LEFT JOIN leadmgmt.score_state st ON st.lead_id = l.id
 		 WHERE leads IS NULL OR l.id = ANY (leads)
 	), upd AS (
 		UPDATE leadmgmt.lead l SET score = f.score, score_at = f.score_at
@@ -329,17 +365,18 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	target bigint := leadmgmt.lead_resolve(lead);
+	state bytea;
 	latest timestamptz;
 	result float8;
 BEGIN
-	SELECT max(c.ref_at) INTO latest FROM leadmgmt.score_component c WHERE c.lead_id = target;
+	SELECT st.state INTO state FROM leadmgmt.score_state st WHERE st.lead_id = target;
+	latest := leadmgmt.score_state_latest(state);
 	IF latest IS NULL THEN
 		RETURN 0;
 	END IF;
 	IF at >= latest THEN
 		-- O(number of distinct half-lives)
-		SELECT sum(leadmgmt.decay(c.value, c.ref_at, c.half_life_us, score.at)) INTO result
-		  FROM leadmgmt.score_component c WHERE c.lead_id = target;
+		RETURN leadmgmt.score_state_value(state, score.at);
 	ELSE
 		-- a time before the lead's latest activity: from the activity log
 		SELECT coalesce(sum(leadmgmt.decay(m.points, m.occurred_at, m.half_life_us, score.at)), 0) INTO result
