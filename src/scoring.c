@@ -436,6 +436,7 @@ typedef struct LeadState
 	TimestampTz latest_match;	/* latest occurred_at among its matches */
 	bool		recompute;		/* back-filled past a cap: rescore this lead */
 	bool		found;			/* the lead row was read and locked */
+	bool		had_state;		/* a score_state row exists */
 	char	   *external_id;
 	char	   *stage;
 	TimestampTz stage_entered_at;
@@ -654,6 +655,7 @@ lock_and_read_leads(LeadState *leads, int nleads)
 		lead->stage = SPI_getvalue(tup, desc, 3);
 		lead->stage_entered_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
 		state = SPI_getbinval(tup, desc, 5, &isnull);
+		lead->had_state = !isnull;
 		lm_state_from_bytea(isnull ? NULL : DatumGetByteaPP(state), &lead->state);
 	}
 }
@@ -727,17 +729,54 @@ fold_points(const Match *matches, int nmatches, RuleCache *cache, LeadState *lea
 	}
 }
 
+/* insert the new states, or update the existing ones */
+static void
+write_states(const Datum *ids, const Datum *states, const bool *is_new, int n, bool inserting)
+{
+	static SPIPlanPtr insert_plan = NULL;
+	static SPIPlanPtr update_plan = NULL;
+	Datum	   *some_ids = palloc_extended(sizeof(Datum) * Max(n, 1), MCXT_ALLOC_HUGE);
+	Datum	   *some_states = palloc_extended(sizeof(Datum) * Max(n, 1), MCXT_ALLOC_HUGE);
+	Oid			types[2] = {INT8ARRAYOID, BYTEAARRAYOID};
+	Datum		args[2];
+	int			m = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		if (is_new[i] != inserting)
+			continue;
+		some_ids[m] = ids[i];
+		some_states[m] = states[i];
+		m++;
+	}
+	if (m == 0)
+		return;
+	args[0] = PointerGetDatum(datum_array(some_ids, m, INT8OID));
+	args[1] = PointerGetDatum(datum_array(some_states, m, BYTEAOID));
+	if (inserting)
+		run_plan(&insert_plan,
+				 "INSERT INTO leadmgmt.score_state (lead_id, state) "
+				 "SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))",
+				 2, types, args, SPI_OK_INSERT);
+	else
+		run_plan(&update_plan,
+				 "UPDATE leadmgmt.score_state s SET state = u.state "
+				 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS u(lead_id, state) "
+				 "WHERE s.lead_id OPERATOR(pg_catalog.=) u.lead_id",
+				 2, types, args, SPI_OK_UPDATE);
+}
+
 /* one write per lead for the state, one for its score */
 static void
 store_states(LeadState *leads, int nleads)
 {
-	static SPIPlanPtr state_plan = NULL;
 	static SPIPlanPtr score_plan = NULL;
 	Datum	   *ids = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
 	Datum	   *states = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
 	Datum	   *scores = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
 	Datum	   *ats = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
-	Oid			types[3] = {INT8ARRAYOID, BYTEAARRAYOID, FLOAT8ARRAYOID};
+	bool	   *is_new = palloc_extended(sizeof(bool) * Max(nleads, 1), MCXT_ALLOC_HUGE);
 	Oid			score_types[3] = {INT8ARRAYOID, FLOAT8ARRAYOID, TIMESTAMPTZARRAYOID};
 	Datum		args[3];
 	int			n = 0;
@@ -749,20 +788,21 @@ store_states(LeadState *leads, int nleads)
 			continue;
 		ids[n] = Int64GetDatum(leads[i].lead_id);
 		states[n] = PointerGetDatum(lm_state_to_bytea(&leads[i].state));
+		is_new[n] = !leads[i].had_state;
 		scores[n] = Float8GetDatum(leads[i].score);
 		ats[n] = TimestampTzGetDatum(leads[i].score_at);
 		n++;
 	}
 	if (n == 0)
 		return;
+	/*
+	 * The lead locks we hold keep anybody else from writing these states,
+	 * so a plain INSERT for new leads and an UPDATE for the others do what
+	 * a (much slower, speculative) INSERT ... ON CONFLICT would.
+	 */
+	write_states(ids, states, is_new, n, true);
+	write_states(ids, states, is_new, n, false);
 	args[0] = PointerGetDatum(datum_array(ids, n, INT8OID));
-	args[1] = PointerGetDatum(datum_array(states, n, BYTEAOID));
-	run_plan(&state_plan,
-			 "INSERT INTO leadmgmt.score_state AS s (lead_id, state) "
-			 "SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) "
-			 "ON CONFLICT (lead_id) DO UPDATE SET state = EXCLUDED.state",
-			 2, types, args, SPI_OK_INSERT);
-
 	args[1] = PointerGetDatum(datum_array(scores, n, FLOAT8OID));
 	args[2] = PointerGetDatum(datum_array(ats, n, TIMESTAMPTZOID));
 	run_plan(&score_plan,
