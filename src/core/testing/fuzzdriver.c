@@ -1,5 +1,5 @@
 /*
- * fuzz_main.c
+ * fuzzdriver.c
  *		Bounded, seeded random driver for the src/core fuzz targets.
  *
  * Every fuzz_*.c defines LLVMFuzzerTestOneInput, so the same target also
