@@ -21,10 +21,11 @@
  * Cost: transition O(steps) per row, amortised O(1) append (16 bytes per kept
  * event); combine O(events of the second state); serialise/deserialise
  * O(events), 12 bytes per event; final O(n log n) sort (skipped when rows
- * came in order) plus the O(n) scan.  The final function sorts the state in
- * place; that does not change its contents, so it is declared SHAREABLE:
- * window_funnel and funnel_step_times over the same arguments share one
- * state, and more rows may still be added afterwards (window aggregates).
+ * came in order) plus the O(n) scan.  The final function never modifies the
+ * state (FINALFUNC_MODIFY = READ_ONLY): when the events are out of order it
+ * sorts a copy in the per-call context.  So window_funnel and
+ * funnel_step_times over the same arguments share one state, and both work
+ * as window functions (a running funnel level over a lead's timeline).
  */
 #include "postgres.h"
 
@@ -277,7 +278,11 @@ funnel_trans(FunctionCallInfo fcinfo, bool has_mode)
 
 	/* VARIADIC NULL: no step count to check against; the row is ignored */
 	if (PG_ARGISNULL(a_steps))
+	{
+		if (state == NULL)
+			PG_RETURN_NULL();
 		PG_RETURN_POINTER(state);
+	}
 	arr = PG_GETARG_ARRAYTYPE_P(a_steps);
 	if (ARR_NDIM(arr) > 1)
 		ereport(ERROR,
@@ -520,18 +525,23 @@ hook_interrupt(void)
 
 static const FunnelHooks pg_hooks = {hook_alloc, hook_release, hook_interrupt};
 
-/* sort in place (same contents, so shareable) and scan */
+/* scan the events in order; the state stays untouched (READ_ONLY) */
 static int
-funnel_result(FunnelState *state, int64 *times)
+funnel_result(const FunnelState *state, int64 *times)
 {
+	const FunnelEvent *events = state->events;
 	int			level;
 
-	if (!state->sorted)
+	if (!state->sorted && !funnel_is_sorted(events, (size_t) state->nevents))
 	{
-		funnel_sort(state->events, (size_t) state->nevents);
-		state->sorted = true;
+		FunnelEvent *copy = palloc_extended(sizeof(FunnelEvent) * state->nevents,
+											MCXT_ALLOC_HUGE);
+
+		memcpy(copy, events, sizeof(FunnelEvent) * state->nevents);
+		funnel_sort(copy, (size_t) state->nevents);
+		events = copy;
 	}
-	level = funnel_scan(state->events, (size_t) state->nevents, state->nsteps,
+	level = funnel_scan(events, (size_t) state->nevents, state->nsteps,
 						state->window, state->flags, times, &pg_hooks);
 	if (level < 0)
 		elog(ERROR, "funnel scan failed to allocate memory");

@@ -7,8 +7,9 @@
 -- so they need no pinned search_path (a SET clause would route every row
 -- through fmgr_security_definer).  One transition, combine, serialise and
 -- deserialise function serves all four aggregates; aggregates over the same
--- arguments share one state (FINALFUNC_MODIFY = SHAREABLE: the final
--- function sorts the events in place without changing them).
+-- arguments share one state.  The final functions leave the state untouched
+-- (they sort a copy when needed), so they are READ_ONLY and the aggregates
+-- also work as window functions.
 CREATE FUNCTION leadmgmt.window_funnel_trans(internal, interval, timestamptz, boolean[])
 RETURNS internal
 LANGUAGE c IMMUTABLE PARALLEL SAFE
@@ -62,7 +63,7 @@ CREATE AGGREGATE leadmgmt.window_funnel(window_size interval, ts timestamptz, VA
 	SFUNC = leadmgmt.window_funnel_trans,
 	STYPE = internal,
 	FINALFUNC = leadmgmt.window_funnel_final,
-	FINALFUNC_MODIFY = SHAREABLE,
+	FINALFUNC_MODIFY = READ_ONLY,
 	COMBINEFUNC = leadmgmt.window_funnel_combine,
 	SERIALFUNC = leadmgmt.window_funnel_serialize,
 	DESERIALFUNC = leadmgmt.window_funnel_deserialize,
@@ -75,7 +76,7 @@ CREATE AGGREGATE leadmgmt.window_funnel(window_size interval, mode text, ts time
 	SFUNC = leadmgmt.window_funnel_trans,
 	STYPE = internal,
 	FINALFUNC = leadmgmt.window_funnel_final,
-	FINALFUNC_MODIFY = SHAREABLE,
+	FINALFUNC_MODIFY = READ_ONLY,
 	COMBINEFUNC = leadmgmt.window_funnel_combine,
 	SERIALFUNC = leadmgmt.window_funnel_serialize,
 	DESERIALFUNC = leadmgmt.window_funnel_deserialize,
@@ -88,7 +89,7 @@ CREATE AGGREGATE leadmgmt.funnel_step_times(window_size interval, ts timestamptz
 	SFUNC = leadmgmt.window_funnel_trans,
 	STYPE = internal,
 	FINALFUNC = leadmgmt.funnel_step_times_final,
-	FINALFUNC_MODIFY = SHAREABLE,
+	FINALFUNC_MODIFY = READ_ONLY,
 	COMBINEFUNC = leadmgmt.window_funnel_combine,
 	SERIALFUNC = leadmgmt.window_funnel_serialize,
 	DESERIALFUNC = leadmgmt.window_funnel_deserialize,
@@ -101,7 +102,7 @@ CREATE AGGREGATE leadmgmt.funnel_step_times(window_size interval, mode text, ts 
 	SFUNC = leadmgmt.window_funnel_trans,
 	STYPE = internal,
 	FINALFUNC = leadmgmt.funnel_step_times_final,
-	FINALFUNC_MODIFY = SHAREABLE,
+	FINALFUNC_MODIFY = READ_ONLY,
 	COMBINEFUNC = leadmgmt.window_funnel_combine,
 	SERIALFUNC = leadmgmt.window_funnel_serialize,
 	DESERIALFUNC = leadmgmt.window_funnel_deserialize,
