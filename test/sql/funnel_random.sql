@@ -5,7 +5,7 @@ CREATE EXTENSION leadmgmt;
 RESET client_min_messages;
 SET timezone = 'UTC';
 
--- 1500 leads, 0..7 events each within 15 seconds, kinds a, b, c, x (no
+-- 600 leads, 0..7 events each within 15 seconds, kinds a, b, c, x (no
 -- step), ab (steps 1 and 2) and bc (steps 2 and 3); some NULL timestamps.
 -- The window depends on the lead only: 0..5 seconds.
 SELECT setseed(0.4242);
@@ -15,7 +15,7 @@ SELECT l,
 	CASE WHEN random() < 0.03 THEN NULL
 	     ELSE timestamptz '2024-01-01 00:00:00+00' + floor(random() * 16) * interval '1 second' END,
 	(ARRAY['a', 'b', 'c', 'x', 'a', 'b', 'c', 'ab', 'bc'])[1 + floor(random() * 9)::int]
-FROM generate_series(1, 1500) l, generate_series(1, 7) i
+FROM generate_series(1, 600) l, generate_series(1, 7) i
 WHERE random() < 0.6;
 CREATE FUNCTION win(lead int) RETURNS interval
 LANGUAGE sql IMMUTABLE AS $$ SELECT (lead % 6) * interval '1 second' $$;
