@@ -1,0 +1,141 @@
+#!/bin/sh
+# Funnel benchmark (run by bench/run.sh inside a throwaway cluster: PGHOST,
+# PGPORT, ... are set and the extension is loadable).
+#
+# Generates FUNNEL_EVENTS events (default 10 M) over FUNNEL_LEADS leads
+# (default 1 M) of 10 kinds, seeded, spread over one year, in random order.
+# Then times, best of FUNNEL_RUNS (default 2), single worker:
+#   count      SELECT count(*)
+#   group      SELECT lead_id, count(*) ... GROUP BY lead_id
+#   floor      SELECT lead_id, array_agg(ts) FILTER (WHERE <any step>) ... GROUP BY lead_id
+#   funnel     SELECT lead_id, window_funnel('30 days', ts, k=1, k=2, k=3)
+#              ... WHERE k IN (1, 2, 3) GROUP BY lead_id (funnel_all_rows: no WHERE)
+#   plain_sql  the same 3-step 30-day funnel with window functions (latest
+#              step-1 time before each step-2 event, latest such start before
+#              each step-3 event)
+# and the funnel again with 2 parallel workers; checks that funnel and
+# plain_sql agree for every lead, and prints the ratios.
+set -eu
+EVENTS=${FUNNEL_EVENTS:-10000000}
+LEADS=${FUNNEL_LEADS:-1000000}
+RUNS=${FUNNEL_RUNS:-2}
+WORK_MEM=${FUNNEL_WORK_MEM:-2GB}
+
+psql_q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+
+echo "funnel benchmark: $EVENTS events, $LEADS leads, 10 kinds, best of $RUNS, work_mem $WORK_MEM"
+psql_q <<EOF
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS leadmgmt CASCADE;
+CREATE EXTENSION leadmgmt;
+DROP TABLE IF EXISTS bench_funnel_ev, bench_funnel_times;
+\echo generating:
+\timing on
+SELECT setseed(0.2024);
+CREATE UNLOGGED TABLE bench_funnel_ev AS
+SELECT (1 + floor(random() * $LEADS))::bigint AS lead_id,
+       timestamptz '2024-01-01 00:00:00+00' + random() * interval '365 days' AS ts,
+       floor(random() * 10)::smallint AS kind
+  FROM generate_series(1, $EVENTS);
+VACUUM ANALYZE bench_funnel_ev;
+\timing off
+CREATE TABLE bench_funnel_times (name text, workers int, run int, ms float8);
+
+-- wall time of one query: its rows are counted, not sent to the client;
+-- count(q.*) keeps every output column (an unreferenced aggregate would be
+-- optimised away by the planner)
+CREATE FUNCTION pg_temp.bench(name text, workers int, runs int, q text) RETURNS void
+LANGUAGE plpgsql AS \$\$
+DECLARE
+	t0 timestamptz;
+	n bigint;
+BEGIN
+	PERFORM set_config('max_parallel_workers_per_gather', workers::text, false);
+	-- with workers, make the parallel plan the planner's choice
+	PERFORM set_config('parallel_setup_cost', CASE WHEN workers > 0 THEN '0' ELSE '1000' END, false);
+	PERFORM set_config('parallel_tuple_cost', CASE WHEN workers > 0 THEN '0' ELSE '0.1' END, false);
+	FOR r IN 1..runs LOOP
+		t0 := clock_timestamp();
+		EXECUTE 'SELECT count(q.*) FROM (' || q || ') q' INTO n;
+		INSERT INTO bench_funnel_times
+		VALUES (name, workers, r, extract(epoch FROM clock_timestamp() - t0) * 1000);
+	END LOOP;
+END
+\$\$;
+
+SET work_mem = '$WORK_MEM';
+SET jit = off;
+
+-- rows matching no step never count outside strict_order, so the WHERE is
+-- part of the best formulation (doc/funnel.md); funnel_all_rows shows the cost
+-- of calling the aggregate on every row
+CREATE VIEW pg_temp.funnel_q AS
+SELECT lead_id, leadmgmt.window_funnel('30 days', ts, kind = 1, kind = 2, kind = 3) AS level
+  FROM bench_funnel_ev WHERE kind IN (1, 2, 3) GROUP BY lead_id;
+CREATE VIEW pg_temp.funnel_all_q AS
+SELECT lead_id, leadmgmt.window_funnel('30 days', ts, kind = 1, kind = 2, kind = 3) AS level
+  FROM bench_funnel_ev GROUP BY lead_id;
+CREATE VIEW pg_temp.plain_q AS
+WITH s AS (
+	SELECT lead_id, ts, kind,
+	       max(ts) FILTER (WHERE kind = 1) OVER w AS last1
+	  FROM bench_funnel_ev WHERE kind IN (1, 2, 3)
+	WINDOW w AS (PARTITION BY lead_id ORDER BY ts, kind ROWS UNBOUNDED PRECEDING)
+), s2 AS (
+	SELECT lead_id, ts, kind,
+	       CASE WHEN kind = 2 AND ts - last1 <= interval '30 days' THEN last1 END AS start2
+	  FROM s
+), s3 AS (
+	SELECT lead_id, ts, kind, start2,
+	       max(start2) OVER (PARTITION BY lead_id ORDER BY ts, kind ROWS UNBOUNDED PRECEDING) AS best2
+	  FROM s2
+)
+SELECT lead_id,
+       CASE WHEN bool_or(kind = 3 AND ts - best2 <= interval '30 days') THEN 3
+            WHEN bool_or(start2 IS NOT NULL) THEN 2
+            WHEN bool_or(kind = 1) THEN 1 ELSE 0 END AS level
+  FROM s3 GROUP BY lead_id;
+
+\echo plans of the funnel query, 1 worker then 2 workers:
+SET max_parallel_workers_per_gather = 0;
+EXPLAIN (COSTS OFF) SELECT * FROM pg_temp.funnel_q;
+SET max_parallel_workers_per_gather = 2;
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+EXPLAIN (COSTS OFF) SELECT * FROM pg_temp.funnel_q;
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+
+SELECT pg_temp.bench('count', 0, $RUNS, 'SELECT count(*) FROM bench_funnel_ev');
+SELECT pg_temp.bench('group', 0, $RUNS, 'SELECT lead_id, count(*) FROM bench_funnel_ev GROUP BY lead_id');
+SELECT pg_temp.bench('floor', 0, $RUNS, 'SELECT lead_id, array_agg(ts) FILTER (WHERE kind IN (1, 2, 3)) FROM bench_funnel_ev GROUP BY lead_id');
+SELECT pg_temp.bench('funnel', 0, $RUNS, 'SELECT * FROM pg_temp.funnel_q');
+SELECT pg_temp.bench('funnel_all_rows', 0, $RUNS, 'SELECT * FROM pg_temp.funnel_all_q');
+SELECT pg_temp.bench('plain_sql', 0, $RUNS, 'SELECT * FROM pg_temp.plain_q');
+SELECT pg_temp.bench('floor', 2, $RUNS, 'SELECT lead_id, array_agg(ts) FILTER (WHERE kind IN (1, 2, 3)) FROM bench_funnel_ev GROUP BY lead_id');
+SELECT pg_temp.bench('funnel', 2, $RUNS, 'SELECT * FROM pg_temp.funnel_q');
+
+\echo agreement of window_funnel and the plain-SQL funnel (leads_that_differ must be 0):
+SET max_parallel_workers_per_gather = 0;
+SELECT count(*) AS leads_compared,
+       count(*) FILTER (WHERE coalesce(f.level, 0) <> coalesce(p.level, 0)) AS leads_that_differ
+  FROM pg_temp.funnel_all_q f FULL JOIN pg_temp.plain_q p USING (lead_id);
+SELECT level, count(*) AS leads FROM pg_temp.funnel_all_q GROUP BY level ORDER BY level;
+
+\echo times, best of $RUNS runs:
+SELECT name, workers, round(min(ms)::numeric, 0) AS ms
+  FROM bench_funnel_times GROUP BY name, workers ORDER BY workers, min(ms);
+\echo ratios:
+WITH best AS (
+	SELECT name, workers, min(ms) AS ms FROM bench_funnel_times GROUP BY name, workers
+)
+SELECT round((f.ms / fl.ms)::numeric, 2) AS "funnel / floor (goal <= 1.5)",
+       round((p.ms / f.ms)::numeric, 2) AS "plain_sql / funnel (goal >= 3)",
+       round((f.ms / f2.ms)::numeric, 2) AS "funnel 1 worker / 2 workers",
+       round((fl.ms / fl2.ms)::numeric, 2) AS "floor 1 worker / 2 workers"
+  FROM best f, best fl, best p, best f2, best fl2
+ WHERE f.name = 'funnel' AND f.workers = 0 AND fl.name = 'floor' AND fl.workers = 0
+   AND p.name = 'plain_sql' AND p.workers = 0 AND f2.name = 'funnel' AND f2.workers = 2
+   AND fl2.name = 'floor' AND fl2.workers = 2;
+DROP TABLE bench_funnel_ev, bench_funnel_times CASCADE;
+EOF
