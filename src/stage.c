@@ -49,6 +49,7 @@
 #include "utils/timestamp.h"
 
 #include "leadmgmt.h"
+#include "stage_internal.h"
 
 /* ---------------------------------------------------------------------
  * Vocabulary cache
@@ -235,6 +236,7 @@ typedef struct PendingMove
 	bool		explicit_at;	/* "at" differs from now() */
 	TimestampTz at;
 	const char *reason;
+	bool		internal;		/* merge_leads: no transition check */
 } PendingMove;
 
 static PendingMove pending_move = {false};
@@ -375,7 +377,8 @@ check_stage_move(Relation rel, HeapTuple oldtuple, HeapTuple newtuple)
 	to = lookup_stage_or_error(cache, to_name);
 	from = lookup_stage_or_error(cache, from_name);
 
-	if (!cache->allowed[from * cache->nstages + to])
+	if (!cache->allowed[from * cache->nstages + to] &&
+		!(pending_for(lead_id) != NULL && pending_for(lead_id)->internal))
 	{
 		char	   *targets = stage_list(cache, from, false);
 
@@ -731,6 +734,7 @@ leadmgmt_set_stage(PG_FUNCTION_ARGS)
 	stage = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
 	pending_move.active = true;
+	pending_move.internal = false;
 	pending_move.lead_id = lead_id;
 	pending_move.reason = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
 	pending_move.at = PG_ARGISNULL(3) ? GetCurrentTransactionStartTimestamp() :
@@ -755,4 +759,36 @@ leadmgmt_set_stage(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 
 	PG_RETURN_DATUM(result);
+}
+
+/*
+ * Internal move for leadmgmt.merge_leads (src/identity.c): the kept lead
+ * takes the more advanced stage of the lead merged into it even where
+ * stage_transition has no such move; recorded in history like any move,
+ * at now(), with the given reason.  Not reachable from SQL on its own.
+ */
+void
+lm_stage_move_internal(int64 lead_id, const char *stage, const char *reason)
+{
+	PendingMove saved = pending_move;
+
+	pending_move.active = true;
+	pending_move.internal = true;
+	pending_move.lead_id = lead_id;
+	pending_move.reason = reason;
+	pending_move.at = GetCurrentTransactionStartTimestamp();
+	pending_move.explicit_at = false;
+
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		(void) update_stage(lead_id, stage);
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		pending_move = saved;
+	}
+	PG_END_TRY();
 }

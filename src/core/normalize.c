@@ -343,8 +343,9 @@ lm_prefold(uint32_t *c, size_t n)
 	size_t		i;
 	size_t		j = 0;
 
+	/* ™ ℠ ℡: NFKC would spell them TM, SM, TEL and glue them to the name */
 	for (i = 0; i < n; i++)
-		if (!lm_is_ignorable(c[i]))
+		if (!lm_is_ignorable(c[i]) && c[i] != 0x2122 && c[i] != 0x2120 && c[i] != 0x2121)
 			c[j++] = c[i];
 	return lm_fold_width(c, j);
 }
@@ -1188,4 +1189,30 @@ lm_phone_key(const uint32_t *c, size_t n, const char *region, char out[LM_PHONE_
 	if (!nsn_ok(r, d, nd))
 		return LM_PHONE_NO_KEY;
 	return emit(out, r->cc, d, nd);
+}
+
+/* ------------------------------------------------------------------------
+ * Similarity (duplicate candidates)
+ * ------------------------------------------------------------------------ */
+
+double
+lm_key_similarity(const uint32_t *a, size_t na, const uint32_t *b, size_t nb,
+				  unsigned char *used)
+{
+	size_t		i;
+	size_t		j;
+	size_t		common = 0;
+
+	if (na < 2 || nb < 2)
+		return (na == nb && (na == 0 || a[0] == b[0])) ? 1.0 : 0.0;
+	memset(used, 0, nb);
+	for (i = 0; i + 1 < na; i++)
+		for (j = 0; j + 1 < nb; j++)
+			if (!used[j] && a[i] == b[j] && a[i + 1] == b[j + 1])
+			{
+				used[j] = 1;
+				common++;
+				break;
+			}
+	return 2.0 * (double) common / (double) ((na - 1) + (nb - 1));
 }

@@ -50,7 +50,8 @@ extern int	lm_is_ignorable(uint32_t c);
  * lm_prefold: before ICU.  Removes default-ignorable code points (zero
  * width spaces and joiners, soft hyphen, variation selectors, BOM, tags)
  * and folds widths, composing kana with separate voiced sound marks (which
- * NFKC would otherwise split off as " \u3099").
+ * NFKC would otherwise split off as " \u3099");
+ * drops ™ ℠ ℡, which NFKC would turn into letters glued to the name.
  * lm_fold_width: full-width ASCII to ASCII, half-width katakana to
  * katakana (with dakuten), ideographic space to space.
  * lm_fold_kana: katakana to hiragana.
@@ -83,6 +84,15 @@ typedef enum lm_phone_result
  */
 extern lm_phone_result lm_phone_key(const uint32_t *c, size_t n, const char *region,
 									char out[LM_PHONE_KEY_SIZE]);
+/*
+ * Similarity of two keys in [0, 1]: Dice coefficient of their multisets of
+ * character bigrams, 2|A∩B| / (|A| + |B|).  Two equal keys score 1; keys of
+ * one character score 1 when equal, else 0.  used must hold nb bytes
+ * (scratch).  O(na * nb).
+ */
+extern double lm_key_similarity(const uint32_t *a, size_t na, const uint32_t *b, size_t nb,
+								unsigned char *used);
+
 /* "AU, CA, ..." for error hints */
 extern const char *lm_phone_regions(void);
 

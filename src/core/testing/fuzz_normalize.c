@@ -58,6 +58,15 @@ run_all(const uint32_t *in, size_t n)
 			check(ats == 1 && bytes <= LM_EMAIL_MAX_KEY, "e-mail key malformed");
 		}
 	}
+	{
+		unsigned char *used = malloc(n + 1);
+		double		s1 = lm_key_similarity(in, n, in, n, used);
+		double		s2 = lm_key_similarity(in, n / 2, in + n / 2, n - n / 2, used);
+
+		check(s1 == 1.0, "a key is not similar to itself");
+		check(s2 >= 0.0 && s2 <= 1.0, "similarity out of [0, 1]");
+		free(used);
+	}
 	for (f = 0; f < sizeof(regions) / sizeof(regions[0]); f++)
 	{
 		char		out[LM_PHONE_KEY_SIZE];

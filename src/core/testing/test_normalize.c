@@ -181,6 +181,7 @@ test_company(void)
 	/* symbols and emoji are separators */
 	company("Acme 🚀 Inc", "acme");
 	company("Acme® Inc", "acme");
+	company("Acme™ Inc", "acme");
 	/* nothing left, placeholders, empty */
 	company("株式会社", "");
 	company("(株)", "");
@@ -353,6 +354,34 @@ test_long_input(void)
 	free(c);
 }
 
+static double
+sim(const char *a, const char *b)
+{
+	uint32_t	ca[256];
+	uint32_t	cb[256];
+	unsigned char used[256];
+	long		na = lm_utf8_decode(a, strlen(a), ca);
+	long		nb = lm_utf8_decode(b, strlen(b), cb);
+
+	return lm_key_similarity(ca, (size_t) na, cb, (size_t) nb, used);
+}
+
+static void
+test_similarity(void)
+{
+	TAP_OK(tap_close(sim("toyota", "toyota"), 1.0, 1e-12), "equal keys: 1");
+	TAP_OK(tap_close(sim("abcd", "wxyz"), 0.0, 1e-12), "nothing shared: 0");
+	/* ab bc cd vs ab bc ce: 2 shared of 3 + 3 */
+	TAP_OK(tap_close(sim("abcd", "abce"), 4.0 / 6.0, 1e-12), "abcd ~ abce = 2/3");
+	/* aa aa vs aa: one shared of 2 + 1 (multisets) */
+	TAP_OK(tap_close(sim("aaa", "aa"), 2.0 / 3.0, 1e-12), "repeated bigrams count once each");
+	TAP_OK(tap_close(sim("とよた自動車", "とよた自動車販売"), 10.0 / 12.0, 1e-12), "とよた自動車 ~ とよた自動車販売");
+	TAP_OK(tap_close(sim("a", "a"), 1.0, 1e-12) && tap_close(sim("a", "b"), 0.0, 1e-12) &&
+		   tap_close(sim("", ""), 1.0, 1e-12) && tap_close(sim("a", "ab"), 0.0, 1e-12),
+		   "one-character and empty keys");
+	TAP_OK(tap_close(sim("abcd", "abce"), sim("abce", "abcd"), 1e-12), "symmetric");
+}
+
 int
 main(void)
 {
@@ -364,5 +393,6 @@ main(void)
 	test_email_length();
 	test_phone();
 	test_long_input();
+	test_similarity();
 	return tap_done();
 }
