@@ -7,7 +7,10 @@ status=0
 for sql in "$dir"/*.sql; do
 	[ -e "$sql" ] || continue
 	page=$(basename "$sql" .sql)
-	psql -X -q -d postgres < "$sql" > "$dir/$page.out" 2>&1
+	# each page in a database of its own: pages create tables of their own
+	dropdb --if-exists leadmgmt_doc
+	createdb -T template0 -E UTF8 leadmgmt_doc
+	psql -X -q -d leadmgmt_doc < "$sql" > "$dir/$page.out" 2>&1
 	if diff -u "$dir/$page.expected" "$dir/$page.out" > "$dir/$page.diff"; then
 		echo "ok - doc/$page.md"
 	else

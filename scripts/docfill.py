@@ -17,7 +17,10 @@ HEADER = open(sys.path[0] + '/doctest.pl').read().split("<<'SQL';\n", 1)[1].spli
 
 
 def run(sql):
-    return subprocess.run(['psql', '-X', '-q', '-d', 'postgres'], input=sql.encode(),
+    """Run in a fresh database, as scripts/doccheck.sh does."""
+    subprocess.run(['dropdb', '--if-exists', 'leadmgmt_docfill'], check=True)
+    subprocess.run(['createdb', '-T', 'template0', '-E', 'UTF8', 'leadmgmt_docfill'], check=True)
+    return subprocess.run(['psql', '-X', '-q', '-d', 'leadmgmt_docfill'], input=sql.encode(),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT).stdout.decode()
 
 

@@ -235,6 +235,7 @@ typedef struct PendingMove
 	bool		explicit_at;	/* "at" differs from now() */
 	TimestampTz at;
 	const char *reason;
+	bool		internal;		/* merge_leads: no transition check */
 } PendingMove;
 
 static PendingMove pending_move = {false};
@@ -375,7 +376,8 @@ check_stage_move(Relation rel, HeapTuple oldtuple, HeapTuple newtuple)
 	to = lookup_stage_or_error(cache, to_name);
 	from = lookup_stage_or_error(cache, from_name);
 
-	if (!cache->allowed[from * cache->nstages + to])
+	if (!cache->allowed[from * cache->nstages + to] &&
+		!(pending_for(lead_id) != NULL && pending_for(lead_id)->internal))
 	{
 		char	   *targets = stage_list(cache, from, false);
 
@@ -704,27 +706,12 @@ update_stage(int64 lead_id, const char *stage)
 	return SPI_datumTransfer(row, false, -1);
 }
 
-/*
- * Move a lead (already resolved) as set_stage() does; reason may be NULL.
- * Used by the scoring hand-off as well.  Returns the updated row.
- */
-Datum
-lm_set_stage(int64 lead_id, const char *stage, const char *reason,
-			 TimestampTz at, bool explicit_at)
+/* run the UPDATE for pending_move, then restore the move that was pending */
+static Datum
+run_pending_move(PendingMove saved, int64 lead_id, const char *stage)
 {
-	PendingMove saved = pending_move;
-	Datum		result;
+	Datum		result = (Datum) 0;
 
-	if (explicit_at && TIMESTAMP_NOT_FINITE(at))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("stage change time must be finite")));
-
-	pending_move.active = true;
-	pending_move.lead_id = lead_id;
-	pending_move.reason = reason;
-	pending_move.at = at;
-	pending_move.explicit_at = explicit_at;
 	PG_TRY();
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
@@ -738,6 +725,30 @@ lm_set_stage(int64 lead_id, const char *stage, const char *reason,
 	}
 	PG_END_TRY();
 	return result;
+}
+
+/*
+ * Move a lead (already resolved) as set_stage() does; reason may be NULL.
+ * Used by the scoring hand-off as well.  Returns the updated row.
+ */
+Datum
+lm_set_stage(int64 lead_id, const char *stage, const char *reason,
+			 TimestampTz at, bool explicit_at)
+{
+	PendingMove saved = pending_move;
+
+	if (explicit_at && TIMESTAMP_NOT_FINITE(at))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("stage change time must be finite")));
+
+	pending_move.active = true;
+	pending_move.internal = false;
+	pending_move.lead_id = lead_id;
+	pending_move.reason = reason;
+	pending_move.at = at;
+	pending_move.explicit_at = explicit_at;
+	return run_pending_move(saved, lead_id, stage);
 }
 
 /*
@@ -768,4 +779,24 @@ leadmgmt_set_stage(PG_FUNCTION_ARGS)
 								 text_to_cstring(PG_GETARG_TEXT_PP(1)),
 								 PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)),
 								 at, at != now));
+}
+
+/*
+ * Internal move for leadmgmt.merge_leads (src/identity.c): the kept lead
+ * takes the more advanced stage of the lead merged into it even where
+ * stage_transition has no such move; recorded in history like any move,
+ * at now(), with the given reason.  Not reachable from SQL on its own.
+ */
+void
+lm_stage_move_internal(int64 lead_id, const char *stage, const char *reason)
+{
+	PendingMove saved = pending_move;
+
+	pending_move.active = true;
+	pending_move.internal = true;
+	pending_move.lead_id = lead_id;
+	pending_move.reason = reason;
+	pending_move.at = GetCurrentTransactionStartTimestamp();
+	pending_move.explicit_at = false;
+	(void) run_pending_move(saved, lead_id, stage);
 }
