@@ -48,6 +48,31 @@
 /* ... provided the steps are small (diverging coefficients are not) */
 #define LR_STALL_STEP		1e-5
 
+void	   *(*lr_alloc_hook) (size_t size) = NULL;
+void		(*lr_free_hook) (void *ptr) = NULL;
+void		(*lr_check_hook) (void) = NULL;
+
+static void *
+lr_alloc(size_t size)
+{
+	return lr_alloc_hook ? lr_alloc_hook(size) : malloc(size);
+}
+
+static void
+lr_free(void *ptr)
+{
+	if (lr_free_hook)
+		lr_free_hook(ptr);
+	else
+		free(ptr);
+}
+
+#define LR_CHECK_EVERY(i) \
+	do { \
+		if (lr_check_hook != NULL && ((i) & 0xFFFF) == 0xFFFF) \
+			lr_check_hook(); \
+	} while (0)
+
 const char *
 lr_status_message(lr_status status)
 {
@@ -261,6 +286,7 @@ objective(const double *x, const unsigned char *y, size_t n, int p, double l2,
 	{
 		double		eta = lr_linear(beta, x + i * (size_t) p, p);
 
+		LR_CHECK_EVERY(i);
 		if (!isfinite(eta))
 			return HUGE_VAL;
 		if (y[i] ? !(eta > 0) : !(eta < 0))
@@ -296,6 +322,7 @@ derivatives(const double *x, const unsigned char *y, size_t n, int p, double l2,
 		double		w = mu * (1.0 - mu);
 		double		r = mu - (y[i] ? 1.0 : 0.0);
 
+		LR_CHECK_EVERY(i);
 		if (p > 0)
 			memcpy(z + 1, xi, sizeof(double) * p);
 		for (a = 0; a < k; a++)
@@ -368,7 +395,7 @@ lr_fit(const double *x, const unsigned char *y, size_t n, int p, double l2,
 	if (l2 == 0 && n < (size_t) p + 2)
 		return LR_TOO_FEW_ROWS;
 
-	mem = malloc(sizeof(double) * ((size_t) 2 * k * k + 4 * (size_t) k));
+	mem = lr_alloc(sizeof(double) * ((size_t) 2 * k * k + 4 * (size_t) k));
 	if (mem == NULL)
 		return LR_NONFINITE;
 	h = mem;
@@ -450,7 +477,7 @@ lr_fit(const double *x, const unsigned char *y, size_t n, int p, double l2,
 done:
 	info->objective = f;
 	info->log_likelihood = loglik;
-	free(mem);
+	lr_free(mem);
 	return status;
 }
 
@@ -472,7 +499,7 @@ lr_std_errors_from_hessian(const double *hessian, int k, double *se, double *con
 
 	if (k <= 0)
 		return LR_BAD_ARGUMENT;
-	a = malloc(sizeof(double) * ((size_t) k * k + k));
+	a = lr_alloc(sizeof(double) * ((size_t) k * k + k));
 	if (a == NULL)
 		return LR_NONFINITE;
 	col = a + k * k;
@@ -480,7 +507,7 @@ lr_std_errors_from_hessian(const double *hessian, int k, double *se, double *con
 	rc = cholesky(a, k, &lo, &hi);
 	if (rc != 0)
 	{
-		free(a);
+		lr_free(a);
 		return rc == -2 ? LR_NONFINITE : LR_SINGULAR;
 	}
 	for (j = 0; j < k; j++)
@@ -506,7 +533,7 @@ lr_std_errors_from_hessian(const double *hessian, int k, double *se, double *con
 	}
 	if (cond)
 		*cond = (hi / lo) * (hi / lo);
-	free(a);
+	lr_free(a);
 	return LR_OK;
 }
 
@@ -524,7 +551,7 @@ lr_std_errors(const double *x, size_t n, int p, double l2,
 
 	if (p < 0 || !(l2 >= 0) || !isfinite(l2))
 		return LR_BAD_ARGUMENT;
-	h = malloc(sizeof(double) * ((size_t) k * k + (size_t) k));
+	h = lr_alloc(sizeof(double) * ((size_t) k * k + (size_t) k));
 	if (h == NULL)
 		return LR_NONFINITE;
 	z = h + k * k;
@@ -537,6 +564,7 @@ lr_std_errors(const double *x, size_t n, int p, double l2,
 		double		mu = lr_sigmoid(lr_linear(beta, xi, p));
 		double		w = mu * (1.0 - mu);
 
+		LR_CHECK_EVERY(i);
 		if (p > 0)
 			memcpy(z + 1, xi, sizeof(double) * p);
 		for (a = 0; a < k; a++)
@@ -550,7 +578,7 @@ lr_std_errors(const double *x, size_t n, int p, double l2,
 	for (a = 1; a < k; a++)
 		h[a * k + a] += l2;
 	status = lr_std_errors_from_hessian(h, k, se, cond);
-	free(h);
+	lr_free(h);
 	return status;
 }
 
@@ -582,6 +610,7 @@ lr_step_add(double *acc, const double *beta, const double *x, int p, int label)
 	acc[0] += 1;
 	acc[1] += label ? 1 : 0;
 	acc[2] += lr_log1pexp(eta) - (label ? eta : 0);
+	acc[3] += (label ? eta > 0 : eta < 0) ? 0 : 1;
 	for (a = 0; a < k; a++)
 	{
 		double		za = (a == 0) ? 1.0 : x[a - 1];
@@ -626,7 +655,11 @@ lr_step_solve(const double *acc, const double *beta, int p, double l2,
 		return LR_EMPTY;
 	if (acc[1] <= 0 || acc[1] >= acc[0])
 		return LR_ONE_CLASS;
-	mem = malloc(sizeof(double) * ((size_t) 2 * k * k + 2 * (size_t) k));
+	if (l2 == 0 && acc[0] < (double) p + 2)
+		return LR_TOO_FEW_ROWS;
+	if (l2 == 0 && acc[3] == 0)
+		return LR_SEPARATED;
+	mem = lr_alloc(sizeof(double) * ((size_t) 2 * k * k + 2 * (size_t) k));
 	if (mem == NULL)
 		return LR_NONFINITE;
 	h = mem;
@@ -651,6 +684,6 @@ lr_step_solve(const double *acc, const double *beta, int p, double l2,
 	}
 	if (objective_out)
 		*objective_out = f;
-	free(mem);
+	lr_free(mem);
 	return status;
 }

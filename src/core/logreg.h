@@ -52,6 +52,16 @@ typedef struct lr_fit_info
 
 extern const char *lr_status_message(lr_status status);
 
+/*
+ * Optional hooks set by the embedding program (NULL: malloc/free and no
+ * check).  The PostgreSQL glue allocates with palloc and checks for query
+ * cancel, so a cancelled fit longjmps out and its memory context reclaims
+ * the working memory.  lr_check_hook runs every 65536 rows of every pass.
+ */
+extern void *(*lr_alloc_hook) (size_t size);
+extern void (*lr_free_hook) (void *ptr);
+extern void (*lr_check_hook) (void);
+
 /* log(1 + exp(x)) without overflow or cancellation */
 extern double lr_log1pexp(double x);
 
@@ -91,13 +101,15 @@ extern lr_status lr_std_errors_from_hessian(const double *hessian, int k,
  * (MADlib's approach): per row, add the row's gradient, Hessian and
  * objective contribution at fixed coefficients; accumulators combine by
  * addition; lr_step_solve turns the totals into the next coefficients.
- * State O(k^2) = (k + k^2 + 3) doubles.
+ * State O(k^2) = (k + k^2 + 4) doubles.
  *
  * Layout of acc (lr_step_size(k) doubles): [0] rows, [1] positive labels,
- * [2] negative log-likelihood, [3 .. 3+k) gradient of the negative
- * log-likelihood, [3+k .. 3+k+k*k) X'WX (row-major, upper triangle filled).
+ * [2] negative log-likelihood, [3] rows not classified strictly correctly
+ * by beta (0 with l2 = 0 proves separation), [4 .. 4+k) gradient of the
+ * negative log-likelihood, [4+k .. 4+k+k*k) X'WX (row-major, upper
+ * triangle filled).
  */
-#define LR_STEP_HEADER 3
+#define LR_STEP_HEADER 4
 extern size_t lr_step_size(int k);
 extern void lr_step_init(double *acc, int k);
 extern void lr_step_add(double *acc, const double *beta, const double *x, int p,

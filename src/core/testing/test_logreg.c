@@ -291,7 +291,7 @@ test_edge_cases(void)
 
 	/* Newton step with nothing accumulated */
 	{
-		double		acc[3 + 2 + 4] = {0},
+		double		acc[LR_STEP_HEADER + 2 + 4] = {0},
 					b[2] = {0},
 					nb[2],
 					s;
