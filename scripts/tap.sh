@@ -4,13 +4,14 @@
 # (created on first use) in a copy of test/t it owns.
 set -eu
 . "$(dirname "$0")/env.sh"
-PERL_LIB=$("$PG_CONFIG" --pgxs | sed 's|/src/makefiles/pgxs.mk$||')/src/test/perl
+PGXS_DIR=$("$PG_CONFIG" --pgxs | sed 's|/src/makefiles/pgxs.mk$||')
+PERL_LIB=$PGXS_DIR/src/test/perl
 glob=${TAP_TESTS_GLOB:-*.pl}
 
 work=$(mktemp -d /tmp/leadmgmt-tap.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cp -r "$TOP/test/t" "$work/t"
-runenv="PATH=$PGBIN:/usr/bin:/bin PERL5LIB=$PERL_LIB LEADMGMT_STAGE=$STAGE PG_CONFIG=$PG_CONFIG"
+runenv="PATH=$PGBIN:/usr/bin:/bin PERL5LIB=$PERL_LIB LEADMGMT_STAGE=$STAGE PG_CONFIG=$PG_CONFIG PG_REGRESS=$PGXS_DIR/src/test/regress/pg_regress"
 
 if [ "$(id -u)" -eq 0 ]; then
 	id leadmgmt_tap >/dev/null 2>&1 ||

@@ -134,14 +134,14 @@ BEGIN
 			IF value::interval <= interval '0' THEN
 				RAISE EXCEPTION 'not positive';
 			END IF;
-			canonical := value::interval::text;
+			canonical := value;	-- as given: the text form depends on IntervalStyle
 		WHEN 'boolean' THEN
 			canonical := CASE WHEN value::boolean THEN 'on' ELSE 'off' END;
 		WHEN 'timezone' THEN
 			PERFORM now() AT TIME ZONE value;
 			canonical := value;
 		WHEN 'channel' THEN
-			IF value !~ '^[A-Za-z_][A-Za-z0-9_$]{0,62}$' THEN
+			IF value !~ '^[a-z_][a-z0-9_]{0,62}$' THEN
 				RAISE EXCEPTION 'not a simple identifier';
 			END IF;
 			canonical := value;

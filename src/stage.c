@@ -1,0 +1,758 @@
+/*
+ * stage.c
+ *		The stage machine: validated, audited moves along the demand waterfall.
+ *
+ * Triggers on leadmgmt.lead split the work as DESIGN.md asks:
+ *
+ *	lead_stage_check	BEFORE INSERT OR UPDATE OF stage, FOR EACH ROW.
+ *		Validates the entry stage of a new lead or the move of an existing
+ *		one against the cached vocabulary and sets stage_entered_at.
+ *	lead_stage_record	AFTER INSERT, AFTER UPDATE OF stage WHEN changed.
+ *		Appends the stage entered to leadmgmt.stage_history, running as the
+ *		extension owner so callers need no privilege on the history table
+ *		and row-level security on lead cannot hide the row from us.
+ *	stage_history_guard BEFORE INSERT/UPDATE/DELETE/TRUNCATE on history.
+ *		Keeps the audit append-only: rows come only from lead_stage_record,
+ *		and disappear only when their lead is deleted (ON DELETE CASCADE).
+ *
+ * Vocabulary cache: stages and allowed transitions are loaded once per
+ * session into StageCache (a small array and an n x n boolean matrix in
+ * its own memory context under CacheMemoryContext).  A statement trigger on
+ * the two vocabulary tables sends a relcache invalidation for them; our
+ * relcache callback then drops the cache in every backend, at the next
+ * command in our own transaction and at commit in the others.  Lookups are
+ * O(number of stages), a dozen string compares; nothing is parsed per row.
+ *
+ * set_stage() hands reason and "at" to the triggers through PendingMove, a
+ * static that lives for the duration of its one UPDATE.  An explicit "at"
+ * earlier than the lead's last change fails with LM003; the default (now())
+ * is raised to the last change instead, because a transaction that started
+ * before a concurrent, already committed move has an older now().
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "leadmgmt.h"
+
+/* ---------------------------------------------------------------------
+ * Vocabulary cache
+ * ---------------------------------------------------------------------
+ */
+typedef struct StageInfo
+{
+	char	   *name;
+	bool		is_entry;
+} StageInfo;
+
+typedef struct StageCache
+{
+	MemoryContext context;		/* owns everything below */
+	int			nstages;
+	StageInfo  *stages;			/* ordered by rank, then name */
+	bool	   *allowed;		/* allowed[from * nstages + to] */
+	Oid			stage_relid;
+	Oid			transition_relid;
+} StageCache;
+
+static StageCache *stage_cache = NULL;
+static bool callback_registered = false;
+static Oid	cached_stage_relid = InvalidOid;
+static Oid	cached_transition_relid = InvalidOid;
+
+static void
+drop_stage_cache(void)
+{
+	if (stage_cache != NULL)
+	{
+		MemoryContextDelete(stage_cache->context);
+		stage_cache = NULL;
+	}
+}
+
+static void
+stage_cache_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == cached_stage_relid ||
+		relid == cached_transition_relid)
+		drop_stage_cache();
+}
+
+static int
+stage_index(const StageCache *cache, const char *name)
+{
+	int			i;
+
+	for (i = 0; i < cache->nstages; i++)
+		if (strcmp(cache->stages[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+static StageCache *
+load_stage_cache(void)
+{
+	Oid			nsp = lm_schema_oid();
+	MemoryContext cxt;
+	StageCache *cache;
+	uint64		i;
+
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(stage_cache_relcache_callback, (Datum) 0);
+		callback_registered = true;
+	}
+
+	cxt = AllocSetContextCreate(CacheMemoryContext, "leadmgmt stage cache",
+								ALLOCSET_SMALL_SIZES);
+	cache = MemoryContextAllocZero(cxt, sizeof(StageCache));
+	cache->context = cxt;
+	cache->stage_relid = get_relname_relid("stage", nsp);
+	cache->transition_relid = get_relname_relid("stage_transition", nsp);
+	cached_stage_relid = cache->stage_relid;
+	cached_transition_relid = cache->transition_relid;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (SPI_execute("SELECT s.name, s.is_entry FROM leadmgmt.stage s "
+					"ORDER BY s.rank, s.name", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read leadmgmt.stage");
+	cache->nstages = (int) SPI_processed;
+	cache->stages = MemoryContextAllocZero(cxt, sizeof(StageInfo) * Max(cache->nstages, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		cache->stages[i].name = MemoryContextStrdup(cxt, SPI_getvalue(tup, desc, 1));
+		cache->stages[i].is_entry = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
+	}
+
+	cache->allowed = MemoryContextAllocZero(cxt,
+											sizeof(bool) * Max(cache->nstages * cache->nstages, 1));
+	if (SPI_execute("SELECT t.from_stage, t.to_stage FROM leadmgmt.stage_transition t",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read leadmgmt.stage_transition");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		int			from = stage_index(cache, SPI_getvalue(tup, desc, 1));
+		int			to = stage_index(cache, SPI_getvalue(tup, desc, 2));
+
+		if (from >= 0 && to >= 0)
+			cache->allowed[from * cache->nstages + to] = true;
+	}
+	SPI_finish();
+
+	stage_cache = cache;
+	return cache;
+}
+
+static StageCache *
+get_stage_cache(void)
+{
+	if (stage_cache == NULL)
+		return load_stage_cache();
+	return stage_cache;
+}
+
+/* "inquiry, sgl" style lists for hints */
+static char *
+stage_list(const StageCache *cache, int from, bool entry_only)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	for (i = 0; i < cache->nstages; i++)
+	{
+		bool		wanted = entry_only ? cache->stages[i].is_entry :
+			from < 0 ? true : cache->allowed[from * cache->nstages + i];
+
+		if (!wanted)
+			continue;
+		if (buf.len > 0)
+			appendStringInfoString(&buf, ", ");
+		appendStringInfoString(&buf, cache->stages[i].name);
+	}
+	return buf.data;
+}
+
+static int
+lookup_stage_or_error(const StageCache *cache, const char *name)
+{
+	int			idx = stage_index(cache, name);
+
+	if (idx < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LM_UNKNOWN_STAGE),
+				 errmsg("stage \"%s\" does not exist", name),
+				 errhint("Known stages: %s.", stage_list(cache, -1, false))));
+	return idx;
+}
+
+/*
+ * Statement trigger on leadmgmt.stage and leadmgmt.stage_transition: tell
+ * every session (ours at the next command, others at commit) to reload.
+ */
+PG_FUNCTION_INFO_V1(leadmgmt_vocabulary_changed);
+Datum
+leadmgmt_vocabulary_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	lm_check_trigger_context(fcinfo, "vocabulary_changed", false, false);
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	return PointerGetDatum(NULL);
+}
+
+/* ---------------------------------------------------------------------
+ * Moves requested through set_stage()
+ * ---------------------------------------------------------------------
+ */
+typedef struct PendingMove
+{
+	bool		active;
+	int64		lead_id;
+	bool		explicit_at;	/* "at" differs from now() */
+	TimestampTz at;
+	const char *reason;
+} PendingMove;
+
+static PendingMove pending_move = {false};
+
+static const PendingMove *
+pending_for(int64 lead_id)
+{
+	if (pending_move.active && pending_move.lead_id == lead_id)
+		return &pending_move;
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------
+ * Tuple helpers
+ * ---------------------------------------------------------------------
+ */
+static int
+column_number(Relation rel, const char *colname)
+{
+	int			attnum = SPI_fnumber(RelationGetDescr(rel), colname);
+
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("table \"%s\" has no column \"%s\"",
+						RelationGetRelationName(rel), colname)));
+	return attnum;
+}
+
+static Datum
+column_value(Relation rel, HeapTuple tuple, const char *colname, bool *isnull)
+{
+	return heap_getattr(tuple, column_number(rel, colname),
+						RelationGetDescr(rel), isnull);
+}
+
+static char *
+column_text(Relation rel, HeapTuple tuple, const char *colname)
+{
+	bool		isnull;
+	Datum		value = column_value(rel, tuple, colname, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(value);
+}
+
+static HeapTuple
+set_timestamp_column(Relation rel, HeapTuple tuple, const char *colname, TimestampTz ts)
+{
+	int			attnum = column_number(rel, colname);
+	Datum		value = TimestampTzGetDatum(ts);
+	bool		isnull = false;
+
+	return heap_modify_tuple_by_cols(tuple, RelationGetDescr(rel), 1,
+									 &attnum, &value, &isnull);
+}
+
+static char *
+format_timestamptz(TimestampTz ts)
+{
+	return DatumGetCString(DirectFunctionCall1(timestamptz_out, TimestampTzGetDatum(ts)));
+}
+
+/* ---------------------------------------------------------------------
+ * BEFORE trigger: validate
+ * ---------------------------------------------------------------------
+ */
+static HeapTuple
+check_new_lead(Relation rel, HeapTuple tuple)
+{
+	StageCache *cache = get_stage_cache();
+	char	   *stage = column_text(rel, tuple, "stage");
+	bool		isnull;
+	TimestampTz created_at;
+	int			idx;
+
+	if (stage == NULL)
+		return tuple;			/* the NOT NULL constraint reports it */
+
+	idx = lookup_stage_or_error(cache, stage);
+	if (!cache->stages[idx].is_entry)
+		ereport(ERROR,
+				(errcode(ERRCODE_LM_FORBIDDEN_TRANSITION),
+				 errmsg("a new lead cannot start in stage \"%s\"", stage),
+				 errdetail("New leads enter the waterfall at an entry stage: %s.",
+						   stage_list(cache, -1, true)),
+				 errhint("Insert the lead at an entry stage, then replay its later moves with leadmgmt.set_stage(lead, stage, reason, at).")));
+
+	created_at = DatumGetTimestampTz(column_value(rel, tuple, "created_at", &isnull));
+	if (isnull)
+	{
+		created_at = GetCurrentTransactionStartTimestamp();
+		tuple = set_timestamp_column(rel, tuple, "created_at", created_at);
+	}
+	return set_timestamp_column(rel, tuple, "stage_entered_at", created_at);
+}
+
+/*
+ * When the move is recorded: an explicit "at" must not precede the lead's
+ * last change; the implicit now() is raised to it (see file header).
+ */
+static TimestampTz
+move_time(int64 lead_id, TimestampTz last_change)
+{
+	const PendingMove *pending = pending_for(lead_id);
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+
+	if (pending != NULL && pending->explicit_at)
+	{
+		if (pending->at < last_change)
+			ereport(ERROR,
+					(errcode(ERRCODE_LM_OUT_OF_ORDER),
+					 errmsg("stage change of lead " INT64_FORMAT " at %s is earlier than its last stage change at %s",
+							lead_id, format_timestamptz(pending->at),
+							format_timestamptz(last_change)),
+					 errhint("Replay a lead's moves in time order.")));
+		return pending->at;
+	}
+	return Max(now, last_change);
+}
+
+static HeapTuple
+check_stage_move(Relation rel, HeapTuple oldtuple, HeapTuple newtuple)
+{
+	StageCache *cache;
+	char	   *from_name = column_text(rel, oldtuple, "stage");
+	char	   *to_name = column_text(rel, newtuple, "stage");
+	bool		isnull;
+	int64		lead_id;
+	TimestampTz last_change;
+	int			from;
+	int			to;
+
+	if (to_name == NULL || from_name == NULL || strcmp(from_name, to_name) == 0)
+		return newtuple;		/* no move; NOT NULL reports a NULL stage */
+
+	cache = get_stage_cache();
+	lead_id = DatumGetInt64(column_value(rel, newtuple, "id", &isnull));
+	to = lookup_stage_or_error(cache, to_name);
+	from = lookup_stage_or_error(cache, from_name);
+
+	if (!cache->allowed[from * cache->nstages + to])
+	{
+		char	   *targets = stage_list(cache, from, false);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_LM_FORBIDDEN_TRANSITION),
+				 errmsg("lead " INT64_FORMAT " cannot move from stage \"%s\" to stage \"%s\"",
+						lead_id, from_name, to_name),
+				 targets[0] != '\0' ?
+				 errhint("Allowed moves from \"%s\": %s.", from_name, targets) :
+				 errhint("Stage \"%s\" has no outgoing transitions; add one to leadmgmt.stage_transition.",
+						 from_name)));
+	}
+
+	last_change = DatumGetTimestampTz(column_value(rel, oldtuple, "stage_entered_at", &isnull));
+	newtuple = set_timestamp_column(rel, newtuple, "stage_entered_at",
+									move_time(lead_id, last_change));
+	return set_timestamp_column(rel, newtuple, "updated_at",
+								GetCurrentTransactionStartTimestamp());
+}
+
+PG_FUNCTION_INFO_V1(leadmgmt_lead_stage_check);
+Datum
+leadmgmt_lead_stage_check(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	lm_check_trigger_context(fcinfo, "lead_stage_check", true, true);
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		return PointerGetDatum(check_new_lead(trigdata->tg_relation,
+											  trigdata->tg_trigtuple));
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		return PointerGetDatum(check_stage_move(trigdata->tg_relation,
+												trigdata->tg_trigtuple,
+												trigdata->tg_newtuple));
+	ereport(ERROR,
+			(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+			 errmsg("lead_stage_check: must be fired for INSERT or UPDATE")));
+	return (Datum) 0;
+}
+
+/* ---------------------------------------------------------------------
+ * AFTER trigger: record
+ * ---------------------------------------------------------------------
+ */
+static SPIPlanPtr history_insert_plan = NULL;
+static bool writing_history = false;
+
+static void
+insert_history_row(int64 lead_id, const char *from_stage, const char *to_stage,
+				   TimestampTz changed_at, const char *reason)
+{
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	int			rc;
+
+	if (history_insert_plan == NULL)
+	{
+		Oid			types[6] = {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare("INSERT INTO leadmgmt.stage_history "
+						   "(lead_id, from_stage, to_stage, changed_at, changed_by, reason) "
+						   "VALUES ($1, $2, $3, $4, $5, $6)", 6, types);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		history_insert_plan = plan;
+	}
+
+	values[0] = Int64GetDatum(lead_id);
+	values[1] = from_stage ? CStringGetTextDatum(from_stage) : (Datum) 0;
+	nulls[1] = from_stage ? ' ' : 'n';
+	values[2] = CStringGetTextDatum(to_stage);
+	values[3] = TimestampTzGetDatum(changed_at);
+	values[4] = CStringGetTextDatum(lm_current_actor());
+	values[5] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
+	nulls[5] = reason ? ' ' : 'n';
+
+	writing_history = true;
+	PG_TRY();
+	{
+		rc = SPI_execute_plan(history_insert_plan, values, nulls, false, 0);
+	}
+	PG_FINALLY();
+	{
+		writing_history = false;
+	}
+	PG_END_TRY();
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not append to leadmgmt.stage_history: %s",
+			 SPI_result_code_string(rc));
+}
+
+PG_FUNCTION_INFO_V1(leadmgmt_lead_stage_record);
+Datum
+leadmgmt_lead_stage_record(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	HeapTuple	newtuple;
+	bool		isnull;
+	int64		lead_id;
+	char	   *from_stage = NULL;
+	char	   *to_stage;
+	TimestampTz changed_at;
+	const PendingMove *pending;
+	Oid			save_userid;
+	int			save_sec_context;
+
+	lm_check_trigger_context(fcinfo, "lead_stage_record", false, true);
+	rel = trigdata->tg_relation;
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+	{
+		newtuple = trigdata->tg_newtuple;
+		from_stage = column_text(rel, trigdata->tg_trigtuple, "stage");
+	}
+	else
+		newtuple = trigdata->tg_trigtuple;
+
+	lead_id = DatumGetInt64(column_value(rel, newtuple, "id", &isnull));
+	to_stage = column_text(rel, newtuple, "stage");
+	changed_at = DatumGetTimestampTz(column_value(rel, newtuple, "stage_entered_at", &isnull));
+	pending = pending_for(lead_id);
+
+	/* the owner of the lead table is the extension owner */
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(rel->rd_rel->relowner,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	insert_history_row(lead_id, from_stage, to_stage, changed_at,
+					   pending ? pending->reason : NULL);
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+
+	return PointerGetDatum(NULL);
+}
+
+/* ---------------------------------------------------------------------
+ * History guard
+ * ---------------------------------------------------------------------
+ */
+static bool
+lead_exists_as_owner(Oid owner, int64 lead_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			save_userid;
+	int			save_sec_context;
+	Datum		arg = Int64GetDatum(lead_id);
+	bool		exists;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (plan == NULL)
+	{
+		Oid			type = INT8OID;
+
+		plan = SPI_prepare("SELECT 1 FROM leadmgmt.lead l "
+						   "WHERE l.id OPERATOR(pg_catalog.=) $1", 1, &type);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+	}
+	if (SPI_execute_plan(plan, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up lead " INT64_FORMAT, lead_id);
+	exists = SPI_processed > 0;
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return exists;
+}
+
+static void
+refuse_history_change(const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("leadmgmt.stage_history is append-only: %s", what),
+			 errhint("Stage history is written by leadmgmt.set_stage() and UPDATE of leadmgmt.lead.stage, and removed only with its lead.")));
+}
+
+PG_FUNCTION_INFO_V1(leadmgmt_stage_history_guard);
+Datum
+leadmgmt_stage_history_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TriggerEvent event;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("stage_history_guard: must be fired BEFORE")));
+	event = trigdata->tg_event;
+
+	if (TRIGGER_FIRED_BY_TRUNCATE(event))
+		refuse_history_change("it cannot be truncated");
+	if (TRIGGER_FIRED_BY_UPDATE(event))
+		refuse_history_change("rows cannot be updated");
+	if (TRIGGER_FIRED_BY_INSERT(event))
+	{
+		if (!writing_history && !creating_extension)
+			refuse_history_change("rows are added only by the extension");
+		return PointerGetDatum(trigdata->tg_trigtuple);
+	}
+
+	/* DELETE: only the cascade from a deleted lead */
+	{
+		Relation	rel = trigdata->tg_relation;
+		bool		isnull;
+		int64		lead_id = DatumGetInt64(column_value(rel, trigdata->tg_trigtuple,
+														 "lead_id", &isnull));
+
+		if (lead_exists_as_owner(rel->rd_rel->relowner, lead_id))
+			refuse_history_change("rows are removed only together with their lead");
+	}
+	return PointerGetDatum(trigdata->tg_trigtuple);
+}
+
+/* ---------------------------------------------------------------------
+ * SQL-callable functions
+ * ---------------------------------------------------------------------
+ */
+
+/* Follow merged_into from lead_id; error LM005 when the lead is unknown. */
+static int64
+resolve_lead(int64 lead_id)
+{
+	static SPIPlanPtr plan = NULL;
+	int64		current = lead_id;
+	int			hops;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (plan == NULL)
+	{
+		Oid			type = INT8OID;
+
+		plan = SPI_prepare("SELECT l.merged_into FROM leadmgmt.lead l "
+						   "WHERE l.id OPERATOR(pg_catalog.=) $1", 1, &type);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+	}
+
+	/* a chain longer than this is a cycle someone wrote by hand */
+	for (hops = 0; hops < 1000; hops++)
+	{
+		Datum		arg = Int64GetDatum(current);
+		bool		isnull;
+		Datum		next;
+
+		if (SPI_execute_plan(plan, &arg, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not look up lead " INT64_FORMAT, current);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_LM_UNKNOWN_LEAD),
+					 current == lead_id ?
+					 errmsg("lead " INT64_FORMAT " does not exist", lead_id) :
+					 errmsg("lead " INT64_FORMAT ", into which lead " INT64_FORMAT " was merged, does not exist",
+							current, lead_id)));
+		next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull)
+		{
+			SPI_finish();
+			return current;
+		}
+		current = DatumGetInt64(next);
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("merged_into chain starting at lead " INT64_FORMAT " does not end", lead_id)));
+	return 0;					/* keep compiler quiet */
+}
+
+PG_FUNCTION_INFO_V1(leadmgmt_lead_resolve);
+Datum
+leadmgmt_lead_resolve(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(resolve_lead(PG_GETARG_INT64(0)));
+}
+
+static Datum
+update_stage(int64 lead_id, const char *stage)
+{
+	static SPIPlanPtr update_plan = NULL;
+	static SPIPlanPtr select_plan = NULL;
+	Datum		args[2];
+	bool		isnull;
+	Datum		row;
+
+	if (update_plan == NULL)
+	{
+		Oid			types[2] = {INT8OID, TEXTOID};
+
+		update_plan = SPI_prepare("UPDATE leadmgmt.lead l SET stage = $2 "
+								  "WHERE l.id OPERATOR(pg_catalog.=) $1 "
+								  "AND l.stage OPERATOR(pg_catalog.<>) $2 RETURNING l",
+								  2, types);
+		select_plan = SPI_prepare("SELECT l FROM leadmgmt.lead l "
+								  "WHERE l.id OPERATOR(pg_catalog.=) $1", 1, types);
+		if (update_plan == NULL || select_plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(update_plan);
+		SPI_keepplan(select_plan);
+	}
+
+	args[0] = Int64GetDatum(lead_id);
+	args[1] = CStringGetTextDatum(stage);
+	if (SPI_execute_plan(update_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not update lead " INT64_FORMAT, lead_id);
+	if (SPI_processed == 0)
+	{
+		/* same stage again: a no-op that still validates the name */
+		lookup_stage_or_error(get_stage_cache(), stage);
+		if (SPI_execute_plan(select_plan, args, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read lead " INT64_FORMAT, lead_id);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_LM_UNKNOWN_LEAD),
+					 errmsg("lead " INT64_FORMAT " does not exist", lead_id)));
+	}
+	row = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return SPI_datumTransfer(row, false, -1);
+}
+
+/*
+ * set_stage(lead bigint, stage text, reason text, at timestamptz)
+ *		RETURNS leadmgmt.lead
+ */
+PG_FUNCTION_INFO_V1(leadmgmt_set_stage);
+Datum
+leadmgmt_set_stage(PG_FUNCTION_ARGS)
+{
+	int64		lead_id;
+	char	   *stage;
+	PendingMove saved = pending_move;
+	Datum		result;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("lead id must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stage must not be null"),
+				 errhint("Known stages: %s.", stage_list(get_stage_cache(), -1, false))));
+
+	lead_id = resolve_lead(PG_GETARG_INT64(0));
+	stage = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	pending_move.active = true;
+	pending_move.lead_id = lead_id;
+	pending_move.reason = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	pending_move.at = PG_ARGISNULL(3) ? GetCurrentTransactionStartTimestamp() :
+		PG_GETARG_TIMESTAMPTZ(3);
+	pending_move.explicit_at = pending_move.at != GetCurrentTransactionStartTimestamp();
+	if (pending_move.explicit_at && TIMESTAMP_NOT_FINITE(pending_move.at))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("stage change time must be finite")));
+
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		result = update_stage(lead_id, stage);
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		pending_move = saved;
+	}
+	PG_END_TRY();
+
+	PG_RETURN_DATUM(result);
+}

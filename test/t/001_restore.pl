@@ -1,0 +1,119 @@
+# The backup/restore procedure of doc/operations.md on a populated database:
+# pg_dump -Fc, then pre-data, data-only with triggers disabled, post-data.
+# Every user row must come back exactly (no re-scoring, no duplicate
+# history), sequences must continue, and a naive restore must fail loudly.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('main');
+$node->init(extra => [ '--encoding=UTF8', '--locale=C.UTF-8' ]);
+$node->append_conf('postgresql.conf',
+	"extension_destdir = '$ENV{LEADMGMT_STAGE}'\n") if $ENV{LEADMGMT_STAGE};
+$node->start;
+
+$node->safe_psql('postgres', 'CREATE DATABASE src');
+$node->safe_psql('src', q{
+CREATE EXTENSION leadmgmt;
+SELECT leadmgmt.set_setting('mql_threshold', '75');
+SELECT leadmgmt.set_setting('reporting_timezone', 'Asia/Tokyo');
+INSERT INTO leadmgmt.stage (name, rank, category, next_stage, description)
+VALUES ('nurture_webinar', 8, 'nurture', 'mql', 'webinar nurture track');
+INSERT INTO leadmgmt.stage_transition (from_stage, to_stage)
+VALUES ('recycled', 'nurture_webinar'), ('nurture_webinar', 'mql');
+INSERT INTO leadmgmt.activity_kind (name, description) VALUES ('webinar_attend', 'attended a webinar');
+
+-- one lead per reachable stage, replayed with back-dated moves
+CREATE TEMP TABLE paths (n int, path text[]);
+INSERT INTO paths VALUES
+ (1, '{inquiry}'), (2, '{inquiry,mql}'), (3, '{inquiry,mql,sal}'), (4, '{sgl}'),
+ (5, '{inquiry,mql,sal,sql}'), (6, '{sgl,sql,won}'), (7, '{inquiry,mql,sal,sql,lost}'),
+ (8, '{inquiry,mql,recycled}'), (9, '{inquiry,disqualified}'),
+ (10, '{inquiry,mql,recycled,nurture_webinar}'), (11, '{sgl,sql,won,mql}');
+DO $$
+DECLARE p record; id bigint; i int;
+BEGIN
+	FOR p IN SELECT * FROM paths ORDER BY n LOOP
+		INSERT INTO leadmgmt.lead (email, name, company, source, origin, stage, created_at, amount, currency, attributes)
+		VALUES ('lead' || p.n || '@example.jp', 'リード ' || p.n, '株式会社テスト' || p.n, 'web_form', 'inbound',
+		        p.path[1], timestamptz '2025-01-01 09:00+09' + p.n * interval '1 day', p.n * 1000, 'JPY',
+		        jsonb_build_object('employees', p.n * 10))
+		RETURNING lead.id INTO id;
+		FOR i IN 2 .. cardinality(p.path) LOOP
+			PERFORM leadmgmt.set_stage(id, p.path[i], 'step ' || i,
+			                           timestamptz '2025-02-01 09:00+09' + p.n * interval '1 day' + i * interval '3 days');
+		END LOOP;
+		PERFORM leadmgmt.track(id, 'page_view', timestamptz '2025-01-15 12:00+09' + p.n * interval '1 hour', '/pricing', NULL, 30 + p.n);
+		PERFORM leadmgmt.track(id, 'webinar_attend', timestamptz '2025-01-20 12:00+09', 'Product tour');
+	END LOOP;
+END $$;
+-- a restore must carry points as they are, not score them again
+UPDATE leadmgmt.activity SET points = id * 1.5;
+});
+
+my $count_sql = q{
+SELECT (SELECT count(*) FROM leadmgmt.lead) || '/' ||
+       (SELECT count(*) FROM leadmgmt.stage_history) || '/' ||
+       (SELECT count(*) FROM leadmgmt.activity)};
+is($node->safe_psql('src', $count_sql), '11/32/22', 'source populated: leads/history/activity');
+
+# One fingerprint per table, of every column of every row.
+my @tables = qw(setting stage stage_transition activity_kind lead stage_history activity);
+sub fingerprint
+{
+	my ($db, $table) = @_;
+	return $node->safe_psql($db,
+		"SELECT count(*) || ':' || md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) "
+		  . "FROM leadmgmt.$table t");
+}
+
+my $dump = $node->basedir . '/src.dump';
+$node->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('src') ], 'pg_dump -Fc');
+
+# The documented procedure.
+$node->safe_psql('postgres', 'CREATE DATABASE dst');
+my $dst = $node->connstr('dst');
+$node->command_ok([ 'pg_restore', '--section=pre-data', '-d', $dst, $dump ], 'restore pre-data');
+$node->command_ok([ 'pg_restore', '--data-only', '--disable-triggers', '-d', $dst, $dump ],
+	'restore data with triggers disabled');
+$node->command_ok([ 'pg_restore', '--section=post-data', '-d', $dst, $dump ], 'restore post-data');
+
+foreach my $table (@tables)
+{
+	is(fingerprint('dst', $table), fingerprint('src', $table), "leadmgmt.$table restored exactly");
+}
+
+# Sequences continue where the source stopped, and the machinery works.
+my $next_src = $node->safe_psql('src',
+	q{SELECT (SELECT last_value FROM leadmgmt.lead_id_seq) || '/' || (SELECT last_value FROM leadmgmt.stage_history_id_seq) || '/' || (SELECT last_value FROM leadmgmt.activity_id_seq)});
+my $next_dst = $node->safe_psql('dst',
+	q{SELECT (SELECT last_value FROM leadmgmt.lead_id_seq) || '/' || (SELECT last_value FROM leadmgmt.stage_history_id_seq) || '/' || (SELECT last_value FROM leadmgmt.activity_id_seq)});
+is($next_dst, $next_src, 'sequence positions restored');
+is($node->safe_psql('dst', q{
+	INSERT INTO leadmgmt.lead (email) VALUES ('new@example.jp') RETURNING id;
+}), '12', 'a new lead continues the numbering');
+is($node->safe_psql('dst', q{
+	SELECT (leadmgmt.set_stage(12, 'mql')).stage;
+	SELECT leadmgmt.track(12, 'webinar_attend') > 22;
+	SELECT (leadmgmt.set_stage(10, 'mql', 'restored user transition')).stage;
+}), "mql\nt\nmql", 'stage machine, user transitions and user kinds work after the restore');
+is($node->safe_psql('dst', q{SELECT count(*) FROM leadmgmt.stage_history}), '35',
+	'history grew by exactly the three new rows');
+
+# A naive restore (everything in one go, triggers on) must fail loudly and
+# never double the history.
+$node->safe_psql('postgres', 'CREATE DATABASE naive');
+my ($stdout, $stderr);
+my $ok = IPC::Run::run([ 'pg_restore', '-d', $node->connstr('naive'), $dump ],
+	'>', \$stdout, '2>', \$stderr);
+ok(!$ok, 'naive pg_restore exits with an error');
+like($stderr, qr/cannot start in stage|duplicate key value|append-only/,
+	'naive restore names the conflict');
+my $naive_history = $node->safe_psql('naive',
+	q{SELECT count(*) FROM leadmgmt.stage_history});
+cmp_ok($naive_history, '<=', 32, 'naive restore did not duplicate history');
+
+$node->stop;
+done_testing();
