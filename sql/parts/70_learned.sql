@@ -487,6 +487,13 @@ BEGIN
 	SELECT t.id, t.label, t.is_test, leadmgmt.lead_features(spec, t.id, t.snapshot) AS x
 	  FROM pg_temp.lm_train_leads t;
 
+	IF NOT EXISTS (SELECT 1 FROM pg_temp.lm_train_rows r WHERE NOT r.is_test AND r.label)
+	   AND EXISTS (SELECT 1 FROM pg_temp.lm_train_rows r WHERE NOT r.is_test) THEN
+		RAISE EXCEPTION 'no training lead reached stage "%" within % after its snapshot', target_stage, horizon
+			USING ERRCODE = 'LM020',
+			      DETAIL = format('%s training leads, all negative.', (SELECT count(*) FROM pg_temp.lm_train_rows r WHERE NOT r.is_test)),
+			      HINT = 'Pick an earlier stage such as sql, a longer horizon, or wait for more history.';
+	END IF;
 	SELECT leadmgmt.logreg(r.label, r.x, train_model.l2 ORDER BY r.id) INTO fit
 	  FROM pg_temp.lm_train_rows r WHERE NOT r.is_test;
 	IF fit IS NULL THEN
@@ -645,7 +652,7 @@ BEGIN
 	       CASE WHEN r.level = 1
 	            THEN replace(replace(replace(r.detail, '\', '\\'), '%', '\%'), '_', '\_') END,
 	       CASE WHEN r.level = 2 THEN r.campaign END,
-	       round(threshold * ln(r.smoothed_lift) / ln(lift_at_threshold))::float8,
+	       round(threshold * ln(r.smoothed_lift) / ln(lift_at_threshold))::float8 + 0,  -- no -0
 	       1,
 	       r.leads_with,
 	       r.converted_with,
