@@ -639,7 +639,7 @@ leadmgmt_logreg_predict(PG_FUNCTION_ARGS)
 	if (k != p + 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("coef has %d elements, expected %d (intercept + %d features)", k, p + 1, p),
+				 errmsg("coef has %d elements, expected %d: the intercept and one per feature", k, p + 1),
 				 errhint("Pass the coefficients returned by leadmgmt.logreg() for the same feature list.")));
 	eta = lr_linear(beta, x, p);
 	if (isnan(eta))
@@ -696,7 +696,7 @@ leadmgmt_logreg_step_trans(PG_FUNCTION_ARGS)
 		if (k != p + 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-					 errmsg("coef has %d elements, expected %d (intercept + %d features)", k, p + 1, p)));
+					 errmsg("coef has %d elements, expected %d: the intercept and one per feature", k, p + 1)));
 		s = step_new(ctx, k, beta);
 	}
 	else if (s->k != p + 1)
