@@ -771,7 +771,8 @@ leadmgmt_logreg_step_deserialize(PG_FUNCTION_ARGS)
 	const char *ptr = VARDATA_ANY(in);
 	Size		len = VARSIZE_ANY_EXHDR(in);
 	int32		magic,
-				k;
+				k,
+				i;
 	LogregStepState *s;
 
 	if (len < 2 * sizeof(int32))
@@ -787,6 +788,13 @@ leadmgmt_logreg_step_deserialize(PG_FUNCTION_ARGS)
 	s->acc = MemoryContextAlloc(ctx, sizeof(double) * lr_step_size(k));
 	memcpy(s->beta, ptr + 8, sizeof(double) * k);
 	memcpy(s->acc, ptr + 8 + sizeof(double) * k, sizeof(double) * lr_step_size(k));
+	for (i = 0; i < k; i++)
+		if (!isfinite(s->beta[i]))
+			corrupt_state("logreg_step");
+	/* rows >= positives >= 0, misclassified rows <= rows */
+	if (!(s->acc[0] >= 0) || !(s->acc[1] >= 0) || s->acc[1] > s->acc[0] ||
+		!(s->acc[3] >= 0) || s->acc[3] > s->acc[0])
+		corrupt_state("logreg_step");
 	PG_RETURN_POINTER(s);
 }
 
