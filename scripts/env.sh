@@ -12,6 +12,22 @@ fi
 # extension from there through Debian's extension_destdir: nothing is written
 # to the system's PostgreSQL directories, and no root is needed for it.
 STAGE=$TOP/build/stage
+# ... unless the checkout sits below a directory other users cannot enter
+# (a CI clone in a mode-700 temporary directory): the server runs as another
+# user (postgres, or the TAP user) and must read the staged files.
+world_traversable() {
+	d=$1
+	while [ "$d" != "/" ] && [ -n "$d" ]; do
+		case $(stat -c %A "$d") in
+		????????x*) ;;
+		*) return 1 ;;
+		esac
+		d=$(dirname "$d")
+	done
+}
+if ! world_traversable "$TOP"; then
+	STAGE=/tmp/leadmgmt-stage-$(id -u)-$(printf '%s' "$TOP" | cksum | cut -d' ' -f1)
+fi
 export PG_CONFIG PGBIN TOP STAGE
 
 # venv CMD...: run CMD against a throwaway UTF-8 cluster (-t: never the fixed

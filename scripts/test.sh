@@ -13,7 +13,7 @@ cd "$TOP"
 
 "$TOP/scripts/bootstrap.sh" || exit 1
 
-suites=${LM_SUITES:-core regress isolation tap}
+suites=${LM_SUITES:-core regress isolation doc tap}
 LOG=$TOP/build/test-logs
 rm -rf "$LOG"
 mkdir -p "$LOG"
@@ -50,6 +50,7 @@ for suite in $suites; do
 		;;
 	regress|isolation)
 		echo "== $suite"
+		mkdir -p "$TOP/test/out"
 		if [ $suite = regress ]; then
 			target=installcheck; vars="ISOLATION="
 		else
@@ -71,6 +72,22 @@ for suite in $suites; do
 		[ "$f" -ne 0 ] && [ -f test/out/regression.diffs ] && head -100 test/out/regression.diffs
 		[ "$f" -ne 0 ] && [ -f test/out/isolation/regression.diffs ] && head -100 test/out/isolation/regression.diffs
 		count $suite "$p" "$f"
+		;;
+	doc)
+		echo "== doc examples"
+		rm -rf "$TOP/build/doctest"
+		perl "$TOP/scripts/doctest.pl" "$TOP/build/doctest" $(ls doc/*.md)
+		venv sh "$TOP/scripts/doccheck.sh" "$TOP/build/doctest" > "$LOG/doc.log" 2>&1
+		status=$?
+		grep -E '^(not )?ok - ' "$LOG/doc.log" | sed 's/^/   /'
+		p=$(grep -cE '^ok - ' "$LOG/doc.log")
+		f=$(grep -cE '^not ok - ' "$LOG/doc.log")
+		[ "$f" -ne 0 ] && grep -vE '^(ok|not ok) - ' "$LOG/doc.log" | head -80
+		if [ $status -ne 0 ] && [ "$f" -eq 0 ]; then
+			tail -30 "$LOG/doc.log"
+			f=1
+		fi
+		count doc "$p" "$f"
 		;;
 	tap)
 		echo "== tap"

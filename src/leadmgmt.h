@@ -10,6 +10,7 @@
 #include "postgres.h"
 
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 
 #define ERRCODE_LM_FORBIDDEN_TRANSITION	MAKE_SQLSTATE('L','M','0','0','1')
 #define ERRCODE_LM_UNKNOWN_STAGE		MAKE_SQLSTATE('L','M','0','0','2')
@@ -26,5 +27,20 @@ extern const char *lm_current_actor(void);
 extern Oid	lm_schema_oid(void);
 extern void lm_check_trigger_context(FunctionCallInfo fcinfo, const char *funcname,
 									 bool want_before, bool want_row);
+
+/* stage.c */
+extern Datum lm_set_stage(int64 lead_id, const char *stage, const char *reason,
+						  TimestampTz at, bool explicit_at);
+
+/* decayed_sum.c */
+extern int64 lm_half_life_usecs(Interval *half_life);
+
+/* score_state.c: the per-lead scoring state (src/core/score_state.h) */
+struct LmState;
+struct LmStateAward;
+extern void lm_state_from_bytea(bytea *raw, struct LmState *state);
+extern bytea *lm_state_to_bytea(const struct LmState *state);
+extern bool lm_state_fold(struct LmState *state, int64 half_life_us, float8 points, TimestampTz ts);
+extern struct LmStateAward *lm_state_counter(struct LmState *state, int64 rule_id);
 
 #endif							/* LEADMGMT_H */

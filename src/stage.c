@@ -705,42 +705,26 @@ update_stage(int64 lead_id, const char *stage)
 }
 
 /*
- * set_stage(lead bigint, stage text, reason text, at timestamptz)
- *		RETURNS leadmgmt.lead
+ * Move a lead (already resolved) as set_stage() does; reason may be NULL.
+ * Used by the scoring hand-off as well.  Returns the updated row.
  */
-PG_FUNCTION_INFO_V1(leadmgmt_set_stage);
 Datum
-leadmgmt_set_stage(PG_FUNCTION_ARGS)
+lm_set_stage(int64 lead_id, const char *stage, const char *reason,
+			 TimestampTz at, bool explicit_at)
 {
-	int64		lead_id;
-	char	   *stage;
 	PendingMove saved = pending_move;
 	Datum		result;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("lead id must not be null")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("stage must not be null"),
-				 errhint("Known stages: %s.", stage_list(get_stage_cache(), -1, false))));
-
-	lead_id = resolve_lead(PG_GETARG_INT64(0));
-	stage = text_to_cstring(PG_GETARG_TEXT_PP(1));
-
-	pending_move.active = true;
-	pending_move.lead_id = lead_id;
-	pending_move.reason = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
-	pending_move.at = PG_ARGISNULL(3) ? GetCurrentTransactionStartTimestamp() :
-		PG_GETARG_TIMESTAMPTZ(3);
-	pending_move.explicit_at = pending_move.at != GetCurrentTransactionStartTimestamp();
-	if (pending_move.explicit_at && TIMESTAMP_NOT_FINITE(pending_move.at))
+	if (explicit_at && TIMESTAMP_NOT_FINITE(at))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("stage change time must be finite")));
 
+	pending_move.active = true;
+	pending_move.lead_id = lead_id;
+	pending_move.reason = reason;
+	pending_move.at = at;
+	pending_move.explicit_at = explicit_at;
 	PG_TRY();
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
@@ -753,6 +737,35 @@ leadmgmt_set_stage(PG_FUNCTION_ARGS)
 		pending_move = saved;
 	}
 	PG_END_TRY();
+	return result;
+}
 
-	PG_RETURN_DATUM(result);
+/*
+ * set_stage(lead bigint, stage text, reason text, at timestamptz)
+ *		RETURNS leadmgmt.lead
+ *
+ * "at" equal to now() (the default) is the implicit time, see the header.
+ */
+PG_FUNCTION_INFO_V1(leadmgmt_set_stage);
+Datum
+leadmgmt_set_stage(PG_FUNCTION_ARGS)
+{
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	TimestampTz at;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("lead id must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stage must not be null"),
+				 errhint("Known stages: %s.", stage_list(get_stage_cache(), -1, false))));
+
+	at = PG_ARGISNULL(3) ? now : PG_GETARG_TIMESTAMPTZ(3);
+	PG_RETURN_DATUM(lm_set_stage(resolve_lead(PG_GETARG_INT64(0)),
+								 text_to_cstring(PG_GETARG_TEXT_PP(1)),
+								 PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)),
+								 at, at != now));
 }

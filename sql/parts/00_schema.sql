@@ -60,6 +60,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 	VALUES
 	('mql_threshold',      '100',             'float8',   'score at which an inquiry becomes a marketing-qualified lead'),
+	('fit_grade_a',        '60',              'float8',   'lowest fit score graded A'),
+	('fit_grade_b',        '40',              'float8',   'lowest fit score graded B'),
+	('fit_grade_c',        '20',              'float8',   'lowest fit score graded C (below: D)'),
 	('notify_channel',     'leadmgmt_sales',  'channel',  'NOTIFY channel for sales hand-offs'),
 	('handoff_window',     '7 days',          'interval', 'how long a hand-off waits in the sales queue before it counts as late'),
 	('dormant_after',      '90 days',         'interval', 'a lead without activity for this long is dormant'),
