@@ -373,7 +373,7 @@ LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
 	WITH act AS (
-		SELECT a.kind, a.occurred_at
+		SELECT a.kind, a.occurred_at, a.detail, a.campaign, a.duration_s
 		  FROM leadmgmt.activity a
 		 WHERE a.lead_id = lead_features.lead AND a.occurred_at <= lead_features.at
 	), f(ord, v) AS (
@@ -382,6 +382,16 @@ BEGIN ATOMIC
 		                       WHERE act.kind = k.kind
 		                         AND act.occurred_at > lead_features.at - (spec ->> 'observe')::interval))::float8
 		  FROM jsonb_array_elements_text(spec -> 'kinds') WITH ORDINALITY AS k(kind, ord)
+		UNION ALL
+		-- ln(1 + count) of the activities matching each scoring rule of the spec
+		SELECT 500000 + r.ord, ln(1 + (SELECT count(*) FROM act
+		                       WHERE act.occurred_at > lead_features.at - (spec ->> 'observe')::interval
+		                         AND act.kind = r.rule ->> 'kind'
+		                         AND (r.rule ->> 'detail_pattern' IS NULL OR act.detail LIKE r.rule ->> 'detail_pattern')
+		                         AND (r.rule ->> 'campaign' IS NULL OR act.campaign = r.rule ->> 'campaign')
+		                         AND (r.rule ->> 'min_duration_s' IS NULL
+		                              OR act.duration_s >= (r.rule ->> 'min_duration_s')::integer)))::float8
+		  FROM jsonb_array_elements(COALESCE(spec -> 'rules', '[]')) WITH ORDINALITY AS r(rule, ord)
 		UNION ALL
 		-- recency: 2^-(time since the last activity / half-life), 0 without activity
 		SELECT 1000000, COALESCE(power(2::float8,
@@ -397,7 +407,7 @@ BEGIN ATOMIC
 	SELECT array_agg(f.v ORDER BY f.ord) FROM f;
 END;
 COMMENT ON FUNCTION leadmgmt.lead_features(jsonb, bigint, timestamptz) IS
-	'Feature vector of a lead at a time point as described by a model spec (leadmgmt.model.spec): per-kind ln(1 + count) in the observe window, recency, one-hot attributes';
+	'Feature vector of a lead at a time point as described by a model spec (leadmgmt.model.spec): per-kind and per-rule ln(1 + count) in the observe window, recency, one-hot attributes';
 
 CREATE FUNCTION leadmgmt.train_model(name text, target_stage text DEFAULT 'won',
                                      horizon interval DEFAULT '180 days',
@@ -418,6 +428,7 @@ DECLARE
 	fit float8[];
 	m leadmgmt.model;
 	kinds text[];
+	rules jsonb;
 	levels jsonb;
 BEGIN
 	IF name IS NULL THEN
@@ -463,6 +474,26 @@ BEGIN
 	  JOIN leadmgmt.activity a ON a.lead_id = t.id
 	 WHERE NOT t.is_test AND a.occurred_at <= t.snapshot AND a.occurred_at > t.snapshot - observe;
 
+	-- active scoring rules narrower than their kind (a pattern, campaign or
+	-- minimum duration) that match some training activity; their
+	-- definitions are copied into the spec, so editing a rule later does not
+	-- change what the model computes
+	SELECT COALESCE(jsonb_agg(jsonb_build_object('name', r.name, 'kind', r.kind,
+	                                             'detail_pattern', r.detail_pattern,
+	                                             'campaign', r.campaign,
+	                                             'min_duration_s', r.min_duration_s) ORDER BY r.name), '[]')
+	  INTO rules
+	  FROM leadmgmt.scoring_rule r
+	 WHERE r.active
+	   AND (r.detail_pattern IS NOT NULL OR r.campaign IS NOT NULL OR r.min_duration_s IS NOT NULL)
+	   AND EXISTS (SELECT 1 FROM pg_temp.lm_train_leads t
+	                 JOIN leadmgmt.activity a ON a.lead_id = t.id
+	                WHERE NOT t.is_test AND a.occurred_at <= t.snapshot AND a.occurred_at > t.snapshot - observe
+	                  AND a.kind = r.kind
+	                  AND (r.detail_pattern IS NULL OR a.detail LIKE r.detail_pattern)
+	                  AND (r.campaign IS NULL OR a.campaign = r.campaign)
+	                  AND (r.min_duration_s IS NULL OR a.duration_s >= r.min_duration_s));
+
 	-- attribute levels seen on at least min_level_leads training leads; the
 	-- most frequent level of each key is the reference (no column)
 	SELECT COALESCE(jsonb_agg(jsonb_build_object('key', c.key, 'value', c.value) ORDER BY c.key_ord, c.value), '[]')
@@ -478,8 +509,9 @@ BEGIN
 
 	spec := jsonb_build_object('version', 1, 'observe', observe::text,
 	                           'recency_half_life', '30 days',
-	                           'kinds', to_jsonb(kinds), 'attributes', levels);
+	                           'kinds', to_jsonb(kinds), 'rules', rules, 'attributes', levels);
 	names := ARRAY(SELECT 'count:' || k FROM unnest(kinds) AS k)
+	      || ARRAY(SELECT 'rule:' || (r ->> 'name') FROM jsonb_array_elements(rules) AS r)
 	      || ARRAY['recency']
 	      || ARRAY(SELECT 'attr:' || (x ->> 'key') || '=' || (x ->> 'value') FROM jsonb_array_elements(levels) AS x);
 
@@ -530,7 +562,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION leadmgmt.train_model(text, text, interval, interval, float8, text[], float8, integer, timestamptz, integer) IS
-	'Train (or retrain) a learned scoring model: per-lead activity features at created_at + observe, label "reached target_stage within horizon", L2 logistic regression, AUC on a seeded hold-out split; stored in leadmgmt.model';
+	'Train (or retrain) a learned scoring model: per-lead activity and scoring-rule features at created_at + observe, label "reached target_stage within horizon", L2 logistic regression, AUC on a seeded hold-out split; stored in leadmgmt.model';
 
 CREATE FUNCTION leadmgmt.predicted_score(lead bigint, model text DEFAULT NULL,
                                          at timestamptz DEFAULT pg_catalog.now())
@@ -647,7 +679,7 @@ BEGIN
 		    OR (gr.level = 1 AND gr.detail IS NOT NULL)
 		    OR (gr.level = 2 AND gr.campaign IS NOT NULL)
 	)
-	SELECT r.kind || CASE r.level WHEN 1 THEN ': ' || r.detail WHEN 2 THEN ' @ ' || r.campaign ELSE '' END,
+	SELECT 'suggested ' || r.kind || CASE r.level WHEN 1 THEN ': ' || r.detail WHEN 2 THEN ' @ ' || r.campaign ELSE '' END,
 	       r.kind,
 	       CASE WHEN r.level = 1
 	            THEN replace(replace(replace(r.detail, '\', '\\'), '%', '\%'), '_', '\_') END,

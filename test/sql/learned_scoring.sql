@@ -31,18 +31,18 @@ SELECT i, timestamptz '2024-01-01' + (i % 60) * interval '1 day' AS created_at,
   FROM generate_series(1, 300) AS i;
 INSERT INTO leadmgmt.lead (id, external_id, source, origin, created_at, attributes)
 SELECT i, 'L' || i, 'web_form', 'inbound', created_at, jsonb_build_object('industry', industry) FROM gen;
-INSERT INTO leadmgmt.activity (lead_id, kind, occurred_at, detail, campaign)
-SELECT i, 'download', created_at + interval '3 days', 'Whitepaper B', 'wp-b' FROM gen WHERE i % 3 = 0
+INSERT INTO leadmgmt.activity (lead_id, kind, occurred_at, detail, campaign, duration_s)
+SELECT i, 'download', created_at + interval '3 days', 'Whitepaper B', 'wp-b', NULL::integer FROM gen WHERE i % 3 = 0
 UNION ALL
-SELECT i, 'seminar_attend', created_at + interval '20 days', 'DX seminar', 'seminar-2024' FROM gen WHERE i % 5 = 0
+SELECT i, 'seminar_attend', created_at + interval '20 days', 'DX seminar', 'seminar-2024', NULL FROM gen WHERE i % 5 = 0
 UNION ALL
-SELECT i, 'page_view', created_at + interval '40 days', '/pricing', NULL FROM gen WHERE i % 7 = 0
+SELECT i, 'page_view', created_at + interval '40 days', '/pricing', NULL, 45 FROM gen WHERE i % 7 = 0
 UNION ALL
-SELECT i, 'email_bounce', created_at + interval '10 days', 'newsletter', 'nl-2024' FROM gen WHERE i % 11 = 0
+SELECT i, 'email_bounce', created_at + interval '10 days', 'newsletter', 'nl-2024', NULL FROM gen WHERE i % 11 = 0
 UNION ALL
-SELECT i, 'page_view', created_at + k * interval '5 days', '/blog', NULL FROM gen, generate_series(1, 3) k WHERE k <= i % 4
+SELECT i, 'page_view', created_at + k * interval '5 days', '/blog', NULL, 20 FROM gen, generate_series(1, 3) k WHERE k <= i % 4
 UNION ALL
-SELECT i, 'download', created_at + interval '1 day', 'report_2024%', NULL FROM gen WHERE i % 13 = 0;
+SELECT i, 'download', created_at + interval '1 day', 'report_2024%', NULL, NULL FROM gen WHERE i % 13 = 0;
 -- winners go inquiry -> mql -> sal -> sql -> won 100 to 130 days after creation
 DO $$
 DECLARE
@@ -83,9 +83,15 @@ SELECT count(*) AS rows, max(leads_with) AS most_leads
 CREATE TEMP TABLE my_rules AS
 SELECT name, kind, detail_pattern, campaign, points, max_times FROM leadmgmt.suggest_rules() WHERE abs(points) >= 10;
 SELECT * FROM my_rules ORDER BY name;
+-- review, then keep what the built-in rules miss: whitepaper B in particular
+-- (the built-in '%whitepaper%' pattern is case-sensitive)
+INSERT INTO leadmgmt.scoring_rule (name, kind, detail_pattern, campaign, points, max_times)
+SELECT name, kind, detail_pattern, campaign, points, max_times FROM my_rules
+ WHERE detail_pattern IS NOT NULL AND points >= 15;
+SELECT name, points FROM leadmgmt.scoring_rule WHERE name LIKE 'suggested %' ORDER BY name;
 -- the LIKE pattern matches exactly the detail it came from
 SELECT 'report_2024%' LIKE detail_pattern AS own_detail, 'reportX2024abc' LIKE detail_pattern AS other_detail
-  FROM leadmgmt.suggest_rules(min_leads => 1) WHERE name = 'download: report_2024%';
+  FROM leadmgmt.suggest_rules(min_leads => 1) WHERE name = 'suggested download: report_2024%';
 SELECT q, pg_temp.err(q) AS result FROM (VALUES
 	($$SELECT * FROM leadmgmt.suggest_rules('champion')$$),
 	($$SELECT * FROM leadmgmt.suggest_rules('lost')$$),
@@ -103,11 +109,13 @@ SELECT features[g] AS feature, round(coef[g + 1]::numeric, 3) AS coef
   FROM leadmgmt.model, generate_series(0, cardinality(features)) g
  WHERE name = 'default' ORDER BY g;
 -- the features of lead 15 (created 2024-01-16, industry finance: one
--- download, three blog views, a seminar 20 days in) at its snapshot, 90
--- days after creation: ln(1 + count) per kind, recency 2^-(70 days / 30 days)
+-- download of whitepaper B, three blog views, a seminar 20 days in) at its
+-- snapshot, 90 days after creation: ln(1 + count) per kind and per rule
+-- (pricing_page: none; the whitepaper B rule: one), recency
+-- 2^-(70 days / 30 days), the industry one-hot
 SELECT (SELECT array_agg(round(v::numeric, 6)) FROM unnest(leadmgmt.lead_features(spec, 15, timestamptz '2024-01-16' + interval '90 days')) v) AS x,
        (SELECT max(abs(a - b)) FROM unnest(leadmgmt.lead_features(spec, 15, timestamptz '2024-01-16' + interval '90 days'),
-                                           ARRAY[ln(2), 0, ln(4), ln(2), power(2, -70 / 30.0), 1, 0, 0]::float8[]) u(a, b)) < 1e-12
+                                           ARRAY[ln(2), 0, ln(4), ln(2), 0, ln(2), power(2, -70 / 30.0), 1, 0, 0]::float8[]) u(a, b)) < 1e-12
        AS features_exact
   FROM leadmgmt.model WHERE name = 'default';
 -- the observe window: a year later, counts are 0 and recency has decayed
