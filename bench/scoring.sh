@@ -32,7 +32,7 @@ COPY (
 ANALYZE leadmgmt.lead;
 SQL
 
-reset_sql="TRUNCATE leadmgmt.activity, leadmgmt.score_component, leadmgmt.score_award;
+reset_sql="TRUNCATE leadmgmt.activity, leadmgmt.score_state;
 UPDATE leadmgmt.lead SET score = 0, score_at = NULL WHERE score_at IS NOT NULL;
 CHECKPOINT;"
 copy_sql="COPY leadmgmt.activity (lead_id, kind, occurred_at, detail, duration_s) FROM '$data' WITH (FORMAT csv);"
@@ -61,9 +61,11 @@ while [ $i -lt "$rounds" ]; do
 done
 
 # the data scored by the last run must equal a full recompute
+rescore_start=$(date +%s.%N)
 changed=$(psql -X -q -t -A -c "SELECT leadmgmt.rescore()")
+rescore_s=$(echo "$(date +%s.%N) $rescore_start" | awk '{printf "%.1f", $1 - $2}')
 scored=$(psql -X -q -t -A -c "SELECT count(*) FROM leadmgmt.lead WHERE score_at IS NOT NULL")
-echo "check: $scored leads scored, rescore() changed $changed"
+echo "check: $scored leads scored, rescore() changed $changed (full rescore took ${rescore_s} s)"
 awk -v on="$best_on" -v off="$best_off" -v rows="$rows" 'BEGIN {
 	printf "scoring ingest: best of rounds, with scoring %.0f ms, triggers disabled %.0f ms, ratio %.2fx (goal <= 1.3x), %.0f rows/s\n",
 		on, off, on / off, rows / (on / 1000) }'

@@ -292,29 +292,35 @@ BEGIN
 
 	DELETE FROM leadmgmt.score_state st WHERE leads IS NULL OR st.lead_id = ANY (leads);
 	INSERT INTO leadmgmt.score_state (lead_id, state)
-	SELECT l.lead_id,
+	WITH component AS (
+		SELECT x.lead_id, x.half_life_us, x.ref_at,
+		       sum(leadmgmt.decay(x.points, x.occurred_at, x.half_life_us, x.ref_at)) AS value
+		  FROM (SELECT m.lead_id, m.half_life_us, m.points, m.occurred_at,
+		               max(m.occurred_at) OVER (PARTITION BY m.lead_id, m.half_life_us) AS ref_at
+		          FROM leadmgmt_rescore_match m) x
+		 GROUP BY x.lead_id, x.half_life_us, x.ref_at
+	), components AS (
+		SELECT c.lead_id,
+		       array_agg(c.half_life_us ORDER BY c.half_life_us) AS half_life_us,
+		       array_agg(c.value ORDER BY c.half_life_us) AS value,
+		       array_agg(c.ref_at ORDER BY c.half_life_us) AS ref_at
+		  FROM component c GROUP BY c.lead_id
+	), award AS (
+		SELECT m.lead_id, m.rule_id, count(*)::integer AS times, max(m.occurred_at) AS last_at
+		  FROM leadmgmt_rescore_match m JOIN leadmgmt.scoring_rule r ON r.id = m.rule_id
+		 WHERE r.max_times IS NOT NULL
+		 GROUP BY m.lead_id, m.rule_id
+	), awards AS (
+		SELECT a.lead_id,
+		       array_agg(a.rule_id ORDER BY a.rule_id) AS rule_id,
+		       array_agg(a.times ORDER BY a.rule_id) AS times,
+		       array_agg(a.last_at ORDER BY a.rule_id) AS last_at
+		  FROM award a GROUP BY a.lead_id
+	)
+	SELECT c.lead_id,
 	       leadmgmt.score_state_pack(c.half_life_us, c.value, c.ref_at, w.rule_id, w.times, w.last_at)
-	  FROM (SELECT DISTINCT lead_id FROM leadmgmt_rescore_match) l
-	  LEFT JOIN LATERAL (
-		SELECT array_agg(x.half_life_us ORDER BY x.half_life_us) AS half_life_us,
-		       array_agg(x.value ORDER BY x.half_life_us) AS value,
-		       array_agg(x.ref_at ORDER BY x.half_life_us) AS ref_at
-		  FROM (SELECT m.half_life_us, g.ref_at,
-		               sum(leadmgmt.decay(m.points, m.occurred_at, m.half_life_us, g.ref_at)) AS value
-		          FROM leadmgmt_rescore_match m
-		          JOIN (SELECT half_life_us, max(occurred_at) AS ref_at FROM leadmgmt_rescore_match
-		                 WHERE lead_id = l.lead_id GROUP BY half_life_us) g USING (half_life_us)
-		         WHERE m.lead_id = l.lead_id
-		         GROUP BY m.half_life_us, g.ref_at) x) c ON true
-	  LEFT JOIN LATERAL (
-		SELECT array_agg(y.rule_id ORDER BY y.rule_id) AS rule_id,
-		       array_agg(y.times ORDER BY y.rule_id) AS times,
-		       array_agg(y.last_at ORDER BY y.rule_id) AS last_at
-		  FROM (SELECT m.rule_id, count(*)::integer AS times, max(m.occurred_at) AS last_at
-		          FROM leadmgmt_rescore_match m JOIN leadmgmt.scoring_rule r ON r.id = m.rule_id
-		         WHERE m.lead_id = l.lead_id AND r.max_times IS NOT NULL
-		         GROUP BY m.rule_id) y) w ON true
-	 ORDER BY l.lead_id;
+	  FROM components c LEFT JOIN awards w ON w.lead_id = c.lead_id
+	 ORDER BY c.lead_id;
 
 	WITH fresh AS (
 		SELECT l.id, l.score AS old_score, l.score_at AS old_score_at,

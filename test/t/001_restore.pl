@@ -49,6 +49,14 @@ BEGIN
 		PERFORM leadmgmt.track(id, 'webinar_attend', timestamptz '2025-01-20 12:00+09', 'Product tour');
 	END LOOP;
 END $$;
+-- scoring state, a user scoring rule and fit rule, external ids
+INSERT INTO leadmgmt.scoring_rule (name, kind, points, half_life, max_times)
+VALUES ('webinar', 'webinar_attend', 12, '45 days', 2);
+INSERT INTO leadmgmt.fit_rule (name, attribute, op, min_value, points)
+VALUES ('big', 'employees', 'between', 50, 30);
+UPDATE leadmgmt.lead SET attributes = attributes || '{"industry": "it"}';
+SELECT leadmgmt.track(id, 'webinar_attend', timestamptz '2025-03-01 12:00+09', 'Spring webinar')
+  FROM leadmgmt.lead ORDER BY id;
 -- a restore must carry points as they are, not score them again
 UPDATE leadmgmt.activity SET points = id * 1.5;
 });
@@ -57,10 +65,15 @@ my $count_sql = q{
 SELECT (SELECT count(*) FROM leadmgmt.lead) || '/' ||
        (SELECT count(*) FROM leadmgmt.stage_history) || '/' ||
        (SELECT count(*) FROM leadmgmt.activity)};
-is($node->safe_psql('src', $count_sql), '11/32/22', 'source populated: leads/history/activity');
+is($node->safe_psql('src', $count_sql), '11/32/33', 'source populated: leads/history/activity');
 
-# One fingerprint per table, of every column of every row.
-my @tables = qw(setting stage stage_transition activity_kind lead stage_history activity);
+# One fingerprint per table, of every column of every row: every table the
+# extension marks for pg_dump, so a table added later is covered too.
+my @tables = split /\n/, $node->safe_psql('src', q{
+	SELECT c.relname FROM pg_extension e, unnest(e.extconfig) AS x(relid)
+	  JOIN pg_class c ON c.oid = x.relid
+	 WHERE e.extname = 'leadmgmt' AND c.relkind = 'r' ORDER BY 1});
+cmp_ok(scalar(@tables), '>=', 10, 'the extension marks its tables for pg_dump');
 sub fingerprint
 {
 	my ($db, $table) = @_;
@@ -86,6 +99,10 @@ foreach my $table (@tables)
 }
 
 # Sequences continue where the source stopped, and the machinery works.
+is($node->safe_psql('dst', q{SELECT count(*) FROM leadmgmt.score_state}), '11',
+	'score state restored for every scored lead');
+is($node->safe_psql('dst', q{SELECT leadmgmt.rescore()}), '0',
+	'restored scores agree with a full recompute from the rules');
 my $next_src = $node->safe_psql('src',
 	q{SELECT (SELECT last_value FROM leadmgmt.lead_id_seq) || '/' || (SELECT last_value FROM leadmgmt.stage_history_id_seq) || '/' || (SELECT last_value FROM leadmgmt.activity_id_seq)});
 my $next_dst = $node->safe_psql('dst',
@@ -96,7 +113,7 @@ is($node->safe_psql('dst', q{
 }), '12', 'a new lead continues the numbering');
 is($node->safe_psql('dst', q{
 	SELECT (leadmgmt.set_stage(12, 'mql')).stage;
-	SELECT leadmgmt.track(12, 'webinar_attend') > 22;
+	SELECT leadmgmt.track(12, 'webinar_attend') > 33;
 	SELECT (leadmgmt.set_stage(10, 'mql', 'restored user transition')).stage;
 }), "mql\nt\nmql", 'stage machine, user transitions and user kinds work after the restore');
 is($node->safe_psql('dst', q{SELECT count(*) FROM leadmgmt.stage_history}), '35',
