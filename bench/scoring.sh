@@ -69,3 +69,20 @@ echo "check: $scored leads scored, rescore() changed $changed (full rescore took
 awk -v on="$best_on" -v off="$best_off" -v rows="$rows" 'BEGIN {
 	printf "scoring ingest: best of rounds, with scoring %.0f ms, triggers disabled %.0f ms, ratio %.2fx (goal <= 1.3x), %.0f rows/s\n",
 		on, off, on / off, rows / (on / 1000) }'
+
+# score(id) is O(1) in the number of a lead's activities: time 2000 calls
+# on a lead with 10 activities and on one with 10,000
+psql -X -q -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
+INSERT INTO leadmgmt.lead (id, created_at) VALUES (-1, now() - interval '2 years'), (-2, now() - interval '2 years');
+INSERT INTO leadmgmt.activity (lead_id, kind, occurred_at, detail)
+SELECT -1, 'page_view', now() - interval '40 days' + g * interval '1 second', '/' FROM generate_series(1, 10) g;
+INSERT INTO leadmgmt.activity (lead_id, kind, occurred_at, detail)
+SELECT -2, 'page_view', now() - interval '40 days' + g * interval '1 second', '/' FROM generate_series(1, 10000) g;
+SQL
+time_calls() {
+	psql -X -q -c '\timing on' -c "SELECT sum(leadmgmt.score($1)) FROM generate_series(1, 2000)" |
+		sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p'
+}
+small=$(time_calls -1); big=$(time_calls -2)
+awk -v s="$small" -v b="$big" 'BEGIN {
+	printf "score(id), 2000 calls: lead with 10 activities %.0f ms, with 10000 activities %.0f ms, ratio %.2fx (O(1): about 1)\n", s, b, b / s }'
