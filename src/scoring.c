@@ -519,9 +519,49 @@ run_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *values
 		elog(ERROR, "unexpected SPI result %s for \"%s\"", SPI_result_code_string(rc), sql);
 }
 
-/* the statement's matches, one per (row, rule) */
+/*
+ * Deliverability and consent facts seen in the statement: a bounce marks the
+ * address bounced, an unsubscribe marks it unsubscribed and withdraws e-mail
+ * consent (identity's hygiene, done here because this trigger already reads
+ * every new row).
+ */
+typedef struct Hygiene
+{
+	int			nbounced;
+	int			nunsubscribed;
+	int			cap_bounced;
+	int			cap_unsubscribed;
+	int64	   *bounced;
+	int64	   *unsubscribed;
+	TimestampTz *unsubscribed_at;
+} Hygiene;
+
+static void
+note_hygiene(Hygiene *h, const ActivityRow *row)
+{
+	if (row->kind == NULL)
+		return;
+	if (strcmp(row->kind, "email_bounce") == 0)
+	{
+		APPEND(h->bounced, h->nbounced, h->cap_bounced);
+		h->bounced[h->nbounced++] = row->lead_id;
+	}
+	else if (strcmp(row->kind, "unsubscribe") == 0)
+	{
+		int			cap = h->cap_unsubscribed;
+
+		APPEND(h->unsubscribed, h->nunsubscribed, h->cap_unsubscribed);
+		APPEND(h->unsubscribed_at, h->nunsubscribed, cap);
+		h->unsubscribed[h->nunsubscribed] = row->lead_id;
+		h->unsubscribed_at[h->nunsubscribed] = row->occurred_at;
+		h->nunsubscribed++;
+	}
+}
+
+/* the statement's matches, one per (row, rule), and its hygiene facts */
 static Match *
-collect_matches(Tuplestorestate *rows, TupleDesc desc, RuleCache *cache, int *nmatches)
+collect_matches(Tuplestorestate *rows, TupleDesc desc, RuleCache *cache, int *nmatches,
+				Hygiene *hygiene)
 {
 	TupleTableSlot *slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
 	MemoryContext outer = CurrentMemoryContext;
@@ -545,6 +585,7 @@ collect_matches(Tuplestorestate *rows, TupleDesc desc, RuleCache *cache, int *nm
 		tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
 		read_activity(tuple, desc, cols, &row);
 		MemoryContextSwitchTo(outer);
+		note_hygiene(hygiene, &row);
 		if (had_given_points(row.id))
 			continue;
 		for (i = 0; i < cache->nrules; i++)
@@ -894,6 +935,58 @@ recompute_leads(LeadState *leads, int nleads)
 	}
 }
 
+static Datum
+int8_datum_array(const int64 *values, int n)
+{
+	Datum	   *d = palloc_extended(sizeof(Datum) * Max(n, 1), MCXT_ALLOC_HUGE);
+	int			i;
+
+	for (i = 0; i < n; i++)
+		d[i] = Int64GetDatum(values[i]);
+	return PointerGetDatum(datum_array(d, n, INT8OID));
+}
+
+/* email_status: unsubscribed beats bounced beats ok */
+static void
+apply_hygiene(const Hygiene *h)
+{
+	static SPIPlanPtr status_plan = NULL;
+	static SPIPlanPtr consent_plan = NULL;
+	Oid			types[2] = {INT8ARRAYOID, INT8ARRAYOID};
+	Oid			consent_types[2] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum		args[2];
+	Datum	   *at;
+	int			i;
+
+	if (h->nbounced == 0 && h->nunsubscribed == 0)
+		return;
+	args[0] = int8_datum_array(h->bounced, h->nbounced);
+	args[1] = int8_datum_array(h->unsubscribed, h->nunsubscribed);
+	run_plan(&status_plan,
+			 "UPDATE leadmgmt.lead l SET email_status = CASE "
+			 "WHEN l.id OPERATOR(pg_catalog.=) ANY ($2) THEN 'unsubscribed' ELSE 'bounced' END "
+			 "FROM (SELECT x.id FROM leadmgmt.lead x "
+			 "      WHERE x.id OPERATOR(pg_catalog.=) ANY ($1 OPERATOR(pg_catalog.||) $2) "
+			 "      ORDER BY x.id FOR NO KEY UPDATE) s "
+			 "WHERE l.id OPERATOR(pg_catalog.=) s.id AND "
+			 "(l.id OPERATOR(pg_catalog.=) ANY ($2) AND l.email_status OPERATOR(pg_catalog.<>) 'unsubscribed' "
+			 " OR l.email_status OPERATOR(pg_catalog.=) 'ok')",
+			 2, types, args, SPI_OK_UPDATE);
+	if (h->nunsubscribed == 0)
+		return;
+	at = palloc_extended(sizeof(Datum) * h->nunsubscribed, MCXT_ALLOC_HUGE);
+	for (i = 0; i < h->nunsubscribed; i++)
+		at[i] = TimestampTzGetDatum(h->unsubscribed_at[i]);
+	args[0] = int8_datum_array(h->unsubscribed, h->nunsubscribed);
+	args[1] = PointerGetDatum(datum_array(at, h->nunsubscribed, TIMESTAMPTZOID));
+	run_plan(&consent_plan,
+			 "INSERT INTO leadmgmt.consent (lead_id, channel, granted, source, at, recorded_by) "
+			 "SELECT u.lead_id, 'email', false, 'activity:unsubscribe', u.at, SESSION_USER "
+			 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS u(lead_id, at) "
+			 "ORDER BY u.lead_id, u.at",
+			 2, consent_types, args, SPI_OK_INSERT);
+}
+
 /* ---------------------------------------------------------------------
  * Hand-off
  * ---------------------------------------------------------------------
@@ -972,6 +1065,7 @@ leadmgmt_activity_score_statement(PG_FUNCTION_ARGS)
 	int			nmatches;
 	LeadState  *leads;
 	int			nleads;
+	Hygiene		hygiene;
 	Oid			save_userid;
 	int			save_sec_context;
 
@@ -983,8 +1077,10 @@ leadmgmt_activity_score_statement(PG_FUNCTION_ARGS)
 	rel = trigdata->tg_relation;
 
 	cache = get_rule_cache();
-	matches = collect_matches(trigdata->tg_newtable, RelationGetDescr(rel), cache, &nmatches);
-	if (nmatches == 0)
+	memset(&hygiene, 0, sizeof(hygiene));
+	matches = collect_matches(trigdata->tg_newtable, RelationGetDescr(rel), cache, &nmatches,
+							  &hygiene);
+	if (nmatches == 0 && hygiene.nbounced == 0 && hygiene.nunsubscribed == 0)
 		return PointerGetDatum(NULL);
 	qsort(matches, nmatches, sizeof(Match), match_cmp);
 	leads = touched_leads(matches, nmatches, &nleads);
@@ -996,13 +1092,18 @@ leadmgmt_activity_score_statement(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	lock_and_read_leads(leads, nleads);
-	apply_caps(matches, nmatches, cache, leads, nleads);
-	fold_points(matches, nmatches, cache, leads, nleads);
-	store_states(leads, nleads);
-	store_corrections(matches, nmatches, cache, leads, nleads);
-	recompute_leads(leads, nleads);
-	hand_off_hot_leads(leads, nleads);
+	if (nleads > 0)
+	{
+		lock_and_read_leads(leads, nleads);
+		apply_caps(matches, nmatches, cache, leads, nleads);
+		fold_points(matches, nmatches, cache, leads, nleads);
+		store_states(leads, nleads);
+		store_corrections(matches, nmatches, cache, leads, nleads);
+		recompute_leads(leads, nleads);
+	}
+	apply_hygiene(&hygiene);
+	if (nleads > 0)
+		hand_off_hot_leads(leads, nleads);
 
 	SPI_finish();
 	SetUserIdAndSecContext(save_userid, save_sec_context);

@@ -57,6 +57,8 @@ VALUES ('big', 'employees', 'between', 50, 30);
 UPDATE leadmgmt.lead SET attributes = attributes || '{"industry": "it"}';
 SELECT leadmgmt.track(id, 'webinar_attend', timestamptz '2025-03-01 12:00+09', 'Spring webinar')
   FROM leadmgmt.lead ORDER BY id;
+-- scores consistent with the rules (the webinar rule came after some visits)
+SELECT leadmgmt.rescore();
 -- a restore must carry points as they are, not score them again
 UPDATE leadmgmt.activity SET points = id * 1.5;
 });
