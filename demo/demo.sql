@@ -37,12 +37,27 @@ SELECT s.name AS stage, count(DISTINCT h.lead_id) AS leads_entered, s.next_stage
  GROUP BY s.name, s.next_stage, s.rank
  ORDER BY s.rank, s.name;
 
-\echo '== Most active leads in the last 30 days'
-SELECT l.id, l.name, l.company, l.stage, count(*) AS touches_30d,
-       max(a.occurred_at)::date AS last_touch
-  FROM leadmgmt.activity a JOIN leadmgmt.lead l ON l.id = a.lead_id
- WHERE a.occurred_at > now() - interval '30 days' AND l.stage IN ('inquiry', 'mql', 'recycled')
- GROUP BY l.id ORDER BY touches_30d DESC, last_touch DESC, l.id LIMIT 10;
+\echo '== The hottest open leads: engagement score today (decayed), fit grade'
+SELECT l.id, l.name, l.company, l.stage, round(leadmgmt.score(l.id)::numeric, 1) AS score_now,
+       l.grade, (SELECT max(a.occurred_at)::date FROM leadmgmt.activity a WHERE a.lead_id = l.id) AS last_touch
+  FROM leadmgmt.lead l
+ WHERE l.stage IN ('inquiry', 'recycled', 'mql')
+ ORDER BY leadmgmt.score(l.id) DESC, l.id LIMIT 10;
+
+\echo '== A quiet lead wakes up: two long looks at the pricing page and a form, right now'
+LISTEN leadmgmt_sales;
+SELECT l.id AS lead, l.stage AS stage_before, round(leadmgmt.score(l.id)::numeric, 1) AS score_before,
+       (SELECT max(a.occurred_at)::date FROM leadmgmt.activity a WHERE a.lead_id = l.id) AS quiet_since
+  FROM leadmgmt.lead l
+ WHERE l.stage = 'inquiry' AND leadmgmt.score(l.id) BETWEEN 40 AND 90
+ ORDER BY (SELECT max(a.occurred_at) FROM leadmgmt.activity a WHERE a.lead_id = l.id), l.id
+ LIMIT 1 \gset
+SELECT leadmgmt.track(:lead, 'page_view', now() - interval '2 hours', '/pricing', duration_s => 120) > 0 AS tracked,
+       leadmgmt.track(:lead, 'page_view', now() - interval '1 hour', '/pricing', duration_s => 95) > 0 AS again,
+       leadmgmt.track(:lead, 'form_submit', now(), 'contact-sales') > 0 AS form;
+SELECT id, :'quiet_since' AS quiet_since, :'stage_before' AS stage_before, stage AS stage_now,
+       :score_before AS score_before, round(score::numeric, 1) AS score_now
+  FROM leadmgmt.lead WHERE id = :lead;
 
 \echo '== One lead''s timeline'
 SELECT t.at::date AS day, t.kind, t.detail, t.stage

@@ -14,6 +14,15 @@
 \endif
 
 SELECT set_config('demo.leads', :'leads', false) AS leads, setseed(0.42);
+-- Replaying a year of history must not hand leads to sales on the way (the
+-- generator decides the stages); the threshold is restored at the end.
+SELECT leadmgmt.set_setting('mql_threshold', '1e12');
+-- our market: manufacturers and logistics firms in Japan with 300+ staff
+INSERT INTO leadmgmt.fit_rule (name, attribute, op, value, min_value, max_value, points) VALUES
+	('target_industry', 'industry', 'in', '["manufacturing", "logistics"]', NULL, NULL, 30),
+	('japan', 'country', 'eq', '"JP"', NULL, NULL, 10),
+	('mid_size', 'employees', 'between', NULL, 300, 1200, 25),
+	('enterprise', 'employees', 'between', NULL, 1201, NULL, 35);
 
 CREATE TEMP TABLE demo_source (source text, origin text, weight float8, campaign text, first_kind text, first_detail text);
 INSERT INTO demo_source VALUES
@@ -151,4 +160,5 @@ BEGIN
 END
 $$;
 
+SELECT leadmgmt.set_setting('mql_threshold', NULL);
 ANALYZE leadmgmt.lead, leadmgmt.activity, leadmgmt.stage_history;
