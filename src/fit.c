@@ -289,13 +289,9 @@ leadmgmt_lead_fit(PG_FUNCTION_ARGS)
 	desc = RelationGetDescr(rel);
 	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
 
-	cols[0] = SPI_fnumber(desc, "fit_score");
-	cols[1] = SPI_fnumber(desc, "grade");
-	if (cols[0] <= 0 || cols[1] <= 0 || SPI_fnumber(desc, "attributes") <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("lead_fit: table needs columns attributes, fit_score and grade")));
-	attributes = heap_getattr(tuple, SPI_fnumber(desc, "attributes"), desc, &isnull);
+	cols[0] = lm_column(rel, "fit_score");
+	cols[1] = lm_column(rel, "grade");
+	attributes = heap_getattr(tuple, lm_column(rel, "attributes"), desc, &isnull);
 	if (!compute_fit(isnull ? NULL : DatumGetJsonbP(attributes), &score))
 		return PointerGetDatum(tuple);	/* not configured: leave as given */
 

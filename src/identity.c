@@ -310,19 +310,6 @@ leadmgmt_key_version(PG_FUNCTION_ARGS)
  * Trigger: lead match keys
  * ---------------------------------------------------------------------
  */
-static int
-lead_column(Relation rel, const char *name)
-{
-	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
-
-	if (attnum <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("lead_keys: table \"%s\" has no column \"%s\"",
-						RelationGetRelationName(rel), name)));
-	return attnum;
-}
-
 /*
  * BEFORE INSERT OR UPDATE OF email, company, phone ON leadmgmt.lead:
  * compute email_key, company_key and phone_key (no SQL, no catalog access
@@ -355,7 +342,7 @@ leadmgmt_lead_keys(PG_FUNCTION_ARGS)
 	for (i = 0; i < 3; i++)
 	{
 		bool		isnull;
-		Datum		v = heap_getattr(tuple, lead_column(rel, sources[i]), desc, &isnull);
+		Datum		v = heap_getattr(tuple, lm_column(rel, sources[i]), desc, &isnull);
 		text	   *key = NULL;
 
 		if (!isnull)
@@ -365,11 +352,11 @@ leadmgmt_lead_keys(PG_FUNCTION_ARGS)
 			key = i == 0 ? email_key(t) : i == 1 ? company_key(t) :
 				phone_key(t, LEAD_PHONE_REGION, false);
 		}
-		attnums[i] = lead_column(rel, i == 0 ? "email_key" : i == 1 ? "company_key" : "phone_key");
+		attnums[i] = lm_column(rel, i == 0 ? "email_key" : i == 1 ? "company_key" : "phone_key");
 		values[i] = key ? PointerGetDatum(key) : (Datum) 0;
 		nulls[i] = key == NULL;
 	}
-	attnums[3] = lead_column(rel, "key_version");
+	attnums[3] = lm_column(rel, "key_version");
 	values[3] = Int32GetDatum(LM_KEY_VERSION);
 	nulls[3] = false;
 
@@ -481,7 +468,7 @@ leadmgmt_activity_lead_resolve(PG_FUNCTION_ARGS)
 	rel = trigdata->tg_relation;
 	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple :
 		trigdata->tg_trigtuple;
-	attnum = lead_column(rel, "lead_id");
+	attnum = lm_column(rel, "lead_id");
 	value = heap_getattr(tuple, attnum, RelationGetDescr(rel), &isnull);
 	if (isnull)
 		return PointerGetDatum(tuple);	/* NOT NULL reports it */

@@ -92,20 +92,30 @@ lm_check_trigger_context(FunctionCallInfo fcinfo, const char *funcname,
 						want_row ? "FOR EACH ROW" : "FOR EACH STATEMENT")));
 }
 
-static bool
-tuple_is_builtin(Relation rel, HeapTuple tuple)
+/*
+ * The attribute number of a column our trigger needs, or a clear error when
+ * the trigger was attached to a table without it.
+ */
+int
+lm_column(Relation rel, const char *colname)
 {
-	TupleDesc	tupdesc = RelationGetDescr(rel);
-	int			attnum = SPI_fnumber(tupdesc, "builtin");
-	bool		isnull;
-	Datum		value;
+	int			attnum = SPI_fnumber(RelationGetDescr(rel), colname);
 
 	if (attnum <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("protect_builtin: table \"%s\" has no column \"builtin\"",
-						RelationGetRelationName(rel))));
-	value = heap_getattr(tuple, attnum, tupdesc, &isnull);
+				 errmsg("table \"%s\" has no column \"%s\"",
+						RelationGetRelationName(rel), colname)));
+	return attnum;
+}
+
+static bool
+tuple_is_builtin(Relation rel, HeapTuple tuple)
+{
+	bool		isnull;
+	Datum		value;
+
+	value = heap_getattr(tuple, lm_column(rel, "builtin"), RelationGetDescr(rel), &isnull);
 	return !isnull && DatumGetBool(value);
 }
 

@@ -252,23 +252,10 @@ pending_for(int64 lead_id)
  * Tuple helpers
  * ---------------------------------------------------------------------
  */
-static int
-column_number(Relation rel, const char *colname)
-{
-	int			attnum = SPI_fnumber(RelationGetDescr(rel), colname);
-
-	if (attnum <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("table \"%s\" has no column \"%s\"",
-						RelationGetRelationName(rel), colname)));
-	return attnum;
-}
-
 static Datum
 column_value(Relation rel, HeapTuple tuple, const char *colname, bool *isnull)
 {
-	return heap_getattr(tuple, column_number(rel, colname),
+	return heap_getattr(tuple, lm_column(rel, colname),
 						RelationGetDescr(rel), isnull);
 }
 
@@ -284,7 +271,7 @@ column_text(Relation rel, HeapTuple tuple, const char *colname)
 static HeapTuple
 set_timestamp_column(Relation rel, HeapTuple tuple, const char *colname, TimestampTz ts)
 {
-	int			attnum = column_number(rel, colname);
+	int			attnum = lm_column(rel, colname);
 	Datum		value = TimestampTzGetDatum(ts);
 	bool		isnull = false;
 
