@@ -21,21 +21,15 @@ SELECT l.stage, s.category, count(*) AS leads
   FROM leadmgmt.lead l JOIN leadmgmt.stage s ON s.name = l.stage
  GROUP BY l.stage, s.category, s.rank ORDER BY s.rank, l.stage;
 
-\echo '== The waterfall: leads that ever entered each stage, and how many of them went on to the next'
-SELECT s.name AS stage, count(DISTINCT h.lead_id) AS leads_entered, s.next_stage,
-       count(DISTINCT h.lead_id) FILTER (WHERE EXISTS (
-           SELECT 1 FROM leadmgmt.stage_history n
-            WHERE n.lead_id = h.lead_id AND n.to_stage = s.next_stage
-              AND n.changed_at >= h.changed_at)) AS went_on,
-       round(100.0 * count(DISTINCT h.lead_id) FILTER (WHERE EXISTS (
-           SELECT 1 FROM leadmgmt.stage_history n
-            WHERE n.lead_id = h.lead_id AND n.to_stage = s.next_stage
-              AND n.changed_at >= h.changed_at)) / nullif(count(DISTINCT h.lead_id), 0), 1) AS "conversion_%"
-  FROM leadmgmt.stage s
-  LEFT JOIN leadmgmt.stage_history h ON h.to_stage = s.name
- WHERE s.category IN ('open', 'won')
- GROUP BY s.name, s.next_stage, s.rank
- ORDER BY s.rank, s.name;
+\echo '== The waterfall (leadmgmt.funnel): leads that ever entered each stage, conversion to the next'
+SELECT stage, leads_entered, leads_current,
+       round(100 * conversion_to_next::numeric, 1) AS "conversion_%", median_time_in_stage
+  FROM leadmgmt.funnel ORDER BY position;
+SELECT * FROM leadmgmt.funnel_chart(40);
+
+\echo '== Conversion from inquiry to won, per source (leadmgmt.funnel_by_source)'
+SELECT source, leads_entered AS won, round(100 * conversion_from_first::numeric, 1) AS "won_%"
+  FROM leadmgmt.funnel_by_source WHERE stage = 'won' ORDER BY conversion_from_first DESC;
 
 \echo '== The hottest open leads: engagement score today (decayed), fit grade'
 SELECT l.id, l.name, l.company, l.stage, round(leadmgmt.score(l.id)::numeric, 1) AS score_now,
@@ -58,6 +52,16 @@ SELECT leadmgmt.track(:lead, 'page_view', now() - interval '2 hours', '/pricing'
 SELECT id, :'quiet_since' AS quiet_since, :'stage_before' AS stage_before, stage AS stage_now,
        :score_before AS score_before, round(score::numeric, 1) AS score_now
   FROM leadmgmt.lead WHERE id = :lead;
+
+\echo '== The sales queue: waiting for sales, hottest first'
+SELECT lead_id, name, stage, reason, round(score_now::numeric) AS score, grade,
+       justify_hours(date_trunc('hour', waiting)) AS waiting, overdue
+  FROM leadmgmt.sales_queue LIMIT 8;
+
+\echo '== Re-engaged: quiet for months, active this fortnight'
+SELECT lead_id, stage, previous_touch_at::date AS last_seen, previous_kind,
+       new_touch_at::date AS back_on, new_kind, new_detail
+  FROM leadmgmt.reengaged ORDER BY new_touch_at DESC LIMIT 8;
 
 \echo '== One lead''s timeline'
 SELECT t.at::date AS day, t.kind, t.detail, t.stage

@@ -160,5 +160,13 @@ BEGIN
 END
 $$;
 
+-- some long-quiet leads come back this fortnight (the re-engagement case)
+SELECT count(leadmgmt.track(q.id, 'page_view', now() - random() * interval '10 days', '/pricing',
+                            duration_s => 30 + (random() * 200)::int)) AS reengaged
+  FROM (SELECT l.id FROM leadmgmt.lead l
+         WHERE l.stage IN ('inquiry', 'recycled')
+           AND (SELECT max(a.occurred_at) FROM leadmgmt.activity a WHERE a.lead_id = l.id) < now() - interval '120 days'
+         ORDER BY random() LIMIT 40) q;
+
 SELECT leadmgmt.set_setting('mql_threshold', NULL);
 ANALYZE leadmgmt.lead, leadmgmt.activity, leadmgmt.stage_history;

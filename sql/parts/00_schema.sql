@@ -67,7 +67,8 @@ AS $$
 	('handoff_window',     '7 days',          'interval', 'how long a hand-off waits in the sales queue before it counts as late'),
 	('dormant_after',      '90 days',         'interval', 'a lead without activity for this long is dormant'),
 	('reengaged_within',   '14 days',         'interval', 'a dormant lead with activity this recent is re-engaged'),
-	('stale_after',        '30 days',         'interval', 'an open lead that stayed in its stage this long is stale'),
+	('stale_after',        '30 days',         'interval', 'an open lead without activity this long is stale'),
+	('queue_min_score',    '50',              'float8',   're-engaged leads scoring at least this join the sales queue'),
 	('reporting_timezone', 'UTC',             'timezone', 'time zone in which funnel cohorts and months are computed'),
 	('rls_by_owner',       'off',             'boolean',  'row-level security: sales roles see only the leads they own')
 $$;
