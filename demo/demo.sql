@@ -23,7 +23,8 @@ SELECT l.stage, s.category, count(*) AS leads
 
 \echo '== The waterfall (leadmgmt.funnel): leads that ever entered each stage, conversion to the next'
 SELECT stage, leads_entered, leads_current,
-       round(100 * conversion_to_next::numeric, 1) AS "conversion_%", median_time_in_stage
+       round(100 * conversion_to_next::numeric, 1) AS "conversion_%",
+       date_trunc('hour', median_time_in_stage) AS median_time_in_stage
   FROM leadmgmt.funnel ORDER BY position;
 SELECT * FROM leadmgmt.funnel_chart(40);
 
