@@ -22,7 +22,10 @@ SELECT pg_catalog.pg_extension_config_dump('leadmgmt.access_role', '');
 -- policies below call it once per query (an InitPlan), passing CURRENT_USER:
 -- inside this SECURITY DEFINER function CURRENT_USER is the extension owner.
 -- SECURITY DEFINER so that nobody needs a privilege on leadmgmt.setting or
--- leadmgmt.access_role; it only reads.
+-- leadmgmt.access_role.  It is the one definer function PUBLIC may execute
+-- (test/sql/hardening.sql lists it): every role that may read lead runs it,
+-- including roles a DBA granted privileges to by hand, and it only tells
+-- whether a role is restricted.
 CREATE FUNCTION leadmgmt.rls_restricted(who name)
 RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
@@ -37,7 +40,7 @@ BEGIN ATOMIC
 END;
 COMMENT ON FUNCTION leadmgmt.rls_restricted(name) IS
 	'Row-level security helper: true when the rls_by_owner setting is on and the role is a member of the sales role recorded by grant_access()';
-REVOKE ALL ON FUNCTION leadmgmt.rls_restricted(name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION leadmgmt.rls_restricted(name) TO PUBLIC;
 
 -- RLS is always enabled (not forced: the table owner, and so the extension's
 -- own triggers running as the owner, bypass it); the setting switches the
@@ -121,7 +124,6 @@ BEGIN
 	FOR i IN 1 .. 4 LOOP
 		r := roles[i]::text;
 		EXECUTE format('GRANT USAGE ON SCHEMA leadmgmt TO %s', r);
-		EXECUTE format('GRANT EXECUTE ON FUNCTION leadmgmt.rls_restricted(name) TO %s', r);
 		-- the views are security_invoker: their readers need SELECT on the
 		-- columns they read, so grant exactly those (from the views' rules)
 		FOREACH obj IN ARRAY COALESCE(views, '{}') LOOP

@@ -209,7 +209,7 @@ SELECT leadmgmt.grant_access('lm_test_admin', 'lm_test_marketing', 'lm_test_sale
 SELECT r.rolname,
        has_table_privilege(r.oid, 'leadmgmt.settings', 'SELECT') AS settings,
        has_any_column_privilege(r.oid, 'leadmgmt.lead', 'SELECT') AS lead_columns,
-       has_function_privilege(r.oid, 'leadmgmt.rls_restricted(name)', 'EXECUTE') AS rls_helper
+       has_table_privilege(r.oid, 'leadmgmt.stale_leads', 'SELECT') AS stale_leads
   FROM pg_roles r WHERE r.rolname IN ('lm_test_reader', 'lm_test_reader2') ORDER BY 1;
 SELECT kind, role FROM leadmgmt.access_role ORDER BY kind;
 

@@ -16,21 +16,26 @@ SELECT p.oid::regprocedure AS unpinned
                     WHERE c = 'search_path=pg_catalog, pg_temp')
  ORDER BY 1::text;
 
--- SECURITY DEFINER: pinned and not executable by PUBLIC
+-- SECURITY DEFINER: pinned and not executable by PUBLIC; the one exception
+-- is the read-only row-level security helper, which every role that reads
+-- leadmgmt.lead runs through the policy
 SELECT p.oid::regprocedure AS definer,
        p.proconfig, has_function_privilege('public', p.oid, 'EXECUTE') AS public_execute
   FROM pg_proc p
  WHERE p.pronamespace = 'leadmgmt'::regnamespace AND p.prosecdef
    AND (has_function_privilege('public', p.oid, 'EXECUTE')
+        AND p.oid <> 'leadmgmt.rls_restricted(name)'::regprocedure
         OR NOT 'search_path=pg_catalog, pg_temp' = ANY (coalesce(p.proconfig, '{}')));
 -- the definer functions there are, so a new one gets looked at
-SELECT p.oid::regprocedure AS definer FROM pg_proc p
+SELECT p.oid::regprocedure AS definer, p.provolatile,
+       has_function_privilege('public', p.oid, 'EXECUTE') AS public_execute
+  FROM pg_proc p
  WHERE p.pronamespace = 'leadmgmt'::regnamespace AND p.prosecdef ORDER BY 1::text;
 
 -- admin functions are not executable by PUBLIC
 SELECT p.oid::regprocedure AS public_admin_function FROM pg_proc p
  WHERE p.pronamespace = 'leadmgmt'::regnamespace
-   AND p.proname IN ('grant_access', 'rescore', 'rescore_leads', 'forget_lead', 'rebuild_keys', 'rls_restricted')
+   AND p.proname IN ('grant_access', 'rescore', 'rescore_leads', 'forget_lead', 'rebuild_keys')
    AND has_function_privilege('public', p.oid, 'EXECUTE');
 
 -- nobody but the owner may create in the schema; PUBLIC has no table privilege
