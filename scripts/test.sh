@@ -13,7 +13,7 @@ cd "$TOP"
 
 "$TOP/scripts/bootstrap.sh" || exit 1
 
-suites=${LM_SUITES:-core regress isolation doc tap}
+suites=${LM_SUITES:-core hardening regress isolation doc tap}
 LOG=$TOP/build/test-logs
 rm -rf "$LOG"
 mkdir -p "$LOG"
@@ -88,6 +88,15 @@ for suite in $suites; do
 			f=1
 		fi
 		count doc "$p" "$f"
+		;;
+	hardening)
+		echo "== hardening (SPI strings in src/*.c)"
+		if perl "$TOP/scripts/hardening.pl" > "$LOG/hardening.log" 2>&1; then
+			count hardening 1 0
+		else
+			cat "$LOG/hardening.log"
+			count hardening 0 1
+		fi
 		;;
 	tap)
 		echo "== tap"
