@@ -392,6 +392,8 @@ leadmgmt_merge_stage(PG_FUNCTION_ARGS)
 	int32		keep_rank;
 	int32		dup_rank;
 	text	   *result;
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext spi;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -425,12 +427,17 @@ leadmgmt_merge_stage(PG_FUNCTION_ARGS)
 	keep_rank = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 	dup_stage = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
 	dup_rank = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
-	/* copy out of SPI memory before SPI_finish */
+	/* the result must outlive SPI_finish, which frees SPI's memory */
+	spi = MemoryContextSwitchTo(caller);
 	result = cstring_to_text(dup_rank > keep_rank ? dup_stage : keep_stage);
+	MemoryContextSwitchTo(spi);
 	SPI_finish();
 
+	/* exactly one history row with reason 'merge' on the kept lead */
 	if (dup_rank > keep_rank)
 		lm_stage_move_internal(keep, text_to_cstring(result), "merge");
+	else
+		lm_stage_note(keep, "merge");
 	PG_RETURN_TEXT_P(result);
 }
 

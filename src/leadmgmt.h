@@ -34,6 +34,8 @@ extern Datum lm_set_stage(int64 lead_id, const char *stage, const char *reason,
 						  TimestampTz at, bool explicit_at);
 /* take stage without a transition check, history row with reason (merge) */
 extern void lm_stage_move_internal(int64 lead_id, const char *stage, const char *reason);
+/* a history row without a stage change (from_stage = to_stage), e.g. a merge */
+extern void lm_stage_note(int64 lead_id, const char *reason);
 
 /* decayed_sum.c */
 extern int64 lm_half_life_usecs(Interval *half_life);

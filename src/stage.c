@@ -769,6 +769,59 @@ leadmgmt_set_stage(PG_FUNCTION_ARGS)
 }
 
 /*
+ * A history row that records an event without a stage change: merge_leads
+ * notes the merge on the kept lead even when its stage stays (from_stage =
+ * to_stage, the funnel views skip such rows).  Written as the extension
+ * owner, at now() or just after the lead's last history row, so the
+ * history's unique key and time order hold.
+ */
+void
+lm_stage_note(int64 lead_id, const char *reason)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			save_userid;
+	int			save_sec_context;
+	Datum		arg = Int64GetDatum(lead_id);
+	bool		isnull;
+	char	   *stage;
+	TimestampTz at;
+	Oid			owner;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (plan == NULL)
+	{
+		Oid			type = INT8OID;
+
+		plan = SPI_prepare("SELECT l.stage, GREATEST(pg_catalog.now(), "
+						   "(SELECT pg_catalog.max(h.changed_at) OPERATOR(pg_catalog.+) "
+						   "'1 microsecond'::pg_catalog.interval FROM leadmgmt.stage_history h "
+						   "WHERE h.lead_id OPERATOR(pg_catalog.=) l.id)), c.relowner "
+						   "FROM leadmgmt.lead l, pg_catalog.pg_class c "
+						   "WHERE l.id OPERATOR(pg_catalog.=) $1 "
+						   "AND c.oid OPERATOR(pg_catalog.=) 'leadmgmt.stage_history'::pg_catalog.regclass",
+						   1, &type);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+	}
+	if (SPI_execute_plan(plan, &arg, NULL, false, 1) != SPI_OK_SELECT || SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LM_UNKNOWN_LEAD),
+				 errmsg("lead " INT64_FORMAT " does not exist", lead_id)));
+	stage = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	insert_history_row(lead_id, stage, stage, at, reason);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	SPI_finish();
+}
+
+/*
  * Internal move for leadmgmt.merge_leads (src/identity.c): the kept lead
  * takes the more advanced stage of the lead merged into it even where
  * stage_transition has no such move; recorded in history like any move,

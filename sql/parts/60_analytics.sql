@@ -10,6 +10,7 @@ CREATE VIEW leadmgmt.stage_entry WITH (security_invoker = true) AS
 	  FROM leadmgmt.stage_history h
 	  JOIN leadmgmt.lead l ON l.id = h.lead_id
 	 WHERE l.merged_into IS NULL
+	   AND h.from_stage IS DISTINCT FROM h.to_stage	-- notes (merges) are no entries
 	 GROUP BY h.lead_id, h.to_stage;
 COMMENT ON VIEW leadmgmt.stage_entry IS
 	'Per live lead and stage: when it first and last entered the stage and how often (base of the funnel views)';
@@ -27,7 +28,7 @@ CREATE VIEW leadmgmt.funnel WITH (security_invoker = true) AS
 		       lead(h.changed_at) OVER (PARTITION BY h.lead_id ORDER BY h.changed_at, h.id) - h.changed_at AS stay
 		  FROM leadmgmt.stage_history h
 		  JOIN leadmgmt.lead l ON l.id = h.lead_id
-		 WHERE l.merged_into IS NULL
+		 WHERE l.merged_into IS NULL AND h.from_stage IS DISTINCT FROM h.to_stage
 	)
 	SELECT s.name AS stage,
 	       row_number() OVER (ORDER BY s.rank, s.name)::integer AS position,
@@ -102,7 +103,7 @@ CREATE VIEW leadmgmt.stage_velocity WITH (security_invoker = true) AS
 	               h.changed_at - lag(h.changed_at) OVER (PARTITION BY h.lead_id ORDER BY h.changed_at, h.id) AS took
 	          FROM leadmgmt.stage_history h
 	          JOIN leadmgmt.lead l ON l.id = h.lead_id
-	         WHERE l.merged_into IS NULL) t
+	         WHERE l.merged_into IS NULL AND h.from_stage IS DISTINCT FROM h.to_stage) t
 	 WHERE t.from_stage IS NOT NULL AND t.took IS NOT NULL
 	 GROUP BY t.from_stage, t.to_stage;
 COMMENT ON VIEW leadmgmt.stage_velocity IS 'How long leads stay in a stage before each move: average, median and 90th percentile';

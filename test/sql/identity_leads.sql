@@ -86,7 +86,7 @@ SELECT leadmgmt.track(4, 'visit', '2025-04-01') IS NOT NULL AS tracked;
 INSERT INTO leadmgmt.activity (lead_id, kind, occurred_at) VALUES (4, 'email_open', '2025-04-02') RETURNING lead_id;
 SELECT * FROM leadmgmt.upsert_lead(email => 'ichiro@suzuki.example');
 SELECT count(*) AS left_on_dropped_lead FROM leadmgmt.activity WHERE lead_id = 4;
--- the kept lead is more advanced: its stage stays, no history row
+-- the kept lead is more advanced: its stage stays; the merge is still noted (from_stage = to_stage)
 SELECT leadmgmt.merge_leads(1, 3) AS kept;
 SELECT count(*) AS merge_rows FROM leadmgmt.stage_history WHERE lead_id = 1 AND reason = 'merge';
 -- a chain: leads merged into a lead that is merged later point at the final one
