@@ -14,6 +14,7 @@
  * passes the buffers).
  */
 #include "attribution.h"
+#include "decay.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -185,7 +186,8 @@ lm_attr_position_weights(LmAttrModel model, int64_t half_life_us,
 			break;
 		case LM_ATTR_TIME_DECAY:
 			{
-				double		total = 0.0;
+				LmSum		sum = {0.0, 0.0};
+				double		total;
 				double		h = (double) half_life_us;
 				int64_t		last = t[n - 1].ts;
 
@@ -197,8 +199,9 @@ lm_attr_position_weights(LmAttrModel model, int64_t half_life_us,
 					double		age = (double) last - (double) t[i].ts;
 
 					w[i] = age <= 0.0 ? 1.0 : exp2(-age / h);
-					total += w[i];
+					lm_sum_add(&sum, w[i]);
 				}
+				total = lm_sum_value(&sum);
 				/* total >= 1: the last touch has weight 1 */
 				for (i = 0; i < n; i++)
 					w[i] /= total;
@@ -236,6 +239,7 @@ lm_attr_credit(LmAttrModel model, int64_t half_life_us, const LmTouch *t, size_t
 	size_t		k = 0;
 	int64_t		sum = 0;
 	int64_t		deficit;
+	LmSum		acc = {0.0, 0.0};
 
 	*nout = 0;
 	err = lm_attr_position_weights(model, half_life_us, t, n, w);
@@ -252,22 +256,32 @@ lm_attr_credit(LmAttrModel model, int64_t half_life_us, const LmTouch *t, size_t
 	}
 	qsort(out, n, sizeof(LmCredit), credit_cmp);
 
-	/* sum repeated touches, in position order (the sort's tie-break) */
+	/*
+	 * Sum repeated touches, in position order (the sort's tie-break), with a
+	 * compensated sum: 14285 linear shares of 1e-5 give 0.14285, not
+	 * 0.142850000000002.
+	 */
 	for (i = 0; i < n; i++)
 	{
 		if (k > 0 && out[k - 1].len == out[i].len &&
 			(out[i].len == 0 || memcmp(out[k - 1].touch, out[i].touch, out[i].len) == 0))
 		{
-			out[k - 1].weight += out[i].weight;
+			lm_sum_add(&acc, out[i].weight);
 			continue;
 		}
+		if (k > 0)
+			out[k - 1].weight = lm_sum_value(&acc);
 		out[k++] = out[i];
+		acc.sum = out[i].weight;
+		acc.compensation = 0.0;
 	}
+	out[k - 1].weight = lm_sum_value(&acc);
 
 	/* exact shares: round all but the last, the last takes the rest */
 	for (i = 0; i + 1 < k; i++)
 	{
-		double		u = nearbyint(out[i].weight * (double) LM_ATTR_SCALE);
+		/* half away from zero, like numeric rounding */
+		double		u = round(out[i].weight * (double) LM_ATTR_SCALE);
 
 		if (!(u >= 0.0))
 			u = 0.0;			/* never negative (nor NaN) */

@@ -187,6 +187,11 @@ test_exact_sums(void)
 		   "linear over three: the last key takes the remainder");
 	r = run(LM_ATTR_LINEAR, 0, t, 7);
 	TAP_OK(total(&r) == LM_ATTR_SCALE, "linear over seven sums to exactly 1");
+	for (i = 0; i < 7; i++)
+		t[i].touch = names[i % 2];
+	r = run(LM_ATTR_LINEAR, 0, t, 7);
+	TAP_OK(units_of(&r, "a") == LM_ATTR_SCALE * 4 / 7 && units_of(&r, "b") == LM_ATTR_SCALE * 3 / 7 + 1,
+		   "repeated linear shares summed without drift: %lld", (long long) units_of(&r, "a"));
 	r = run(LM_ATTR_TIME_DECAY, 1, far, 3);
 	TAP_OK(units_of(&r, "new") == LM_ATTR_SCALE && units_of(&r, "old") == 0 && units_of(&r, "mid") == 0,
 		   "time_decay across infinities: no NaN, all to the last");
