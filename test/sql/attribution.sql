@@ -158,3 +158,59 @@ RESET max_parallel_workers_per_gather;
 RESET min_parallel_table_scan_size;
 RESET parallel_tuple_cost;
 RESET parallel_setup_cost;
+
+-- campaign_attribution: linear credit over campaign touches before the deal's stage change
+SET TimeZone = 'UTC';
+INSERT INTO leadmgmt.lead (id, email, amount, created_at) VALUES
+	(1, 'one@example.jp', 1000, '2026-01-01'), (2, 'two@example.jp', 600, '2026-01-01'),
+	(3, 'three@example.jp', 500, '2026-01-01'), (4, 'four@example.jp', NULL, '2026-01-01'),
+	(5, 'five@example.jp', 200, '2026-01-01');
+CREATE FUNCTION pg_temp.walk(lead bigint, VARIADIC steps text[]) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE s text;
+BEGIN
+	-- steps are 'stage@timestamp'
+	FOREACH s IN ARRAY steps LOOP
+		PERFORM leadmgmt.set_stage(lead, split_part(s, '@', 1), NULL, split_part(s, '@', 2)::timestamptz);
+	END LOOP;
+END $$;
+-- lead 1 (1000): webinar, newsletter, spring_seminar before won; a page view
+-- without campaign and a newsletter after won do not count
+SELECT leadmgmt.track(1, 'seminar_attend', '2026-01-02', campaign => 'spring_seminar') > 0 AS tracked
+UNION ALL SELECT leadmgmt.track(1, 'email_click', '2026-01-05', campaign => 'newsletter') > 0
+UNION ALL SELECT leadmgmt.track(1, 'page_view', '2026-01-06') > 0
+UNION ALL SELECT leadmgmt.track(1, 'page_view', '2026-01-15', campaign => 'webinar') > 0
+UNION ALL SELECT leadmgmt.track(1, 'email_click', '2026-01-25', campaign => 'newsletter') > 0
+-- lead 2 (600, now in sql): newsletter before sql; webinar after entering sql does not count
+UNION ALL SELECT leadmgmt.track(2, 'email_click', '2026-01-03', campaign => 'newsletter') > 0
+UNION ALL SELECT leadmgmt.track(2, 'page_view', '2026-01-14', campaign => 'webinar') > 0
+-- lead 3 (500): won, but merged into lead 1 below: excluded
+UNION ALL SELECT leadmgmt.track(3, 'seminar_attend', '2026-01-02', campaign => 'spring_seminar') > 0
+-- lead 4 (no amount): newsletter twice, spring_seminar once before won
+UNION ALL SELECT leadmgmt.track(4, 'email_click', '2026-01-02', campaign => 'newsletter') > 0
+UNION ALL SELECT leadmgmt.track(4, 'email_click', '2026-01-03', campaign => 'newsletter') > 0
+UNION ALL SELECT leadmgmt.track(4, 'seminar_attend', '2026-01-04', campaign => 'spring_seminar') > 0
+-- lead 5 (200): sql, lost, recycled, back in sql: the current stay counts, so
+-- both ads (before the first sql) and webinar (between the two) count
+UNION ALL SELECT leadmgmt.track(5, 'page_view', '2026-01-02', campaign => 'ads') > 0
+UNION ALL SELECT leadmgmt.track(5, 'page_view', '2026-01-08', campaign => 'webinar') > 0;
+SELECT pg_temp.walk(1, 'mql@2026-01-07', 'sal@2026-01-08', 'sql@2026-01-10', 'won@2026-01-20', 'mql@2026-01-26',
+                    'sal@2026-01-27', 'sql@2026-01-28', 'won@2026-01-29');
+SELECT pg_temp.walk(2, 'mql@2026-01-10', 'sal@2026-01-11', 'sql@2026-01-12');
+SELECT pg_temp.walk(3, 'mql@2026-01-03', 'sal@2026-01-04', 'sql@2026-01-05', 'won@2026-01-06');
+UPDATE leadmgmt.lead SET merged_into = 1 WHERE id = 3;
+SELECT pg_temp.walk(4, 'mql@2026-01-05', 'sal@2026-01-06', 'sql@2026-01-07', 'won@2026-01-08');
+SELECT pg_temp.walk(5, 'mql@2026-01-03', 'sal@2026-01-04', 'sql@2026-01-05', 'lost@2026-01-06', 'recycled@2026-01-07',
+                    'mql@2026-01-09', 'sal@2026-01-10', 'sql@2026-01-11');
+-- won (lead 1, first won on 01-20; its touches after that and the second won cycle do not add):
+--   lead 1: webinar, newsletter, spring_seminar 1/3 each (jsonb key order:
+--           webinar 0.333333333333333, newsletter 0.333333333333333, spring_seminar the rest 0.333333333333334)
+--   lead 4: newsletter 2/3 = 0.666666666666667, spring_seminar 0.333333333333333; no amount
+--   won_deals:  newsletter 0.333333333333333 + 0.666666666666667 = 1
+--               spring_seminar 0.333333333333334 + 0.333333333333333 = 0.666666666666667
+--               webinar 0.333333333333333
+--   won_amount: 1000 x those of lead 1: 333.333333333333, 333.333333333334, 333.333333333333
+-- pipeline: lead 2 newsletter 1 (600); lead 5 ads 0.5, webinar 0.5 (100 each)
+SELECT * FROM leadmgmt.campaign_attribution ORDER BY campaign;
+SELECT sum(won_amount) AS won_total, sum(pipeline_amount) AS pipeline_total,
+       sum(won_deals) AS won_deal_count, sum(pipeline_deals) AS pipeline_deal_count
+  FROM leadmgmt.campaign_attribution;
