@@ -214,3 +214,6 @@ SELECT * FROM leadmgmt.campaign_attribution ORDER BY campaign;
 SELECT sum(won_amount) AS won_total, sum(pipeline_amount) AS pipeline_total,
        sum(won_deals) AS won_deal_count, sum(pipeline_deals) AS pipeline_deal_count
   FROM leadmgmt.campaign_attribution;
+
+-- leave no tables behind for the tests that follow in the same database
+DROP TABLE t, many;
