@@ -26,6 +26,7 @@
 
 #include "fmgr.h"
 #include "libpq/pqformat.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
@@ -72,6 +73,13 @@ PG_FUNCTION_INFO_V1(leadmgmt_attribution_serialize);
 PG_FUNCTION_INFO_V1(leadmgmt_attribution_deserialize);
 PG_FUNCTION_INFO_V1(leadmgmt_attribution_final);
 
+/* at most 64 bytes of a model text for a message, cut at a character boundary */
+static int
+clip(const char *str, int len)
+{
+	return pg_mbcliplen(str, len, Min(len, 64));
+}
+
 static void
 half_life_context(void *arg)
 {
@@ -90,7 +98,7 @@ parse_model(const char *str, int len, bool has_milestone, int64 *half_life_us)
 	if (model == LM_ATTR_UNKNOWN)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown attribution model \"%.*s\"", Min(len, 64), str),
+				 errmsg("unknown attribution model \"%.*s\"", clip(str, len), str),
 				 errhint("Known models: " LM_ATTR_MODEL_LIST
 						 ", for example 'time_decay:7 days'.")));
 	if (model == LM_ATTR_TIME_DECAY)
@@ -139,7 +147,8 @@ model_mismatch(const AttrState *state, const char *str, int len)
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("attribution model must be the same for every row of a group"),
 			 errdetail("The group started with \"%.*s\"; a later row has \"%.*s\".",
-					   Min(state->model_len, 64), state->model_text, Min(len, 64), str),
+					   clip(state->model_text, state->model_len), state->model_text,
+					   clip(str, len), str),
 			 errhint("Pass a constant, or a value that depends only on the GROUP BY columns.")));
 }
 

@@ -106,6 +106,7 @@ SELECT to_char(ts, 'YYYY-MM-DD') AS day, leadmgmt.attribution('linear', touch, t
 -- errors
 SELECT leadmgmt.attribution('position', touch, ts) FROM t;
 SELECT leadmgmt.attribution(NULL, touch, ts) FROM t;
+SELECT leadmgmt.attribution(repeat('é', 40), 'x', now());   -- quoted up to 64 bytes, whole characters
 SELECT leadmgmt.attribution('time_decay', touch, ts) FROM t;
 SELECT leadmgmt.attribution('time_decay:soon', touch, ts) FROM t;
 SELECT leadmgmt.attribution('time_decay:0', touch, ts) FROM t;
@@ -151,6 +152,14 @@ SELECT count(*) AS leads,
                leadmgmt.attribution('time_decay:3 days', touch, ts) AS d
           FROM many GROUP BY lead) p
   JOIN serial s USING (lead);
+-- linear against the obvious SQL: count of the touch / count of the lead's touches
+SELECT count(*) AS pairs,
+       count(*) FILTER (WHERE a.w IS NULL OR q.w IS NULL OR abs(a.w - q.w) > 1e-14) AS mismatches
+  FROM (SELECT lead, e.key AS touch, e.value::numeric AS w
+          FROM (SELECT lead, leadmgmt.attribution('linear', touch, ts) AS credit FROM many GROUP BY lead) x,
+               jsonb_each(x.credit) e) a
+  FULL JOIN (SELECT lead, touch, count(*)::numeric / sum(count(*)) OVER (PARTITION BY lead) AS w
+               FROM many GROUP BY lead, touch) q USING (lead, touch);
 -- the model is checked across workers too
 SELECT leadmgmt.attribution(CASE WHEN lead < 50 THEN 'linear' ELSE 'u_shaped' END, touch, ts) FROM many;
 RESET enable_hashagg;
