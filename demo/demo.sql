@@ -32,6 +32,11 @@ SELECT * FROM leadmgmt.funnel_chart(40);
 SELECT source, leads_entered AS won, round(100 * conversion_from_first::numeric, 1) AS "won_%"
   FROM leadmgmt.funnel_by_source WHERE stage = 'won' ORDER BY conversion_from_first DESC;
 
+\echo '== Campaigns that brought the deals (leadmgmt.campaign_attribution, linear model)'
+SELECT campaign, round(won_deals::numeric, 1) AS won_deals, round(won_amount) AS won_amount_jpy,
+       round(pipeline_deals::numeric, 1) AS pipeline_deals, round(pipeline_amount) AS pipeline_jpy
+  FROM leadmgmt.campaign_attribution ORDER BY won_amount DESC NULLS LAST LIMIT 8;
+
 \echo '== The hottest open leads: engagement score today (decayed), fit grade'
 SELECT l.id, l.name, l.company, l.stage, round(leadmgmt.score(l.id)::numeric, 1) AS score_now,
        l.grade, (SELECT max(a.occurred_at)::date FROM leadmgmt.activity a WHERE a.lead_id = l.id) AS last_touch
