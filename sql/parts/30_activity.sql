@@ -77,7 +77,7 @@ BEGIN
 	IF kind IS NULL THEN
 		RAISE EXCEPTION 'activity kind must not be null' USING ERRCODE = '22004';
 	END IF;
-	IF NOT EXISTS (SELECT 1 FROM leadmgmt.activity_kind k WHERE k.name = track.kind) THEN
+	IF NOT (EXISTS (SELECT 1 FROM leadmgmt.activity_kind k WHERE k.name = track.kind)) THEN
 		RAISE EXCEPTION 'unknown activity kind "%"', kind
 			USING ERRCODE = 'LM006',
 			      HINT = 'Valid kinds: ' || (SELECT string_agg(k.name, ', ' ORDER BY k.name) FROM leadmgmt.activity_kind k)

@@ -434,7 +434,7 @@ BEGIN
 	IF name IS NULL THEN
 		RAISE EXCEPTION 'model name must not be null' USING ERRCODE = '22004';
 	END IF;
-	IF NOT EXISTS (SELECT 1 FROM leadmgmt.stage s WHERE s.name = target_stage) THEN
+	IF NOT (EXISTS (SELECT 1 FROM leadmgmt.stage s WHERE s.name = target_stage)) THEN
 		RAISE EXCEPTION 'unknown stage "%"', target_stage
 			USING ERRCODE = 'LM002',
 			      HINT = 'Stages: ' || (SELECT string_agg(s.name, ', ' ORDER BY s.rank DESC, s.name) FROM leadmgmt.stage s) || '.';
@@ -519,7 +519,7 @@ BEGIN
 	SELECT t.id, t.label, t.is_test, leadmgmt.lead_features(spec, t.id, t.snapshot) AS x
 	  FROM pg_temp.lm_train_leads t;
 
-	IF NOT EXISTS (SELECT 1 FROM pg_temp.lm_train_rows r WHERE NOT r.is_test AND r.label)
+	IF NOT (EXISTS (SELECT 1 FROM pg_temp.lm_train_rows r WHERE NOT r.is_test AND r.label))
 	   AND EXISTS (SELECT 1 FROM pg_temp.lm_train_rows r WHERE NOT r.is_test) THEN
 		RAISE EXCEPTION 'no training lead reached stage "%" within % after its snapshot', target_stage, horizon
 			USING ERRCODE = 'LM020',
@@ -629,7 +629,7 @@ DECLARE
 	total bigint;
 	converted bigint;
 BEGIN
-	IF NOT EXISTS (SELECT 1 FROM leadmgmt.stage s WHERE s.name = target_stage) THEN
+	IF NOT (EXISTS (SELECT 1 FROM leadmgmt.stage s WHERE s.name = target_stage)) THEN
 		RAISE EXCEPTION 'unknown stage "%"', target_stage
 			USING ERRCODE = 'LM002',
 			      HINT = 'Stages: ' || (SELECT string_agg(s.name, ', ' ORDER BY s.rank DESC, s.name) FROM leadmgmt.stage s) || '.';

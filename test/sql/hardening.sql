@@ -82,4 +82,4 @@ SELECT count(*) > 1000 AS script_read,
   FROM install_script;
 SELECT n AS line, text AS unsafe
   FROM install_script
- WHERE text ~* 'create\s+or\s+replace|\mif\s+not\s+exists\M(?!\s*\()';
+ WHERE text ~* 'create\s+or\s+replace|\mif\s+not\s+exists\M';
