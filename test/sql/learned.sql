@@ -176,7 +176,10 @@ EXPLAIN (COSTS OFF)
 SELECT leadmgmt.logreg(y, ARRAY[x1, x2], 0.5), leadmgmt.auc(s, y),
        leadmgmt.logreg_summary(y, ARRAY[x1, x2]), leadmgmt.logreg_step(y, ARRAY[x1, x2], '{0.1, 0.2, 0.3}')
   FROM par;
-SELECT (SELECT max(abs(u.a - u.b)) FROM unnest(p.c, s.c) u(a, b)) < 1e-10 AS logreg_same,
+-- the solver stops once its largest relative step is below 1e-10, and a
+-- parallel plan sums rows in another order, so the two fits may stop one
+-- iteration apart: compare relative to that stopping rule
+SELECT (SELECT max(abs(u.a - u.b) / greatest(1, abs(u.b))) FROM unnest(p.c, s.c) u(a, b)) < 1e-9 AS logreg_same,
        p.a = s.a AS auc_same,
        (SELECT max(abs(u.a - u.b)) FROM unnest(p.se, s.se) u(a, b)) < 1e-10 AS std_err_same,
        (SELECT max(abs(u.a - u.b) / greatest(1, abs(u.b))) FROM unnest(p.st, s.st) u(a, b)) < 1e-10 AS step_same,
