@@ -247,3 +247,35 @@ BEGIN ATOMIC
 END;
 COMMENT ON FUNCTION leadmgmt.funnel_chart(integer) IS
 	'The funnel as text bars for psql: open and won stages, bar length proportional to leads_entered';
+
+CREATE FUNCTION leadmgmt.funnel_svg(width integer DEFAULT 640)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	WITH f AS (
+		SELECT f.stage, f.leads_entered, f.conversion_to_next,
+		       row_number() OVER (ORDER BY f.position) - 1 AS i,
+		       max(f.leads_entered) OVER () AS top
+		  FROM leadmgmt.funnel f JOIN leadmgmt.stage s ON s.name = f.stage
+		 WHERE s.category IN ('open', 'won')
+	), geo AS (
+		SELECT f.*, greatest(funnel_svg.width, 200) AS w,
+		       (CASE WHEN f.top > 0
+		             THEN greatest(2, round((greatest(funnel_svg.width, 200) - 40) * f.leads_entered::numeric / f.top))
+		             ELSE 2 END)::integer AS bar
+		  FROM f
+	)
+	SELECT format('<svg xmlns="http://www.w3.org/2000/svg" width="%s" height="%s" font-family="sans-serif" font-size="13">',
+	              max(w), 20 + 44 * count(*))
+	       || string_agg(format('<rect x="%s" y="%s" width="%s" height="30" rx="3" fill="#3b7dd8"/>'
+	                            || '<text x="%s" y="%s" text-anchor="middle" fill="#fff" stroke="#1b3d6b" stroke-width="3" paint-order="stroke">%s: %s%s</text>',
+	                            round((w - bar) / 2.0, 1), 10 + 44 * i, bar, w / 2, 30 + 44 * i, stage, leads_entered,
+	                            CASE WHEN conversion_to_next IS NOT NULL
+	                                 THEN ' (' || to_char(100 * conversion_to_next, 'FM990.0') || ' % on)' ELSE '' END),
+	                     '' ORDER BY i)
+	       || '</svg>'
+	  FROM geo;
+END;
+COMMENT ON FUNCTION leadmgmt.funnel_svg(integer) IS
+	'The funnel as an SVG picture (open and won stages, bar width proportional to leads_entered, with conversion to the next stage)';
