@@ -43,11 +43,15 @@ CREATE VIEW leadmgmt.funnel WITH (security_invoker = true) AS
 	  LEFT JOIN (SELECT stage, count(*) AS leads FROM e GROUP BY stage) en ON en.stage = s.name
 	  LEFT JOIN (SELECT l.stage, count(*) AS leads FROM leadmgmt.lead l
 	              WHERE l.merged_into IS NULL GROUP BY l.stage) cur ON cur.stage = s.name
-	  LEFT JOIN (SELECT a.stage, count(*) AS leads
-	               FROM e a JOIN leadmgmt.stage st ON st.name = a.stage
-	               JOIN e b ON b.lead_id = a.lead_id AND b.stage = st.next_stage
-	              WHERE b.last_entered_at >= a.first_entered_at
-	              GROUP BY a.stage) nx ON nx.stage = s.name
+	  -- conversion: one pass over each lead's few stage rows (a window), not a
+	  -- self-join of every (lead, stage) row with every other
+	  LEFT JOIN (SELECT x.stage, count(*) FILTER (WHERE x.next_last >= x.first_entered_at) AS leads
+	               FROM (SELECT e.stage, e.first_entered_at,
+	                            (array_agg(e.last_entered_at) OVER w)[
+	                                array_position(array_agg(e.stage) OVER w, st.next_stage)] AS next_last
+	                       FROM e JOIN leadmgmt.stage st ON st.name = e.stage
+	                     WINDOW w AS (PARTITION BY e.lead_id)) x
+	              GROUP BY x.stage) nx ON nx.stage = s.name
 	  LEFT JOIN (SELECT stage, justify_hours(percentile_cont(0.5) WITHIN GROUP (ORDER BY stay)) AS median
 	               FROM stays WHERE stay IS NOT NULL GROUP BY stage) md ON md.stage = s.name;
 COMMENT ON VIEW leadmgmt.funnel IS
@@ -79,9 +83,11 @@ COMMENT ON COLUMN leadmgmt.funnel_by_source.conversion_from_first IS 'leads_ente
 CREATE VIEW leadmgmt.funnel_cohort WITH (security_invoker = true) AS
 	WITH tz AS (SELECT leadmgmt.get_setting('reporting_timezone') AS zone),
 	cohort AS (
-		SELECT e.lead_id,
-		       date_trunc('month', min(e.first_entered_at) AT TIME ZONE (SELECT zone FROM tz))::date AS cohort_month
-		  FROM leadmgmt.stage_entry e GROUP BY e.lead_id
+		-- the first stage entry is recorded at created_at (the stage machine
+		-- does so), so the lead row gives the cohort without aggregating history
+		SELECT l.id AS lead_id,
+		       date_trunc('month', l.created_at AT TIME ZONE (SELECT zone FROM tz))::date AS cohort_month
+		  FROM leadmgmt.lead l WHERE l.merged_into IS NULL
 	), size AS (SELECT cohort_month, count(*) AS leads FROM cohort GROUP BY 1)
 	SELECT size.cohort_month, s.name AS stage, coalesce(x.leads, 0) AS leads_entered,
 	       coalesce(x.leads, 0)::float8 / size.leads AS conversion_from_first
