@@ -215,8 +215,7 @@ attribution_trans(FunctionCallInfo fcinfo, bool has_milestone)
 	text	   *touch;
 	AttrTouch  *t;
 
-	if (!AggCheckCallContext(fcinfo, &aggcxt))
-		elog(ERROR, "attribution_trans called in non-aggregate context");
+	aggcxt = lm_aggregate_context(fcinfo, "attribution_trans");
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -297,8 +296,7 @@ leadmgmt_attribution_combine(PG_FUNCTION_ARGS)
 	AttrState  *s1 = PG_ARGISNULL(0) ? NULL : (AttrState *) PG_GETARG_POINTER(0);
 	AttrState  *s2 = PG_ARGISNULL(1) ? NULL : (AttrState *) PG_GETARG_POINTER(1);
 
-	if (!AggCheckCallContext(fcinfo, &aggcxt))
-		elog(ERROR, "attribution_combine called in non-aggregate context");
+	aggcxt = lm_aggregate_context(fcinfo, "attribution_combine");
 	if (s2 == NULL)
 	{
 		if (s1 == NULL)
@@ -326,8 +324,7 @@ leadmgmt_attribution_serialize(PG_FUNCTION_ARGS)
 	StringInfoData buf;
 	int64		i;
 
-	if (!AggCheckCallContext(fcinfo, NULL))
-		elog(ERROR, "attribution_serialize called in non-aggregate context");
+	(void) lm_aggregate_context(fcinfo, "attribution_serialize");
 	state = (AttrState *) PG_GETARG_POINTER(0);
 
 	pq_begintypsend(&buf);
@@ -375,8 +372,7 @@ leadmgmt_attribution_deserialize(PG_FUNCTION_ARGS)
 	size_t		arglen;
 	AttrState  *state;
 
-	if (!AggCheckCallContext(fcinfo, &aggcxt))
-		elog(ERROR, "attribution_deserialize called in non-aggregate context");
+	aggcxt = lm_aggregate_context(fcinfo, "attribution_deserialize");
 	raw = PG_GETARG_BYTEA_PP(0);
 
 	/* check every length before pq_getmsg* reads (it would say "message") */
@@ -448,8 +444,7 @@ leadmgmt_attribution_final(PG_FUNCTION_ARGS)
 	LmAttrError err;
 	StringInfoData json;
 
-	if (!AggCheckCallContext(fcinfo, NULL))
-		elog(ERROR, "attribution_final called in non-aggregate context");
+	(void) lm_aggregate_context(fcinfo, "attribution_final");
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	state = (AttrState *) PG_GETARG_POINTER(0);

@@ -93,16 +93,6 @@ typedef struct DecayedSumState
 	bool		seen;
 } DecayedSumState;
 
-static MemoryContext
-aggregate_context(FunctionCallInfo fcinfo, const char *funcname)
-{
-	MemoryContext aggcontext;
-
-	if (!AggCheckCallContext(fcinfo, &aggcontext))
-		elog(ERROR, "%s called in non-aggregate context", funcname);
-	return aggcontext;
-}
-
 static void
 check_same_constants(const DecayedSumState *state, TimestampTz at, int64 half_life_us)
 {
@@ -117,7 +107,7 @@ PG_FUNCTION_INFO_V1(leadmgmt_decayed_sum_trans);
 Datum
 leadmgmt_decayed_sum_trans(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = aggregate_context(fcinfo, "decayed_sum_trans");
+	MemoryContext aggcontext = lm_aggregate_context(fcinfo, "decayed_sum_trans");
 	DecayedSumState *state = PG_ARGISNULL(0) ? NULL : (DecayedSumState *) PG_GETARG_POINTER(0);
 	float8		points;
 	TimestampTz ts;
@@ -160,7 +150,7 @@ PG_FUNCTION_INFO_V1(leadmgmt_decayed_sum_combine);
 Datum
 leadmgmt_decayed_sum_combine(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = aggregate_context(fcinfo, "decayed_sum_combine");
+	MemoryContext aggcontext = lm_aggregate_context(fcinfo, "decayed_sum_combine");
 	DecayedSumState *a = PG_ARGISNULL(0) ? NULL : (DecayedSumState *) PG_GETARG_POINTER(0);
 	DecayedSumState *b = PG_ARGISNULL(1) ? NULL : (DecayedSumState *) PG_GETARG_POINTER(1);
 
@@ -185,7 +175,7 @@ leadmgmt_decayed_sum_serialize(PG_FUNCTION_ARGS)
 	DecayedSumState *state = (DecayedSumState *) PG_GETARG_POINTER(0);
 	StringInfoData buf;
 
-	(void) aggregate_context(fcinfo, "decayed_sum_serialize");
+	(void) lm_aggregate_context(fcinfo, "decayed_sum_serialize");
 	pq_begintypsend(&buf);
 	pq_sendbyte(&buf, DECAYED_SUM_VERSION);
 	pq_sendfloat8(&buf, state->sum.sum);
@@ -201,7 +191,7 @@ Datum
 leadmgmt_decayed_sum_deserialize(PG_FUNCTION_ARGS)
 {
 	bytea	   *raw = PG_GETARG_BYTEA_PP(0);
-	MemoryContext aggcontext = aggregate_context(fcinfo, "decayed_sum_deserialize");
+	MemoryContext aggcontext = lm_aggregate_context(fcinfo, "decayed_sum_deserialize");
 	DecayedSumState *state;
 	StringInfoData buf;
 

@@ -258,8 +258,7 @@ funnel_trans(FunctionCallInfo fcinfo, bool has_mode)
 	TimestampTz ts;
 	FunnelEvent *ev;
 
-	if (!AggCheckCallContext(fcinfo, &aggcxt))
-		elog(ERROR, "window_funnel_trans called in non-aggregate context");
+	aggcxt = lm_aggregate_context(fcinfo, "window_funnel_trans");
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -367,8 +366,7 @@ leadmgmt_window_funnel_combine(PG_FUNCTION_ARGS)
 	FunnelState *s1 = PG_ARGISNULL(0) ? NULL : (FunnelState *) PG_GETARG_POINTER(0);
 	FunnelState *s2 = PG_ARGISNULL(1) ? NULL : (FunnelState *) PG_GETARG_POINTER(1);
 
-	if (!AggCheckCallContext(fcinfo, &aggcxt))
-		elog(ERROR, "window_funnel_combine called in non-aggregate context");
+	aggcxt = lm_aggregate_context(fcinfo, "window_funnel_combine");
 	if (s2 == NULL)
 	{
 		if (s1 == NULL)
@@ -405,8 +403,7 @@ leadmgmt_window_funnel_serialize(PG_FUNCTION_ARGS)
 	StringInfoData buf;
 	int64		i;
 
-	if (!AggCheckCallContext(fcinfo, NULL))
-		elog(ERROR, "window_funnel_serialize called in non-aggregate context");
+	(void) lm_aggregate_context(fcinfo, "window_funnel_serialize");
 	state = (FunnelState *) PG_GETARG_POINTER(0);
 
 	pq_begintypsend(&buf);
@@ -450,8 +447,7 @@ leadmgmt_window_funnel_deserialize(PG_FUNCTION_ARGS)
 	uint32		stepmask;
 	FunnelState *state;
 
-	if (!AggCheckCallContext(fcinfo, &aggcxt))
-		elog(ERROR, "window_funnel_deserialize called in non-aggregate context");
+	aggcxt = lm_aggregate_context(fcinfo, "window_funnel_deserialize");
 	raw = PG_GETARG_BYTEA_PP(0);
 
 	/* read only after checking the length: pq_getmsg* would say "message" */
@@ -553,8 +549,7 @@ leadmgmt_window_funnel_final(PG_FUNCTION_ARGS)
 {
 	FunnelState *state;
 
-	if (!AggCheckCallContext(fcinfo, NULL))
-		elog(ERROR, "window_funnel_final called in non-aggregate context");
+	(void) lm_aggregate_context(fcinfo, "window_funnel_final");
 	if (PG_ARGISNULL(0))
 		PG_RETURN_INT32(0);
 	state = (FunnelState *) PG_GETARG_POINTER(0);
@@ -570,8 +565,7 @@ leadmgmt_funnel_step_times_final(PG_FUNCTION_ARGS)
 	int			level = 0;
 	int			i;
 
-	if (!AggCheckCallContext(fcinfo, NULL))
-		elog(ERROR, "funnel_step_times_final called in non-aggregate context");
+	(void) lm_aggregate_context(fcinfo, "funnel_step_times_final");
 	if (!PG_ARGISNULL(0))
 	{
 		state = (FunnelState *) PG_GETARG_POINTER(0);

@@ -70,6 +70,22 @@ lm_schema_oid(void)
 }
 
 /*
+ * The memory context an aggregate support function must keep its state in;
+ * a clear error when it is called outside an aggregate.
+ */
+MemoryContext
+lm_aggregate_context(FunctionCallInfo fcinfo, const char *funcname)
+{
+	MemoryContext aggcontext;
+
+	if (!AggCheckCallContext(fcinfo, &aggcontext))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s called in non-aggregate context", funcname)));
+	return aggcontext;
+}
+
+/*
  * Fail clearly when one of our trigger functions is attached the wrong way,
  * as contrib's trigger modules do.
  */

@@ -26,6 +26,7 @@ extern char *leadmgmt_actor;
 extern const char *lm_current_actor(void);
 extern Oid	lm_schema_oid(void);
 extern int	lm_column(Relation rel, const char *colname);
+extern MemoryContext lm_aggregate_context(FunctionCallInfo fcinfo, const char *funcname);
 extern void lm_check_trigger_context(FunctionCallInfo fcinfo, const char *funcname,
 									 bool want_before, bool want_row);
 

@@ -124,18 +124,6 @@ set_core_hooks(void)
 	lr_check_hook = lm_core_check;
 }
 
-static MemoryContext
-agg_context(FunctionCallInfo fcinfo, const char *fname)
-{
-	MemoryContext ctx;
-
-	if (!AggCheckCallContext(fcinfo, &ctx))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("%s called in non-aggregate context", fname)));
-	return ctx;
-}
-
 /*
  * A float8[] argument as a C array: one-dimensional (or empty), no NULL
  * elements, every element finite.  what names the argument in errors.
@@ -343,7 +331,7 @@ logreg_reserve(MemoryContext ctx, LogregState *s, int64 extra)
 static Datum
 logreg_trans_common(FunctionCallInfo fcinfo, double l2)
 {
-	MemoryContext ctx = agg_context(fcinfo, "logreg_trans");
+	MemoryContext ctx = lm_aggregate_context(fcinfo, "logreg_trans");
 	LogregState *s = PG_ARGISNULL(0) ? NULL : (LogregState *) PG_GETARG_POINTER(0);
 	ArrayType  *arr;
 	double	   *v;
@@ -392,7 +380,7 @@ PG_FUNCTION_INFO_V1(leadmgmt_logreg_combine);
 Datum
 leadmgmt_logreg_combine(PG_FUNCTION_ARGS)
 {
-	MemoryContext ctx = agg_context(fcinfo, "logreg_combine");
+	MemoryContext ctx = lm_aggregate_context(fcinfo, "logreg_combine");
 	LogregState *a = PG_ARGISNULL(0) ? NULL : (LogregState *) PG_GETARG_POINTER(0);
 	LogregState *b = PG_ARGISNULL(1) ? NULL : (LogregState *) PG_GETARG_POINTER(1);
 
@@ -436,7 +424,7 @@ leadmgmt_logreg_serialize(PG_FUNCTION_ARGS)
 	bytea	   *out;
 	char	   *ptr;
 
-	(void) agg_context(fcinfo, "logreg_serialize");
+	(void) lm_aggregate_context(fcinfo, "logreg_serialize");
 	total = (double) header + (double) s->n * ((double) s->p * sizeof(double) + 1);
 	if (total > (double) (MaxAllocSize - VARHDRSZ))
 		ereport(ERROR,
@@ -482,7 +470,7 @@ PG_FUNCTION_INFO_V1(leadmgmt_logreg_deserialize);
 Datum
 leadmgmt_logreg_deserialize(PG_FUNCTION_ARGS)
 {
-	MemoryContext ctx = agg_context(fcinfo, "logreg_deserialize");
+	MemoryContext ctx = lm_aggregate_context(fcinfo, "logreg_deserialize");
 	bytea	   *in = PG_GETARG_BYTEA_PP(0);
 	const char *ptr = VARDATA_ANY(in);
 	Size		len = VARSIZE_ANY_EXHDR(in);
@@ -546,7 +534,7 @@ leadmgmt_logreg_final(PG_FUNCTION_ARGS)
 	double	   *beta;
 	lr_fit_info info;
 
-	(void) agg_context(fcinfo, "logreg_final");
+	(void) lm_aggregate_context(fcinfo, "logreg_final");
 	if (s == NULL || s->n == 0)
 		PG_RETURN_NULL();
 	beta = palloc(sizeof(double) * (s->p + 1));
@@ -608,7 +596,7 @@ leadmgmt_logreg_summary_final(PG_FUNCTION_ARGS)
 				i;
 	lr_status	st;
 
-	(void) agg_context(fcinfo, "logreg_summary_final");
+	(void) lm_aggregate_context(fcinfo, "logreg_summary_final");
 	if (s == NULL || s->n == 0)
 		PG_RETURN_NULL();
 	beta = palloc(sizeof(double) * (s->p + 1));
@@ -671,7 +659,7 @@ PG_FUNCTION_INFO_V1(leadmgmt_logreg_step_trans);
 Datum
 leadmgmt_logreg_step_trans(PG_FUNCTION_ARGS)
 {
-	MemoryContext ctx = agg_context(fcinfo, "logreg_step_trans");
+	MemoryContext ctx = lm_aggregate_context(fcinfo, "logreg_step_trans");
 	LogregStepState *s = PG_ARGISNULL(0) ? NULL : (LogregStepState *) PG_GETARG_POINTER(0);
 	double	   *x,
 			   *beta;
@@ -718,7 +706,7 @@ PG_FUNCTION_INFO_V1(leadmgmt_logreg_step_combine);
 Datum
 leadmgmt_logreg_step_combine(PG_FUNCTION_ARGS)
 {
-	MemoryContext ctx = agg_context(fcinfo, "logreg_step_combine");
+	MemoryContext ctx = lm_aggregate_context(fcinfo, "logreg_step_combine");
 	LogregStepState *a = PG_ARGISNULL(0) ? NULL : (LogregStepState *) PG_GETARG_POINTER(0);
 	LogregStepState *b = PG_ARGISNULL(1) ? NULL : (LogregStepState *) PG_GETARG_POINTER(1);
 
@@ -751,7 +739,7 @@ leadmgmt_logreg_step_serialize(PG_FUNCTION_ARGS)
 	char	   *ptr;
 	int32		magic = LOGREG_STEP_MAGIC;
 
-	(void) agg_context(fcinfo, "logreg_step_serialize");
+	(void) lm_aggregate_context(fcinfo, "logreg_step_serialize");
 	out = palloc(VARHDRSZ + len);
 	SET_VARSIZE(out, VARHDRSZ + len);
 	ptr = VARDATA(out);
@@ -766,7 +754,7 @@ PG_FUNCTION_INFO_V1(leadmgmt_logreg_step_deserialize);
 Datum
 leadmgmt_logreg_step_deserialize(PG_FUNCTION_ARGS)
 {
-	MemoryContext ctx = agg_context(fcinfo, "logreg_step_deserialize");
+	MemoryContext ctx = lm_aggregate_context(fcinfo, "logreg_step_deserialize");
 	bytea	   *in = PG_GETARG_BYTEA_PP(0);
 	const char *ptr = VARDATA_ANY(in);
 	Size		len = VARSIZE_ANY_EXHDR(in);
@@ -804,7 +792,7 @@ leadmgmt_logreg_step_final(PG_FUNCTION_ARGS)
 {
 	LogregStepState *s = PG_ARGISNULL(0) ? NULL : (LogregStepState *) PG_GETARG_POINTER(0);
 
-	(void) agg_context(fcinfo, "logreg_step_final");
+	(void) lm_aggregate_context(fcinfo, "logreg_step_final");
 	if (s == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_ARRAYTYPE_P(make_float8_array(s->acc, (int) lr_step_size(s->k)));
@@ -927,7 +915,7 @@ PG_FUNCTION_INFO_V1(leadmgmt_auc_trans);
 Datum
 leadmgmt_auc_trans(PG_FUNCTION_ARGS)
 {
-	MemoryContext ctx = agg_context(fcinfo, "auc_trans");
+	MemoryContext ctx = lm_aggregate_context(fcinfo, "auc_trans");
 	AucState   *s = PG_ARGISNULL(0) ? NULL : (AucState *) PG_GETARG_POINTER(0);
 	double		score;
 
@@ -956,7 +944,7 @@ PG_FUNCTION_INFO_V1(leadmgmt_auc_combine);
 Datum
 leadmgmt_auc_combine(PG_FUNCTION_ARGS)
 {
-	MemoryContext ctx = agg_context(fcinfo, "auc_combine");
+	MemoryContext ctx = lm_aggregate_context(fcinfo, "auc_combine");
 	AucState   *a = PG_ARGISNULL(0) ? NULL : (AucState *) PG_GETARG_POINTER(0);
 	AucState   *b = PG_ARGISNULL(1) ? NULL : (AucState *) PG_GETARG_POINTER(1);
 
@@ -986,7 +974,7 @@ leadmgmt_auc_serialize(PG_FUNCTION_ARGS)
 	char	   *ptr;
 	int32		hdr[2] = {AUC_STATE_MAGIC, 0};
 
-	(void) agg_context(fcinfo, "auc_serialize");
+	(void) lm_aggregate_context(fcinfo, "auc_serialize");
 	if (total > (double) (MaxAllocSize - VARHDRSZ))
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -1010,7 +998,7 @@ PG_FUNCTION_INFO_V1(leadmgmt_auc_deserialize);
 Datum
 leadmgmt_auc_deserialize(PG_FUNCTION_ARGS)
 {
-	MemoryContext ctx = agg_context(fcinfo, "auc_deserialize");
+	MemoryContext ctx = lm_aggregate_context(fcinfo, "auc_deserialize");
 	bytea	   *in = PG_GETARG_BYTEA_PP(0);
 	const char *ptr = VARDATA_ANY(in);
 	Size		len = VARSIZE_ANY_EXHDR(in);
@@ -1048,7 +1036,7 @@ leadmgmt_auc_final(PG_FUNCTION_ARGS)
 {
 	AucState   *s = PG_ARGISNULL(0) ? NULL : (AucState *) PG_GETARG_POINTER(0);
 
-	(void) agg_context(fcinfo, "auc_final");
+	(void) lm_aggregate_context(fcinfo, "auc_final");
 	/* undefined without both classes */
 	if (s == NULL || s->npos == 0 || s->nneg == 0)
 		PG_RETURN_NULL();
