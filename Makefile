@@ -8,17 +8,25 @@
 # not force -Werror on anyone's compiler.
 
 EXTENSION   = leadmgmt
-EXTVERSION  = 0.1.0
+EXTVERSION  = 1.0.0
 
 MODULE_big  = leadmgmt
 SRCS        = $(sort $(wildcard src/*.c)) $(sort $(wildcard src/core/*.c))
 OBJS        = $(SRCS:.c=.o)
 
 # The install script is assembled from one file per capability, in the same
-# order as doc/ (see sql/parts/README).  Released versions are frozen copies.
+# order as doc/ (see sql/parts/README).  Every released version's script is
+# kept frozen in sql/released/ (installed so that CREATE EXTENSION ... VERSION
+# and the upgrade test can use it), and sql/updates/ holds the upgrade
+# scripts from each released version to the next.  Once EXTVERSION has a
+# frozen copy, the parts must assemble to exactly that copy (make
+# check-release): changing the SQL surface means a new version and an
+# upgrade script.
 SQL_PARTS   = $(sort $(wildcard sql/parts/*.sql))
 DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA        = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
+RELEASED    = $(sort $(wildcard sql/released/$(EXTENSION)--*.sql))
+DATA        = $(filter-out %/$(EXTENSION)--$(EXTVERSION).sql,$(RELEASED)) \
+              $(sort $(wildcard sql/updates/$(EXTENSION)--*--*.sql))
 
 REGRESS      = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
 REGRESS_OPTS = --inputdir=test --outputdir=test/out --encoding=UTF8
@@ -46,7 +54,23 @@ $(DATA_built): $(SQL_PARTS) Makefile
 	@mkdir -p $(dir $@)
 	cat $(SQL_PARTS) > $@
 
-.PHONY: deps demo test test-core bench
+# The released copy of EXTVERSION, if any, must be what the parts assemble to.
+check-release: $(DATA_built)
+	@frozen=sql/released/$(EXTENSION)--$(EXTVERSION).sql; \
+	if [ -f $$frozen ] && ! cmp -s $$frozen $(DATA_built); then \
+		echo "$(EXTVERSION) is released and sql/parts no longer assemble to $$frozen:"; \
+		echo "bump EXTVERSION and add sql/updates/$(EXTENSION)--$(EXTVERSION)--<new>.sql"; \
+		exit 1; \
+	fi; \
+	for u in $(wildcard sql/updates/$(EXTENSION)--*--*.sql); do \
+		to=$${u##*--}; to=$${to%.sql}; \
+		if [ $$to != $(EXTVERSION) ] && [ ! -f sql/released/$(EXTENSION)--$$to.sql ]; then \
+			echo "$$u leads to $$to, which is neither released nor EXTVERSION"; exit 1; \
+		fi; \
+	done; \
+	echo "release check: $(EXTVERSION) ok"
+
+.PHONY: deps demo test test-core bench check-release
 deps:
 	scripts/bootstrap.sh
 

@@ -2,6 +2,7 @@
 # make test: bootstrap, build with -Werror, run every suite, count.
 #
 # Suites: core (src/core unit tests + bounded fuzz under ASan/UBSan),
+# hardening (SPI strings), release (make check-release),
 # regress (pg_regress), isolation (isolation specs), tap (prove, as an
 # unprivileged OS user because initdb refuses root).  LM_SUITES selects a
 # subset; REGRESS=..., ISOLATION=... and TAP_TESTS_GLOB=... narrow a suite.
@@ -13,7 +14,7 @@ cd "$TOP"
 
 "$TOP/scripts/bootstrap.sh" || exit 1
 
-suites=${LM_SUITES:-core hardening regress isolation doc tap}
+suites=${LM_SUITES:-core hardening release regress isolation doc tap}
 LOG=$TOP/build/test-logs
 rm -rf "$LOG"
 mkdir -p "$LOG"
@@ -96,6 +97,15 @@ for suite in $suites; do
 		else
 			cat "$LOG/hardening.log"
 			count hardening 0 1
+		fi
+		;;
+	release)
+		echo "== release (frozen scripts and update paths)"
+		if make -s PG_CONFIG="$PG_CONFIG" check-release > "$LOG/release.log" 2>&1; then
+			count release 1 0
+		else
+			cat "$LOG/release.log"
+			count release 0 1
 		fi
 		;;
 	tap)

@@ -90,10 +90,10 @@ $node->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('src') ]
 # The documented procedure.
 $node->safe_psql('postgres', 'CREATE DATABASE dst');
 my $dst = $node->connstr('dst');
-$node->command_ok([ 'pg_restore', '--section=pre-data', '-d', $dst, $dump ], 'restore pre-data');
-$node->command_ok([ 'pg_restore', '--data-only', '--disable-triggers', '-d', $dst, $dump ],
+$node->command_ok([ 'pg_restore', '--exit-on-error', '--section=pre-data', '-d', $dst, $dump ], 'restore pre-data');
+$node->command_ok([ 'pg_restore', '--exit-on-error', '--data-only', '--disable-triggers', '-d', $dst, $dump ],
 	'restore data with triggers disabled');
-$node->command_ok([ 'pg_restore', '--section=post-data', '-d', $dst, $dump ], 'restore post-data');
+$node->command_ok([ 'pg_restore', '--exit-on-error', '--section=post-data', '-d', $dst, $dump ], 'restore post-data');
 
 foreach my $table (@tables)
 {
