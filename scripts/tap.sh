@@ -22,4 +22,14 @@ if [ "$(id -u)" -eq 0 ]; then
 else
 	exec_as() { sh -c "$*"; }
 fi
-exec_as "cd $work && env $runenv prove -v t/$glob"
+status=0
+exec_as "cd $work && env $runenv prove -v t/$glob" || status=$?
+# a failing test's own log holds its errors (die messages, psql stderr)
+if [ $status -ne 0 ]; then
+	for f in "$work"/tmp_check/log/regress_log_*; do
+		[ -f "$f" ] || continue
+		echo "---- tail of $(basename "$f")"
+		tail -40 "$f"
+	done
+fi
+exit $status

@@ -409,8 +409,63 @@ leadmgmt_lead_stage_check(PG_FUNCTION_ARGS)
  * AFTER trigger: record
  * ---------------------------------------------------------------------
  */
-static SPIPlanPtr history_insert_plan = NULL;
+static SPIPlanPtr history_insert_plans[2] = {NULL, NULL};
 static bool writing_history = false;
+
+/*
+ * Whether stage_history has the 1.0.0 fact columns.  The library is
+ * installed before ALTER EXTENSION ... UPDATE runs, so a database still on
+ * 0.1.0 must keep recording moves meanwhile (the update fills the facts of
+ * the rows written until then).  Asked per row: two syscache lookups.
+ */
+static bool
+history_has_facts(void)
+{
+	Oid			nsp = get_namespace_oid("leadmgmt", true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid("stage_history", nsp) : InvalidOid;
+
+	return OidIsValid(relid) && get_attnum(relid, "entry_number") != InvalidAttrNumber;
+}
+
+static SPIPlanPtr
+history_insert_plan(bool with_facts)
+{
+	Oid			types[6] = {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
+	SPIPlanPtr	plan;
+
+	if (history_insert_plans[with_facts] != NULL)
+		return history_insert_plans[with_facts];
+	if (with_facts)
+	{
+		/*
+		 * entry_number and time_in_from_stage are facts of the row that the
+		 * funnel views would otherwise recompute by sorting all history per
+		 * lead; here they cost two probes of the (lead_id, ...) unique index.
+		 * Notes (from = to) are no entries and stop no clock.
+		 */
+		plan = SPI_prepare("INSERT INTO leadmgmt.stage_history "
+						   "(lead_id, from_stage, to_stage, changed_at, changed_by, reason, "
+						   "entry_number, time_in_from_stage) "
+						   "SELECT $1, $2, $3, $4, $5, $6, "
+						   "CASE WHEN NOT note THEN 1 OPERATOR(pg_catalog.+) "
+						   "(SELECT pg_catalog.count(*)::pg_catalog.int4 FROM leadmgmt.stage_history h "
+						   "WHERE h.lead_id OPERATOR(pg_catalog.=) $1 AND h.to_stage OPERATOR(pg_catalog.=) $3 "
+						   "AND h.from_stage IS DISTINCT FROM h.to_stage) END, "
+						   "CASE WHEN NOT note THEN $4 OPERATOR(pg_catalog.-) "
+						   "(SELECT pg_catalog.max(h.changed_at) FROM leadmgmt.stage_history h "
+						   "WHERE h.lead_id OPERATOR(pg_catalog.=) $1 AND h.from_stage IS DISTINCT FROM h.to_stage) END "
+						   "FROM (SELECT $2 IS NOT DISTINCT FROM $3 AS note) n", 6, types);
+	}
+	else
+		plan = SPI_prepare("INSERT INTO leadmgmt.stage_history "
+						   "(lead_id, from_stage, to_stage, changed_at, changed_by, reason) "
+						   "VALUES ($1, $2, $3, $4, $5, $6)", 6, types);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	history_insert_plans[with_facts] = plan;
+	return plan;
+}
 
 static void
 insert_history_row(int64 lead_id, const char *from_stage, const char *to_stage,
@@ -418,21 +473,8 @@ insert_history_row(int64 lead_id, const char *from_stage, const char *to_stage,
 {
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	SPIPlanPtr	plan = history_insert_plan(history_has_facts());
 	int			rc;
-
-	if (history_insert_plan == NULL)
-	{
-		Oid			types[6] = {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
-		SPIPlanPtr	plan;
-
-		plan = SPI_prepare("INSERT INTO leadmgmt.stage_history "
-						   "(lead_id, from_stage, to_stage, changed_at, changed_by, reason) "
-						   "VALUES ($1, $2, $3, $4, $5, $6)", 6, types);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		history_insert_plan = plan;
-	}
 
 	values[0] = Int64GetDatum(lead_id);
 	values[1] = from_stage ? CStringGetTextDatum(from_stage) : (Datum) 0;
@@ -446,7 +488,7 @@ insert_history_row(int64 lead_id, const char *from_stage, const char *to_stage,
 	writing_history = true;
 	PG_TRY();
 	{
-		rc = SPI_execute_plan(history_insert_plan, values, nulls, false, 0);
+		rc = SPI_execute_plan(plan, values, nulls, false, 0);
 	}
 	PG_FINALLY();
 	{

@@ -74,7 +74,13 @@ CREATE TABLE leadmgmt.stage_history (
 	changed_at timestamptz NOT NULL,
 	changed_by text NOT NULL,
 	reason     text,
-	CONSTRAINT stage_history_once UNIQUE (lead_id, to_stage, changed_at)
+	CONSTRAINT stage_history_once UNIQUE (lead_id, to_stage, changed_at),
+	-- Facts about the row that never change once it is written (history is
+	-- append-only and in time order per lead), recorded with it so that the
+	-- funnel views count and time stages in one scan instead of sorting the
+	-- whole history by lead.
+	entry_number       integer,
+	time_in_from_stage interval
 );
 ALTER SEQUENCE leadmgmt.stage_history_id_seq OWNED BY leadmgmt.stage_history.id;
 CREATE INDEX stage_history_to_stage_idx ON leadmgmt.stage_history (to_stage, changed_at);
@@ -87,6 +93,10 @@ COMMENT ON COLUMN leadmgmt.stage_history.to_stage IS 'stage entered';
 COMMENT ON COLUMN leadmgmt.stage_history.changed_at IS 'when the lead entered to_stage';
 COMMENT ON COLUMN leadmgmt.stage_history.changed_by IS 'leadmgmt.actor setting if set, else the session user';
 COMMENT ON COLUMN leadmgmt.stage_history.reason IS 'reason given to set_stage()';
+COMMENT ON COLUMN leadmgmt.stage_history.entry_number IS
+	'1 for the lead''s first entry into to_stage, 2 for the next (after recycling), ...; NULL for notes (from_stage = to_stage, such as merges)';
+COMMENT ON COLUMN leadmgmt.stage_history.time_in_from_stage IS
+	'time the lead spent in from_stage: changed_at minus its previous entry; NULL for the first row and for notes';
 
 SELECT pg_catalog.pg_extension_config_dump('leadmgmt.lead', '');
 SELECT pg_catalog.pg_extension_config_dump('leadmgmt.lead_id_seq', '');
@@ -131,6 +141,39 @@ CREATE TRIGGER stage_history_guard
 CREATE TRIGGER stage_history_no_truncate
 	BEFORE TRUNCATE ON leadmgmt.stage_history
 	FOR EACH STATEMENT EXECUTE FUNCTION leadmgmt.stage_history_guard();
+
+-- History written before 1.0.0, or restored from a dump of such a version,
+-- lacks entry_number and time_in_from_stage; this fills them from the rows
+-- themselves.  It writes past the append-only guard, so it runs only for a
+-- superuser (session_replication_role), and it changes no other column.
+CREATE FUNCTION leadmgmt.fill_history_facts()
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET session_replication_role = replica
+AS $$
+DECLARE
+	filled bigint;
+BEGIN
+	UPDATE leadmgmt.stage_history h
+	   SET entry_number = f.entry_number, time_in_from_stage = f.time_in_from_stage
+	  FROM (SELECT x.id,
+	               CASE WHEN x.entry THEN pg_catalog.row_number() OVER (
+	                        PARTITION BY x.lead_id, x.to_stage, x.entry ORDER BY x.changed_at, x.id) END AS entry_number,
+	               CASE WHEN x.entry THEN x.changed_at OPERATOR(pg_catalog.-) pg_catalog.lag(x.changed_at) OVER (
+	                        PARTITION BY x.lead_id, x.entry ORDER BY x.changed_at, x.id) END AS time_in_from_stage
+	          FROM (SELECT y.*, y.from_stage IS DISTINCT FROM y.to_stage AS entry
+	                  FROM leadmgmt.stage_history y) x) f
+	 WHERE h.id OPERATOR(pg_catalog.=) f.id
+	   AND (h.entry_number IS DISTINCT FROM f.entry_number::integer
+	        OR h.time_in_from_stage IS DISTINCT FROM f.time_in_from_stage);
+	GET DIAGNOSTICS filled = ROW_COUNT;
+	RETURN filled;
+END
+$$;
+REVOKE ALL ON FUNCTION leadmgmt.fill_history_facts() FROM PUBLIC;
+COMMENT ON FUNCTION leadmgmt.fill_history_facts() IS
+	'Superuser: fills stage_history.entry_number and time_in_from_stage where they are missing or wrong (history from before 1.0.0); returns the rows changed';
 
 CREATE FUNCTION leadmgmt.set_stage(lead bigint, stage text, reason text DEFAULT NULL,
                                    at timestamptz DEFAULT pg_catalog.now())

@@ -2,6 +2,47 @@
 -------------------------------------------------------------------------------
 -- Analytics: funnel views for BI tools (doc/analytics.md)
 -------------------------------------------------------------------------------
+-- Exact percentiles without percentile_cont's sort (src/percentile.c): an
+-- ordinary, hashable, parallel aggregate that the views below use for times
+-- in stage.
+CREATE FUNCTION leadmgmt.interval_percentiles_trans(internal, interval, float8[])
+RETURNS internal LANGUAGE c PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'leadmgmt_interval_percentiles_trans';
+CREATE FUNCTION leadmgmt.interval_percentiles_combine(internal, internal)
+RETURNS internal LANGUAGE c PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'leadmgmt_interval_percentiles_combine';
+CREATE FUNCTION leadmgmt.interval_percentiles_serialize(internal)
+RETURNS bytea LANGUAGE c STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'leadmgmt_interval_percentiles_serialize';
+CREATE FUNCTION leadmgmt.interval_percentiles_deserialize(bytea, internal)
+RETURNS internal LANGUAGE c STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'leadmgmt_interval_percentiles_deserialize';
+CREATE FUNCTION leadmgmt.interval_percentiles_final(internal)
+RETURNS interval[] LANGUAGE c PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'leadmgmt_interval_percentiles_final';
+COMMENT ON FUNCTION leadmgmt.interval_percentiles_trans(internal, interval, float8[]) IS
+	'Support function of the interval_percentiles aggregate';
+COMMENT ON FUNCTION leadmgmt.interval_percentiles_combine(internal, internal) IS
+	'Support function of the interval_percentiles aggregate';
+COMMENT ON FUNCTION leadmgmt.interval_percentiles_serialize(internal) IS
+	'Support function of the interval_percentiles aggregate';
+COMMENT ON FUNCTION leadmgmt.interval_percentiles_deserialize(bytea, internal) IS
+	'Support function of the interval_percentiles aggregate';
+COMMENT ON FUNCTION leadmgmt.interval_percentiles_final(internal) IS
+	'Support function of the interval_percentiles aggregate';
+CREATE AGGREGATE leadmgmt.interval_percentiles(value interval, fractions float8[]) (
+	SFUNC = leadmgmt.interval_percentiles_trans,
+	STYPE = internal,
+	FINALFUNC = leadmgmt.interval_percentiles_final,
+	FINALFUNC_MODIFY = READ_ONLY,
+	COMBINEFUNC = leadmgmt.interval_percentiles_combine,
+	SERIALFUNC = leadmgmt.interval_percentiles_serialize,
+	DESERIALFUNC = leadmgmt.interval_percentiles_deserialize,
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE leadmgmt.interval_percentiles(interval, float8[]) IS
+	'For each fraction, exactly what percentile_cont(fraction) WITHIN GROUP (ORDER BY value) returns, by selection instead of a sort; NULL values skipped; NULL for no values';
+
 -- Shared base: per lead and stage, the first and last time the lead entered
 -- it, for leads that are not merged into another one.
 CREATE VIEW leadmgmt.stage_entry WITH (security_invoker = true) AS
@@ -14,24 +55,17 @@ CREATE VIEW leadmgmt.stage_entry WITH (security_invoker = true) AS
 	   AND h.from_stage IS DISTINCT FROM h.to_stage	-- notes (merges) are no entries
 	 GROUP BY h.lead_id, h.to_stage;
 COMMENT ON VIEW leadmgmt.stage_entry IS
-	'Per live lead and stage: when it first and last entered the stage and how often (base of the funnel views)';
+	'Per live lead and stage: when it first and last entered the stage and how often';
 COMMENT ON COLUMN leadmgmt.stage_entry.lead_id IS 'the lead (merged leads excluded)';
 COMMENT ON COLUMN leadmgmt.stage_entry.stage IS 'stage entered';
 COMMENT ON COLUMN leadmgmt.stage_entry.first_entered_at IS 'first entry';
 COMMENT ON COLUMN leadmgmt.stage_entry.last_entered_at IS 'latest entry (re-entries after recycling)';
 COMMENT ON COLUMN leadmgmt.stage_entry.entries IS 'number of entries';
 
+-- The funnel views read the facts recorded with each history row
+-- (entry_number, time_in_from_stage) so that each number is one scan of
+-- stage_history, with no sort of the history by lead.
 CREATE VIEW leadmgmt.funnel WITH (security_invoker = true) AS
-	WITH e AS (SELECT * FROM leadmgmt.stage_entry),
-	stays AS (
-		-- time in stage: from entering it to the lead's next stage change
-		SELECT h.to_stage AS stage,
-		       lead(h.changed_at) OVER (PARTITION BY h.lead_id ORDER BY h.changed_at, h.id) - h.changed_at AS stay
-		  FROM leadmgmt.stage_history h
-		 WHERE NOT EXISTS (SELECT 1 FROM leadmgmt.lead m
-		                    WHERE m.id = h.lead_id AND m.merged_into IS NOT NULL)
-		   AND h.from_stage IS DISTINCT FROM h.to_stage
-	)
 	SELECT s.name AS stage,
 	       row_number() OVER (ORDER BY s.rank, s.name)::integer AS position,
 	       coalesce(en.leads, 0) AS leads_entered,
@@ -40,20 +74,33 @@ CREATE VIEW leadmgmt.funnel WITH (security_invoker = true) AS
 	            THEN coalesce(nx.leads, 0)::float8 / en.leads END AS conversion_to_next,
 	       md.median AS median_time_in_stage
 	  FROM leadmgmt.stage s
-	  LEFT JOIN (SELECT stage, count(*) AS leads FROM e GROUP BY stage) en ON en.stage = s.name
+	  LEFT JOIN (SELECT h.to_stage AS stage, count(*) AS leads
+	               FROM leadmgmt.stage_history h
+	              WHERE h.entry_number = 1
+	                AND NOT EXISTS (SELECT 1 FROM leadmgmt.lead m
+	                                 WHERE m.id = h.lead_id AND m.merged_into IS NOT NULL)
+	              GROUP BY h.to_stage) en ON en.stage = s.name
 	  LEFT JOIN (SELECT l.stage, count(*) AS leads FROM leadmgmt.lead l
 	              WHERE l.merged_into IS NULL GROUP BY l.stage) cur ON cur.stage = s.name
-	  -- conversion: one pass over each lead's few stage rows (a window), not a
-	  -- self-join of every (lead, stage) row with every other
-	  LEFT JOIN (SELECT x.stage, count(*) FILTER (WHERE x.next_last >= x.first_entered_at) AS leads
-	               FROM (SELECT e.stage, e.first_entered_at,
-	                            (array_agg(e.last_entered_at) OVER w)[
-	                                array_position(array_agg(e.stage) OVER w, st.next_stage)] AS next_last
-	                       FROM e JOIN leadmgmt.stage st ON st.name = e.stage
-	                     WINDOW w AS (PARTITION BY e.lead_id)) x
-	              GROUP BY x.stage) nx ON nx.stage = s.name
-	  LEFT JOIN (SELECT stage, justify_hours(percentile_cont(0.5) WITHIN GROUP (ORDER BY stay)) AS median
-	               FROM stays WHERE stay IS NOT NULL GROUP BY stage) md ON md.stage = s.name;
+	  -- converted: the first entry into the stage is followed by an entry
+	  -- into its next stage
+	  LEFT JOIN (SELECT h.to_stage AS stage, count(*) AS leads
+	               FROM leadmgmt.stage_history h JOIN leadmgmt.stage st ON st.name = h.to_stage
+	              WHERE h.entry_number = 1
+	                AND NOT EXISTS (SELECT 1 FROM leadmgmt.lead m
+	                                 WHERE m.id = h.lead_id AND m.merged_into IS NOT NULL)
+	                AND EXISTS (SELECT 1 FROM leadmgmt.stage_history n
+	                             WHERE n.lead_id = h.lead_id AND n.to_stage = st.next_stage
+	                               AND n.entry_number IS NOT NULL AND n.changed_at >= h.changed_at)
+	              GROUP BY h.to_stage) nx ON nx.stage = s.name
+	  -- a stay in a stage ends with the next entry, which records its length
+	  LEFT JOIN (SELECT h.from_stage AS stage,
+	                    justify_hours((leadmgmt.interval_percentiles(h.time_in_from_stage, '{0.5}'))[1]) AS median
+	               FROM leadmgmt.stage_history h
+	              WHERE h.time_in_from_stage IS NOT NULL
+	                AND NOT EXISTS (SELECT 1 FROM leadmgmt.lead m
+	                                 WHERE m.id = h.lead_id AND m.merged_into IS NOT NULL)
+	              GROUP BY h.from_stage) md ON md.stage = s.name;
 COMMENT ON VIEW leadmgmt.funnel IS
 	'The waterfall: per stage, leads that ever entered it, leads in it now, conversion to stage.next_stage and median time in stage';
 COMMENT ON COLUMN leadmgmt.funnel.stage IS 'stage';
@@ -71,8 +118,9 @@ CREATE VIEW leadmgmt.funnel_by_source WITH (security_invoker = true) AS
 	SELECT src.source, s.name AS stage, coalesce(x.leads, 0) AS leads_entered,
 	       coalesce(x.leads, 0)::float8 / src.leads AS conversion_from_first
 	  FROM src CROSS JOIN leadmgmt.stage s
-	  LEFT JOIN (SELECT coalesce(l.source, '(none)') AS source, e.stage, count(*) AS leads
-	               FROM leadmgmt.stage_entry e JOIN leadmgmt.lead l ON l.id = e.lead_id
+	  LEFT JOIN (SELECT coalesce(l.source, '(none)') AS source, h.to_stage AS stage, count(*) AS leads
+	               FROM leadmgmt.stage_history h JOIN leadmgmt.lead l ON l.id = h.lead_id
+	              WHERE h.entry_number = 1 AND l.merged_into IS NULL
 	              GROUP BY 1, 2) x ON x.source = src.source AND x.stage = s.name;
 COMMENT ON VIEW leadmgmt.funnel_by_source IS 'The waterfall per lead source';
 COMMENT ON COLUMN leadmgmt.funnel_by_source.source IS 'lead.source ((none) when NULL)';
@@ -92,8 +140,9 @@ CREATE VIEW leadmgmt.funnel_cohort WITH (security_invoker = true) AS
 	SELECT size.cohort_month, s.name AS stage, coalesce(x.leads, 0) AS leads_entered,
 	       coalesce(x.leads, 0)::float8 / size.leads AS conversion_from_first
 	  FROM size CROSS JOIN leadmgmt.stage s
-	  LEFT JOIN (SELECT c.cohort_month, e.stage, count(*) AS leads
-	               FROM leadmgmt.stage_entry e JOIN cohort c USING (lead_id)
+	  LEFT JOIN (SELECT c.cohort_month, h.to_stage AS stage, count(*) AS leads
+	               FROM leadmgmt.stage_history h JOIN cohort c USING (lead_id)
+	              WHERE h.entry_number = 1
 	              GROUP BY 1, 2) x ON x.cohort_month = size.cohort_month AND x.stage = s.name;
 COMMENT ON VIEW leadmgmt.funnel_cohort IS
 	'The waterfall per monthly cohort (month of the lead''s first stage entry, in the reporting_timezone setting)';
@@ -103,18 +152,16 @@ COMMENT ON COLUMN leadmgmt.funnel_cohort.leads_entered IS 'live leads of the coh
 COMMENT ON COLUMN leadmgmt.funnel_cohort.conversion_from_first IS 'leads_entered / all live leads of the cohort';
 
 CREATE VIEW leadmgmt.stage_velocity WITH (security_invoker = true) AS
-	SELECT t.from_stage, t.to_stage, count(*) AS transitions,
-	       justify_hours(avg(t.took)) AS avg_time,
-	       justify_hours(percentile_cont(0.5) WITHIN GROUP (ORDER BY t.took)) AS median_time,
-	       justify_hours(percentile_cont(0.9) WITHIN GROUP (ORDER BY t.took)) AS p90_time
-	  FROM (SELECT h.from_stage, h.to_stage,
-	               h.changed_at - lag(h.changed_at) OVER (PARTITION BY h.lead_id ORDER BY h.changed_at, h.id) AS took
+	SELECT t.from_stage, t.to_stage, t.transitions, t.avg_time,
+	       justify_hours(t.p[1]) AS median_time, justify_hours(t.p[2]) AS p90_time
+	  FROM (SELECT h.from_stage, h.to_stage, count(*) AS transitions,
+	               justify_hours(avg(h.time_in_from_stage)) AS avg_time,
+	               leadmgmt.interval_percentiles(h.time_in_from_stage, '{0.5,0.9}') AS p
 	          FROM leadmgmt.stage_history h
-	         WHERE NOT EXISTS (SELECT 1 FROM leadmgmt.lead m
+	         WHERE h.time_in_from_stage IS NOT NULL AND h.from_stage IS NOT NULL
+	           AND NOT EXISTS (SELECT 1 FROM leadmgmt.lead m
 	                            WHERE m.id = h.lead_id AND m.merged_into IS NOT NULL)
-	           AND h.from_stage IS DISTINCT FROM h.to_stage) t
-	 WHERE t.from_stage IS NOT NULL AND t.took IS NOT NULL
-	 GROUP BY t.from_stage, t.to_stage;
+	         GROUP BY h.from_stage, h.to_stage) t;
 COMMENT ON VIEW leadmgmt.stage_velocity IS 'How long leads stay in a stage before each move: average, median and 90th percentile';
 COMMENT ON COLUMN leadmgmt.stage_velocity.from_stage IS 'stage left';
 COMMENT ON COLUMN leadmgmt.stage_velocity.to_stage IS 'stage entered';

@@ -125,3 +125,43 @@ SELECT count(*) AS velocity_mismatches
   FROM leadmgmt.stage_velocity v
  WHERE v.transitions <> (SELECT count(*) FROM leadmgmt.stage_history h JOIN leadmgmt.lead l ON l.id = h.lead_id
                          WHERE h.from_stage = v.from_stage AND h.to_stage = v.to_stage AND l.merged_into IS NULL);
+-- times in stage: the facts recorded with each history row against a window
+-- over the whole history, the way they were computed before 1.0.0
+WITH ordered AS (
+	SELECT h.from_stage, h.to_stage,
+	       h.changed_at - lag(h.changed_at) OVER w AS took,
+	       lead(h.changed_at) OVER w - h.changed_at AS stay
+	  FROM leadmgmt.stage_history h JOIN leadmgmt.lead l ON l.id = h.lead_id
+	 WHERE l.merged_into IS NULL AND h.from_stage IS DISTINCT FROM h.to_stage
+	WINDOW w AS (PARTITION BY h.lead_id ORDER BY h.changed_at, h.id)
+), velocity AS (
+	SELECT from_stage, to_stage, count(*) AS n, justify_hours(avg(took)) AS a,
+	       justify_hours(percentile_cont(0.5) WITHIN GROUP (ORDER BY took)) AS m,
+	       justify_hours(percentile_cont(0.9) WITHIN GROUP (ORDER BY took)) AS p
+	  FROM ordered WHERE from_stage IS NOT NULL AND took IS NOT NULL GROUP BY 1, 2
+), median AS (
+	SELECT to_stage AS stage, justify_hours(percentile_cont(0.5) WITHIN GROUP (ORDER BY stay)) AS m
+	  FROM ordered WHERE stay IS NOT NULL GROUP BY 1
+)
+SELECT (SELECT count(*) FROM velocity) AS pairs,
+       (SELECT count(*) FROM leadmgmt.stage_velocity v FULL JOIN velocity d USING (from_stage, to_stage)
+         WHERE (v.transitions, v.avg_time, v.median_time, v.p90_time) IS DISTINCT FROM (d.n, d.a, d.m, d.p)) AS velocity_mismatches,
+       (SELECT count(*) FROM leadmgmt.funnel f LEFT JOIN median d USING (stage)
+         WHERE f.median_time_in_stage IS DISTINCT FROM d.m) AS median_mismatches;
+-- the facts written with each row are what the whole history says ...
+SELECT leadmgmt.fill_history_facts() AS rows_changed;
+-- ... and history without them (written before 1.0.0) gets them back
+CREATE TEMP TABLE funnel_before AS SELECT * FROM leadmgmt.funnel;
+CREATE TEMP TABLE velocity_before AS SELECT * FROM leadmgmt.stage_velocity;
+SET session_replication_role = replica;
+UPDATE leadmgmt.stage_history SET entry_number = NULL, time_in_from_stage = NULL;
+RESET session_replication_role;
+SELECT (SELECT count(*) FROM leadmgmt.stage_history) = leadmgmt.fill_history_facts() AS every_row_filled;
+SELECT (SELECT count(*) FROM (SELECT * FROM leadmgmt.funnel EXCEPT SELECT * FROM funnel_before) d) AS funnel_changed,
+       (SELECT count(*) FROM (SELECT * FROM leadmgmt.stage_velocity EXCEPT SELECT * FROM velocity_before) d) AS velocity_changed;
+-- only a superuser may write past the append-only guard
+CREATE ROLE lm_facts_user;
+SET ROLE lm_facts_user;
+SELECT leadmgmt.fill_history_facts();
+RESET ROLE;
+DROP ROLE lm_facts_user;

@@ -196,15 +196,32 @@ for my $v (@released)
 	$node->safe_psql('postgres', "CREATE DATABASE data_$tag");
 	$node->safe_psql("data_$tag", "CREATE EXTENSION leadmgmt VERSION '$v'");
 	$node->safe_psql("data_$tag", $populate);
+	# roles registered with grant_access() before the update
+	$node->safe_psql("data_$tag", join('', map { "CREATE ROLE lm_up_${_}_$tag NOLOGIN;" } qw(admin marketing sales reader))
+		. "SELECT leadmgmt.grant_access('lm_up_admin_$tag', 'lm_up_marketing_$tag', 'lm_up_sales_$tag', 'lm_up_reader_$tag');");
 	my $before = $node->safe_psql("data_$tag", $user_data);
 	$node->safe_psql("data_$tag", 'ALTER EXTENSION leadmgmt UPDATE');
+	# the documented step after an update: grant the registered roles again
+	$node->safe_psql("data_$tag",
+		"SELECT leadmgmt.grant_access('lm_up_admin_$tag', 'lm_up_marketing_$tag', 'lm_up_sales_$tag', 'lm_up_reader_$tag')");
 	is($node->safe_psql("data_$tag", $user_data), $before, "$v updated: leads, history, activity and scores kept");
-	is_same(schema_fingerprint("data_$tag"), $fresh_schema, "$v updated with data: same objects as a fresh $current");
+	# against a fresh install granted to the same roles: the update must
+	# leave them exactly the privileges grant_access() gives in $current
+	fresh_database("granted_$tag");
+	$node->safe_psql("granted_$tag",
+		"SELECT leadmgmt.grant_access('lm_up_admin_$tag', 'lm_up_marketing_$tag', 'lm_up_sales_$tag', 'lm_up_reader_$tag')");
+	is_same(schema_fingerprint("data_$tag"), schema_fingerprint("granted_$tag"),
+		"$v updated with data and roles: same objects and grants as a fresh $current");
 	is($node->safe_psql("data_$tag", 'SELECT leadmgmt.rescore()'), '0',
 		"$v updated: rescore() changes no score");
 	is($node->safe_psql("data_$tag", q{
 		SELECT count(leadmgmt.set_stage(id, 'sql', 'after update')) FROM leadmgmt.lead WHERE stage = 'sal'}),
 		'5', "$v updated: the stage machine still moves leads");
+	is($node->safe_psql("data_$tag", 'SELECT leadmgmt.fill_history_facts()'), '0',
+		"$v updated: the history facts filled by the update and written after it are right");
+	is($node->safe_psql("data_$tag", "SET ROLE lm_up_reader_$tag; SELECT sum(leads_entered) FROM leadmgmt.funnel"),
+		$node->safe_psql("data_$tag", 'SELECT count(*) FROM leadmgmt.stage_history WHERE from_stage IS DISTINCT FROM to_stage AND entry_number = 1'),
+		"$v updated: the reader role registered before the update reads the funnel");
 	my ($ret, $out, $err) = $node->psql("data_$tag",
 		qq{\\set VERBOSITY verbose\n}
 		  . q{SELECT leadmgmt.set_stage(id, 'won', 'skip') FROM leadmgmt.lead WHERE stage = 'inquiry' LIMIT 1});
