@@ -5,6 +5,7 @@
 
 \echo Use "ALTER EXTENSION leadmgmt UPDATE TO '1.0.0'" to load this file. \quit
 
+-- BEGIN analytics (generated from sql/parts by the release engineer; keep in sync)
 -------------------------------------------------------------------------------
 -- Stage history records two facts per row; the funnel views read them
 -------------------------------------------------------------------------------
@@ -48,6 +49,9 @@ COMMENT ON FUNCTION leadmgmt.fill_history_facts() IS
 -- the history written by 0.1.0 gets its facts now
 SELECT leadmgmt.fill_history_facts();
 
+-- Exact percentiles without percentile_cont's sort (src/percentile.c): an
+-- ordinary, hashable, parallel aggregate that the views below use for times
+-- in stage.
 CREATE FUNCTION leadmgmt.interval_percentiles_trans(internal, interval, float8[])
 RETURNS internal LANGUAGE c PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'leadmgmt_interval_percentiles_trans';
@@ -86,6 +90,47 @@ CREATE AGGREGATE leadmgmt.interval_percentiles(value interval, fractions float8[
 COMMENT ON AGGREGATE leadmgmt.interval_percentiles(interval, float8[]) IS
 	'For each fraction, exactly what percentile_cont(fraction) WITHIN GROUP (ORDER BY value) returns, by selection instead of a sort; NULL values skipped; NULL for no values';
 
+-- Conversion along next_stage without joining the history to itself
+-- (src/conversion.c): per (lead, stage) the first and last entry, in one scan.
+CREATE FUNCTION leadmgmt.stage_conversions_trans(internal, bigint, text, timestamptz, text[], text[])
+RETURNS internal LANGUAGE c PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'leadmgmt_stage_conversions_trans';
+CREATE FUNCTION leadmgmt.stage_conversions_combine(internal, internal)
+RETURNS internal LANGUAGE c PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'leadmgmt_stage_conversions_combine';
+CREATE FUNCTION leadmgmt.stage_conversions_serialize(internal)
+RETURNS bytea LANGUAGE c STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'leadmgmt_stage_conversions_serialize';
+CREATE FUNCTION leadmgmt.stage_conversions_deserialize(bytea, internal)
+RETURNS internal LANGUAGE c STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'leadmgmt_stage_conversions_deserialize';
+CREATE FUNCTION leadmgmt.stage_conversions_final(internal)
+RETURNS bigint[] LANGUAGE c PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'leadmgmt_stage_conversions_final';
+COMMENT ON FUNCTION leadmgmt.stage_conversions_trans(internal, bigint, text, timestamptz, text[], text[]) IS
+	'Support function of the stage_conversions aggregate';
+COMMENT ON FUNCTION leadmgmt.stage_conversions_combine(internal, internal) IS
+	'Support function of the stage_conversions aggregate';
+COMMENT ON FUNCTION leadmgmt.stage_conversions_serialize(internal) IS
+	'Support function of the stage_conversions aggregate';
+COMMENT ON FUNCTION leadmgmt.stage_conversions_deserialize(bytea, internal) IS
+	'Support function of the stage_conversions aggregate';
+COMMENT ON FUNCTION leadmgmt.stage_conversions_final(internal) IS
+	'Support function of the stage_conversions aggregate';
+CREATE AGGREGATE leadmgmt.stage_conversions(lead_id bigint, stage text, changed_at timestamptz,
+                                            stages text[], next_stages text[]) (
+	SFUNC = leadmgmt.stage_conversions_trans,
+	STYPE = internal,
+	FINALFUNC = leadmgmt.stage_conversions_final,
+	FINALFUNC_MODIFY = READ_ONLY,
+	COMBINEFUNC = leadmgmt.stage_conversions_combine,
+	SERIALFUNC = leadmgmt.stage_conversions_serialize,
+	DESERIALFUNC = leadmgmt.stage_conversions_deserialize,
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE leadmgmt.stage_conversions(bigint, text, timestamptz, text[], text[]) IS
+	'For each stages[i], the number of leads that entered next_stages[i] at or after their first entry into stages[i] (rows are stage entries); rows with a NULL or unlisted stage skipped';
+
 COMMENT ON VIEW leadmgmt.stage_entry IS
 	'Per live lead and stage: when it first and last entered the stage and how often';
 
@@ -108,15 +153,17 @@ CREATE OR REPLACE VIEW leadmgmt.funnel WITH (security_invoker = true) AS
 	              WHERE l.merged_into IS NULL GROUP BY l.stage) cur ON cur.stage = s.name
 	  -- converted: the first entry into the stage is followed by an entry
 	  -- into its next stage
-	  LEFT JOIN (SELECT h.to_stage AS stage, count(*) AS leads
-	               FROM leadmgmt.stage_history h JOIN leadmgmt.stage st ON st.name = h.to_stage
-	              WHERE h.entry_number = 1
-	                AND NOT EXISTS (SELECT 1 FROM leadmgmt.lead m
-	                                 WHERE m.id = h.lead_id AND m.merged_into IS NOT NULL)
-	                AND EXISTS (SELECT 1 FROM leadmgmt.stage_history n
-	                             WHERE n.lead_id = h.lead_id AND n.to_stage = st.next_stage
-	                               AND n.entry_number IS NOT NULL AND n.changed_at >= h.changed_at)
-	              GROUP BY h.to_stage) nx ON nx.stage = s.name
+	  LEFT JOIN (SELECT u.stage, u.leads
+	               FROM (SELECT leadmgmt.stage_conversions(
+	                                h.lead_id, h.to_stage, h.changed_at,
+	                                (SELECT array_agg(st.name ORDER BY st.name) FROM leadmgmt.stage st),
+	                                (SELECT array_agg(st.next_stage ORDER BY st.name) FROM leadmgmt.stage st)) AS leads
+	                       FROM leadmgmt.stage_history h
+	                      WHERE h.from_stage IS DISTINCT FROM h.to_stage
+	                        AND NOT EXISTS (SELECT 1 FROM leadmgmt.lead m
+	                                         WHERE m.id = h.lead_id AND m.merged_into IS NOT NULL)) c,
+	                    unnest((SELECT array_agg(st.name ORDER BY st.name) FROM leadmgmt.stage st), c.leads)
+	                      AS u(stage, leads)) nx ON nx.stage = s.name
 	  -- a stay in a stage ends with the next entry, which records its length
 	  LEFT JOIN (SELECT h.from_stage AS stage,
 	                    justify_hours((leadmgmt.interval_percentiles(h.time_in_from_stage, '{0.5}'))[1]) AS median
@@ -167,6 +214,7 @@ CREATE OR REPLACE VIEW leadmgmt.stage_velocity WITH (security_invoker = true) AS
 	           AND NOT EXISTS (SELECT 1 FROM leadmgmt.lead m
 	                            WHERE m.id = h.lead_id AND m.merged_into IS NOT NULL)
 	         GROUP BY h.from_stage, h.to_stage) t;
+-- END analytics
 
 -- Roles registered with grant_access() need its grants of 1.0.0 (the funnel
 -- views read the new history columns), but grants made inside an extension

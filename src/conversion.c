@@ -1,0 +1,434 @@
+/*
+ * conversion.c
+ *		PostgreSQL glue of the aggregate
+ *		leadmgmt.stage_conversions(lead_id, stage, changed_at, stages, next_stages)
+ *		-> bigint[]: for each stages[i], how many leads entered next_stages[i]
+ *		at or after their first entry into stages[i] (the funnel view's
+ *		conversion_to_next).
+ *
+ * Why an aggregate: the answer needs each lead's first entry into one stage
+ * next to its last entry into another.  In SQL that is a join of the history
+ * with itself on the lead, which hashes every history row; here one scan
+ * keeps, per (lead, stage), just the first and last entry time in a compact
+ * open-addressing table (src/core/entrymap.c, 24 bytes per lead and stage),
+ * and the final function looks each stage's next stage up in it.
+ *
+ * State (ConvState, type internal), allocated in the aggregate context:
+ *	nstages, names, next
+ *				the stage list of the group's first row and, per stage, the
+ *				index of its next stage (-1: none or not listed); a later row
+ *				or partial state with other lists is an error (22023)
+ *	stages_raw, next_raw
+ *				copies of the first row's arrays: later rows compare bytes
+ *	map			(lead, stage index) -> first and last entry time
+ *
+ * Cost: transition O(number of stages) to find the stage (a handful) plus
+ * O(1) expected in the map; combine O(size of the second state);
+ * serialise/deserialise O(size); final O(size).  Memory: 24 bytes per
+ * (lead, stage) pair at most 70 % full, e.g. about 150 MB for 4 million.
+ * FINALFUNC_MODIFY = READ_ONLY: the final function only reads the state.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "libpq/pqformat.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "entrymap.h"
+#include "leadmgmt.h"
+
+#define CONV_STATE_VERSION	1
+#define CONV_MAX_STAGES		1000
+#define CONV_MAX_NAME		NAMEDATALEN * 4
+#define CONV_MAX_SLOTS		((Size) (MaxAllocHugeSize / sizeof(LmEntrySlot)) / 2)
+#define CONV_SERIAL_SLOT	(8 + 8 + 8)
+
+typedef struct ConvState
+{
+	int			nstages;		/* -1 until the first row */
+	char	  **names;			/* NUL-terminated */
+	int		   *name_len;
+	int		   *next;
+	ArrayType  *stages_raw;
+	ArrayType  *next_raw;
+	LmEntryMap	map;
+} ConvState;
+
+PG_FUNCTION_INFO_V1(leadmgmt_stage_conversions_trans);
+PG_FUNCTION_INFO_V1(leadmgmt_stage_conversions_combine);
+PG_FUNCTION_INFO_V1(leadmgmt_stage_conversions_serialize);
+PG_FUNCTION_INFO_V1(leadmgmt_stage_conversions_deserialize);
+PG_FUNCTION_INFO_V1(leadmgmt_stage_conversions_final);
+
+static ConvState *
+new_state(MemoryContext aggcxt)
+{
+	ConvState  *state = MemoryContextAllocZero(aggcxt, sizeof(ConvState));
+	Size		capacity = 1024;
+
+	state->nstages = -1;
+	lm_entrymap_init(&state->map,
+					 MemoryContextAllocHuge(aggcxt, capacity * sizeof(LmEntrySlot)),
+					 capacity);
+	return state;
+}
+
+static void
+make_room(ConvState *state, MemoryContext aggcxt)
+{
+	LmEntryMap	bigger;
+	Size		capacity;
+
+	if (!lm_entrymap_full(&state->map))
+		return;
+	if (state->map.capacity >= CONV_MAX_SLOTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("stage_conversions cannot hold more (lead, stage) pairs")));
+	capacity = state->map.capacity * 2;
+	lm_entrymap_init(&bigger, MemoryContextAllocHuge(aggcxt, capacity * sizeof(LmEntrySlot)),
+					 capacity);
+	lm_entrymap_move(&bigger, &state->map);
+	pfree(state->map.slots);
+	state->map = bigger;
+}
+
+static int
+stage_index(const ConvState *state, const char *name, int len)
+{
+	int			i;
+
+	for (i = 0; i < state->nstages; i++)
+		if (state->name_len[i] == len && memcmp(state->names[i], name, len) == 0)
+			return i;
+	return -1;
+}
+
+static void
+lists_must_match(bool same)
+{
+	if (!same)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("stage_conversions stage lists must be the same for every row of a group")));
+}
+
+/* parse (stages, next_stages) into the state, or compare with what it holds */
+static void
+capture_stages(ConvState *state, MemoryContext aggcxt, ArrayType *stages, ArrayType *nexts)
+{
+	Datum	   *names,
+			   *next_names;
+	bool	   *nulls,
+			   *next_nulls;
+	int			n,
+				nnext,
+				i;
+	MemoryContext old;
+
+	if (state->stages_raw != NULL &&
+		VARSIZE(stages) == VARSIZE(state->stages_raw) &&
+		VARSIZE(nexts) == VARSIZE(state->next_raw) &&
+		memcmp(stages, state->stages_raw, VARSIZE(stages)) == 0 &&
+		memcmp(nexts, state->next_raw, VARSIZE(nexts)) == 0)
+		return;
+	if (ARR_NDIM(stages) > 1 || ARR_NDIM(nexts) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("stage lists must be one-dimensional arrays")));
+	deconstruct_array(stages, TEXTOID, -1, false, TYPALIGN_INT, &names, &nulls, &n);
+	deconstruct_array(nexts, TEXTOID, -1, false, TYPALIGN_INT, &next_names, &next_nulls, &nnext);
+	if (n == 0 || n > CONV_MAX_STAGES || nnext != n)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("stages and next_stages must have the same 1 to %d elements", CONV_MAX_STAGES)));
+
+	if (state->nstages >= 0)
+	{
+		/* another array with the same lists (a combined or new constant) */
+		lists_must_match(n == state->nstages);
+		for (i = 0; i < n; i++)
+		{
+			int			next = -1;
+
+			lists_must_match(!nulls[i] &&
+							 stage_index(state, VARDATA_ANY(names[i]), VARSIZE_ANY_EXHDR(names[i])) == i);
+			if (!next_nulls[i])
+				next = stage_index(state, VARDATA_ANY(next_names[i]), VARSIZE_ANY_EXHDR(next_names[i]));
+			lists_must_match(next == state->next[i]);
+		}
+	}
+	else
+	{
+		old = MemoryContextSwitchTo(aggcxt);
+		state->names = palloc(n * sizeof(char *));
+		state->name_len = palloc(n * sizeof(int));
+		state->next = palloc(n * sizeof(int));
+		for (i = 0; i < n; i++)
+		{
+			if (nulls[i])
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("stage names must not be NULL")));
+			state->names[i] = text_to_cstring(DatumGetTextPP(names[i]));
+			state->name_len[i] = strlen(state->names[i]);
+			state->nstages = i;	/* stage_index() over the names so far */
+			if (stage_index(state, state->names[i], state->name_len[i]) >= 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("stage \"%s\" is listed twice", state->names[i])));
+		}
+		state->nstages = n;
+		for (i = 0; i < n; i++)
+			state->next[i] = next_nulls[i] ? -1 :
+				stage_index(state, VARDATA_ANY(next_names[i]), VARSIZE_ANY_EXHDR(next_names[i]));
+		MemoryContextSwitchTo(old);
+	}
+	if (state->stages_raw == NULL)
+	{
+		state->stages_raw = MemoryContextAlloc(aggcxt, VARSIZE(stages));
+		memcpy(state->stages_raw, stages, VARSIZE(stages));
+		state->next_raw = MemoryContextAlloc(aggcxt, VARSIZE(nexts));
+		memcpy(state->next_raw, nexts, VARSIZE(nexts));
+	}
+}
+
+Datum
+leadmgmt_stage_conversions_trans(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcxt = lm_aggregate_context(fcinfo, "stage_conversions_trans");
+	ConvState  *state = PG_ARGISNULL(0) ? new_state(aggcxt) : (ConvState *) PG_GETARG_POINTER(0);
+	int64		lead;
+	text	   *stage;
+	int			idx;
+	TimestampTz at;
+
+	if (PG_ARGISNULL(4) || PG_ARGISNULL(5))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stage lists must not be NULL")));
+	capture_stages(state, aggcxt, PG_GETARG_ARRAYTYPE_P(4), PG_GETARG_ARRAYTYPE_P(5));
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		PG_RETURN_POINTER(state);	/* rows without lead, stage or time: skipped */
+
+	lead = PG_GETARG_INT64(1);
+	if (lead < 0 || lead > LM_ENTRY_MAX_LEAD)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("lead id " INT64_FORMAT " is out of range for stage_conversions", lead),
+				 errdetail("Lead ids must be between 0 and " INT64_FORMAT ".", LM_ENTRY_MAX_LEAD)));
+	stage = PG_GETARG_TEXT_PP(2);
+	idx = stage_index(state, VARDATA_ANY(stage), VARSIZE_ANY_EXHDR(stage));
+	if (idx < 0)
+		PG_RETURN_POINTER(state);	/* a stage not listed counts nowhere */
+	at = PG_GETARG_TIMESTAMPTZ(3);
+	make_room(state, aggcxt);
+	lm_entrymap_add(&state->map, lm_entry_key(lead, idx), at, at);
+	PG_RETURN_POINTER(state);
+}
+
+Datum
+leadmgmt_stage_conversions_combine(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcxt = lm_aggregate_context(fcinfo, "stage_conversions_combine");
+	ConvState  *a = PG_ARGISNULL(0) ? NULL : (ConvState *) PG_GETARG_POINTER(0);
+	ConvState  *b = PG_ARGISNULL(1) ? NULL : (ConvState *) PG_GETARG_POINTER(1);
+	Size		i;
+
+	if (b == NULL || b->nstages < 0)
+		PG_RETURN_POINTER(a);
+	if (a == NULL || a->nstages < 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(aggcxt);
+
+		if (a == NULL)
+			a = new_state(aggcxt);
+		a->nstages = b->nstages;
+		a->names = palloc(b->nstages * sizeof(char *));
+		a->name_len = palloc(b->nstages * sizeof(int));
+		a->next = palloc(b->nstages * sizeof(int));
+		for (i = 0; i < (Size) b->nstages; i++)
+		{
+			a->names[i] = pstrdup(b->names[i]);
+			a->name_len[i] = b->name_len[i];
+			a->next[i] = b->next[i];
+		}
+		MemoryContextSwitchTo(old);
+	}
+	else
+	{
+		lists_must_match(a->nstages == b->nstages);
+		for (i = 0; i < (Size) b->nstages; i++)
+			lists_must_match(a->name_len[i] == b->name_len[i] &&
+							 memcmp(a->names[i], b->names[i], a->name_len[i]) == 0 &&
+							 a->next[i] == b->next[i]);
+	}
+	for (i = 0; i < b->map.capacity; i++)
+	{
+		const LmEntrySlot *s = &b->map.slots[i];
+
+		if (s->key == LM_ENTRY_EMPTY)
+			continue;
+		make_room(a, aggcxt);
+		lm_entrymap_add(&a->map, s->key, s->first, s->last);
+	}
+	PG_RETURN_POINTER(a);
+}
+
+Datum
+leadmgmt_stage_conversions_serialize(PG_FUNCTION_ARGS)
+{
+	ConvState  *state;
+	StringInfoData buf;
+	Size		i;
+
+	(void) lm_aggregate_context(fcinfo, "stage_conversions_serialize");
+	state = (ConvState *) PG_GETARG_POINTER(0);
+	if (state->map.used * CONV_SERIAL_SLOT > MaxAllocSize - 1024 * 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("stage_conversions state too large to pass between parallel workers"),
+				 errhint("Run the query without parallel workers (max_parallel_workers_per_gather = 0).")));
+	pq_begintypsend(&buf);
+	pq_sendbyte(&buf, CONV_STATE_VERSION);
+	pq_sendint32(&buf, state->nstages);
+	for (i = 0; state->nstages > 0 && i < (Size) state->nstages; i++)
+	{
+		pq_sendint32(&buf, state->name_len[i]);
+		pq_sendbytes(&buf, state->names[i], state->name_len[i]);
+		pq_sendint32(&buf, state->next[i]);
+	}
+	pq_sendint64(&buf, (int64) state->map.used);
+	for (i = 0; i < state->map.capacity; i++)
+	{
+		const LmEntrySlot *s = &state->map.slots[i];
+
+		if (s->key == LM_ENTRY_EMPTY)
+			continue;
+		pq_sendint64(&buf, (int64) s->key);
+		pq_sendint64(&buf, s->first);
+		pq_sendint64(&buf, s->last);
+	}
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+static void
+bad_state(const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+			 errmsg("invalid stage_conversions aggregate state"),
+			 errdetail("%s", detail)));
+}
+
+Datum
+leadmgmt_stage_conversions_deserialize(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcxt = lm_aggregate_context(fcinfo, "stage_conversions_deserialize");
+	bytea	   *raw = PG_GETARG_BYTEA_PP(0);
+	StringInfoData buf;
+	ConvState  *state;
+	int32		nstages;
+	int64		nslots,
+				i;
+	MemoryContext old;
+
+	buf.data = VARDATA_ANY(raw);
+	buf.len = VARSIZE_ANY_EXHDR(raw);
+	buf.maxlen = buf.len;
+	buf.cursor = 0;
+
+	/* check every length before pq_getmsg* reads (it would say "message") */
+	if (buf.len < 1 + 4 || pq_getmsgbyte(&buf) != CONV_STATE_VERSION)
+		bad_state("unknown version or truncated header");
+	nstages = pq_getmsgint(&buf, 4);
+	if (nstages < -1 || nstages == 0 || nstages > CONV_MAX_STAGES)
+		bad_state("stage count out of range");
+	state = new_state(aggcxt);
+	old = MemoryContextSwitchTo(aggcxt);
+	if (nstages > 0)
+	{
+		state->names = palloc(nstages * sizeof(char *));
+		state->name_len = palloc(nstages * sizeof(int));
+		state->next = palloc(nstages * sizeof(int));
+	}
+	for (i = 0; i < nstages; i++)
+	{
+		int32		len;
+
+		if (buf.len - buf.cursor < 4)
+			bad_state("truncated stage name");
+		len = pq_getmsgint(&buf, 4);
+		if (len < 0 || len > CONV_MAX_NAME || buf.len - buf.cursor < len + 4)
+			bad_state("stage name length out of range");
+		state->names[i] = pnstrdup(pq_getmsgbytes(&buf, len), len);
+		if ((int32) strlen(state->names[i]) != len)
+			bad_state("stage name with a NUL byte");
+		state->name_len[i] = len;
+		state->next[i] = pq_getmsgint(&buf, 4);
+		if (state->next[i] < -1 || state->next[i] >= nstages)
+			bad_state("next stage index out of range");
+	}
+	state->nstages = nstages;
+	MemoryContextSwitchTo(old);
+	if (buf.len - buf.cursor < 8)
+		bad_state("truncated entry count");
+	nslots = pq_getmsgint64(&buf);
+	if (nslots < 0 || (nslots > 0 && nstages < 0) ||
+		buf.len - buf.cursor != nslots * CONV_SERIAL_SLOT)
+		bad_state("entry count does not match the data");
+	for (i = 0; i < nslots; i++)
+	{
+		uint64		key = (uint64) pq_getmsgint64(&buf);
+		int64		first = pq_getmsgint64(&buf);
+		int64		last = pq_getmsgint64(&buf);
+
+		if (key == LM_ENTRY_EMPTY || lm_entry_stage(key) >= nstages || first > last)
+			bad_state("entry out of range");
+		make_room(state, aggcxt);
+		lm_entrymap_add(&state->map, key, first, last);
+	}
+	pq_getmsgend(&buf);
+	PG_RETURN_POINTER(state);
+}
+
+Datum
+leadmgmt_stage_conversions_final(PG_FUNCTION_ARGS)
+{
+	ConvState  *state;
+	int64	   *counts;
+	Datum	   *elems;
+	Size		i;
+
+	(void) lm_aggregate_context(fcinfo, "stage_conversions_final");
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	state = (ConvState *) PG_GETARG_POINTER(0);
+	if (state->nstages < 0)
+		PG_RETURN_NULL();
+	counts = palloc0(state->nstages * sizeof(int64));
+	for (i = 0; i < state->map.capacity; i++)
+	{
+		const LmEntrySlot *s = &state->map.slots[i];
+		const LmEntrySlot *n;
+		int			next;
+
+		if (s->key == LM_ENTRY_EMPTY)
+			continue;
+		next = state->next[lm_entry_stage(s->key)];
+		if (next < 0)
+			continue;
+		n = lm_entrymap_find(&state->map, lm_entry_key(lm_entry_lead(s->key), next));
+		if (n != NULL && n->last >= s->first)
+			counts[lm_entry_stage(s->key)]++;
+	}
+	elems = palloc(state->nstages * sizeof(Datum));
+	for (i = 0; i < (Size) state->nstages; i++)
+		elems[i] = Int64GetDatum(counts[i]);
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, state->nstages, INT8OID, sizeof(int64),
+										  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
