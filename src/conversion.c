@@ -8,10 +8,11 @@
  *
  * Why an aggregate: the answer needs each lead's first entry into one stage
  * next to its last entry into another.  In SQL that is a join of the history
- * with itself on the lead, which hashes every history row; here one scan
- * keeps, per (lead, stage), just the first and last entry time in a compact
- * open-addressing table (src/core/entrymap.c, 24 bytes per lead and stage),
- * and the final function looks each stage's next stage up in it.
+ * with itself on the lead, which hashes every history row.  Here the scan
+ * appends a 16-byte (lead, stage, time) record per row, and the final
+ * function radix-sorts them by (lead, stage) and walks each lead's records
+ * once (src/core/entrylog.c): sequential memory traffic instead of a cache
+ * miss per row.
  *
  * State (ConvState, type internal), allocated in the aggregate context:
  *	nstages, names, next
@@ -20,13 +21,15 @@
  *				or partial state with other lists is an error (22023)
  *	stages_raw, next_raw
  *				copies of the first row's arrays: later rows compare bytes
- *	map			(lead, stage index) -> first and last entry time
+ *	recs		one (lead, stage index, time) record per row; nrecs <= capacity
  *
- * Cost: transition O(number of stages) to find the stage (a handful) plus
- * O(1) expected in the map; combine O(size of the second state);
- * serialise/deserialise O(size); final O(size).  Memory: 24 bytes per
- * (lead, stage) pair at most 70 % full, e.g. about 150 MB for 4 million.
- * FINALFUNC_MODIFY = READ_ONLY: the final function only reads the state.
+ * Cost: transition O(number of stages) to find the stage (a handful) plus an
+ * append; combine O(size of the second state); serialise/deserialise
+ * O(size); final O(n) per varying key byte (radix sort) plus a linear walk.
+ * Memory: 16 bytes per row, and as much again while sorting.
+ * FINALFUNC_MODIFY = SHAREABLE: the final function sorts the records in
+ * place, which leaves the state valid for another final call but not for
+ * more rows.
  */
 #include "postgres.h"
 
@@ -38,14 +41,14 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "entrymap.h"
+#include "entrylog.h"
 #include "leadmgmt.h"
 
 #define CONV_STATE_VERSION	1
 #define CONV_MAX_STAGES		1000
 #define CONV_MAX_NAME		NAMEDATALEN * 4
-#define CONV_MAX_SLOTS		((Size) (MaxAllocHugeSize / sizeof(LmEntrySlot)) / 2)
-#define CONV_SERIAL_SLOT	(8 + 8 + 8)
+#define CONV_MAX_RECS		((int64) (MaxAllocHugeSize / sizeof(LmEntryRec)) - 1)
+#define CONV_SERIAL_REC		(8 + 8)
 
 typedef struct ConvState
 {
@@ -55,7 +58,9 @@ typedef struct ConvState
 	int		   *next;
 	ArrayType  *stages_raw;
 	ArrayType  *next_raw;
-	LmEntryMap	map;
+	LmEntryRec *recs;
+	int64		nrecs;
+	int64		capacity;
 } ConvState;
 
 PG_FUNCTION_INFO_V1(leadmgmt_stage_conversions_trans);
@@ -68,33 +73,30 @@ static ConvState *
 new_state(MemoryContext aggcxt)
 {
 	ConvState  *state = MemoryContextAllocZero(aggcxt, sizeof(ConvState));
-	Size		capacity = 1024;
 
 	state->nstages = -1;
-	lm_entrymap_init(&state->map,
-					 MemoryContextAllocHuge(aggcxt, capacity * sizeof(LmEntrySlot)),
-					 capacity);
 	return state;
 }
 
 static void
-make_room(ConvState *state, MemoryContext aggcxt)
+reserve(ConvState *state, MemoryContext aggcxt, int64 more)
 {
-	LmEntryMap	bigger;
-	Size		capacity;
+	int64		need = state->nrecs + more;
+	int64		cap;
 
-	if (!lm_entrymap_full(&state->map))
+	if (need <= state->capacity)
 		return;
-	if (state->map.capacity >= CONV_MAX_SLOTS)
+	if (need > CONV_MAX_RECS)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("stage_conversions cannot hold more (lead, stage) pairs")));
-	capacity = state->map.capacity * 2;
-	lm_entrymap_init(&bigger, MemoryContextAllocHuge(aggcxt, capacity * sizeof(LmEntrySlot)),
-					 capacity);
-	lm_entrymap_move(&bigger, &state->map);
-	pfree(state->map.slots);
-	state->map = bigger;
+				 errmsg("stage_conversions can hold at most " INT64_FORMAT " rows per group",
+						CONV_MAX_RECS)));
+	cap = Min(Max(need, Max(state->capacity * 2, 1024)), CONV_MAX_RECS);
+	if (state->recs == NULL)
+		state->recs = MemoryContextAllocHuge(aggcxt, cap * sizeof(LmEntryRec));
+	else
+		state->recs = repalloc_huge(state->recs, cap * sizeof(LmEntryRec));
+	state->capacity = cap;
 }
 
 static int
@@ -226,8 +228,10 @@ leadmgmt_stage_conversions_trans(PG_FUNCTION_ARGS)
 	if (idx < 0)
 		PG_RETURN_POINTER(state);	/* a stage not listed counts nowhere */
 	at = PG_GETARG_TIMESTAMPTZ(3);
-	make_room(state, aggcxt);
-	lm_entrymap_add(&state->map, lm_entry_key(lead, idx), at, at);
+	reserve(state, aggcxt, 1);
+	state->recs[state->nrecs].key = lm_entry_key(lead, idx);
+	state->recs[state->nrecs].time = at;
+	state->nrecs++;
 	PG_RETURN_POINTER(state);
 }
 
@@ -267,14 +271,11 @@ leadmgmt_stage_conversions_combine(PG_FUNCTION_ARGS)
 							 memcmp(a->names[i], b->names[i], a->name_len[i]) == 0 &&
 							 a->next[i] == b->next[i]);
 	}
-	for (i = 0; i < b->map.capacity; i++)
+	if (b->nrecs > 0)
 	{
-		const LmEntrySlot *s = &b->map.slots[i];
-
-		if (s->key == LM_ENTRY_EMPTY)
-			continue;
-		make_room(a, aggcxt);
-		lm_entrymap_add(&a->map, s->key, s->first, s->last);
+		reserve(a, aggcxt, b->nrecs);
+		memcpy(a->recs + a->nrecs, b->recs, b->nrecs * sizeof(LmEntryRec));
+		a->nrecs += b->nrecs;
 	}
 	PG_RETURN_POINTER(a);
 }
@@ -288,7 +289,7 @@ leadmgmt_stage_conversions_serialize(PG_FUNCTION_ARGS)
 
 	(void) lm_aggregate_context(fcinfo, "stage_conversions_serialize");
 	state = (ConvState *) PG_GETARG_POINTER(0);
-	if (state->map.used * CONV_SERIAL_SLOT > MaxAllocSize - 1024 * 1024)
+	if ((Size) state->nrecs * CONV_SERIAL_REC > MaxAllocSize - 1024 * 1024)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("stage_conversions state too large to pass between parallel workers"),
@@ -302,16 +303,11 @@ leadmgmt_stage_conversions_serialize(PG_FUNCTION_ARGS)
 		pq_sendbytes(&buf, state->names[i], state->name_len[i]);
 		pq_sendint32(&buf, state->next[i]);
 	}
-	pq_sendint64(&buf, (int64) state->map.used);
-	for (i = 0; i < state->map.capacity; i++)
+	pq_sendint64(&buf, state->nrecs);
+	for (i = 0; i < (Size) state->nrecs; i++)
 	{
-		const LmEntrySlot *s = &state->map.slots[i];
-
-		if (s->key == LM_ENTRY_EMPTY)
-			continue;
-		pq_sendint64(&buf, (int64) s->key);
-		pq_sendint64(&buf, s->first);
-		pq_sendint64(&buf, s->last);
+		pq_sendint64(&buf, (int64) state->recs[i].key);
+		pq_sendint64(&buf, state->recs[i].time);
 	}
 	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
 }
@@ -333,7 +329,7 @@ leadmgmt_stage_conversions_deserialize(PG_FUNCTION_ARGS)
 	StringInfoData buf;
 	ConvState  *state;
 	int32		nstages;
-	int64		nslots,
+	int64		nrecs,
 				i;
 	MemoryContext old;
 
@@ -377,21 +373,21 @@ leadmgmt_stage_conversions_deserialize(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(old);
 	if (buf.len - buf.cursor < 8)
 		bad_state("truncated entry count");
-	nslots = pq_getmsgint64(&buf);
-	if (nslots < 0 || (nslots > 0 && nstages < 0) ||
-		buf.len - buf.cursor != nslots * CONV_SERIAL_SLOT)
+	nrecs = pq_getmsgint64(&buf);
+	if (nrecs < 0 || nrecs > CONV_MAX_RECS || (nrecs > 0 && nstages < 0) ||
+		buf.len - buf.cursor != nrecs * CONV_SERIAL_REC)
 		bad_state("entry count does not match the data");
-	for (i = 0; i < nslots; i++)
+	reserve(state, aggcxt, nrecs);
+	for (i = 0; i < nrecs; i++)
 	{
 		uint64		key = (uint64) pq_getmsgint64(&buf);
-		int64		first = pq_getmsgint64(&buf);
-		int64		last = pq_getmsgint64(&buf);
 
-		if (key == LM_ENTRY_EMPTY || lm_entry_stage(key) >= nstages || first > last)
+		if (lm_entry_stage(key) >= nstages || lm_entry_lead(key) > LM_ENTRY_MAX_LEAD)
 			bad_state("entry out of range");
-		make_room(state, aggcxt);
-		lm_entrymap_add(&state->map, key, first, last);
+		state->recs[i].key = key;
+		state->recs[i].time = pq_getmsgint64(&buf);
 	}
+	state->nrecs = nrecs;
 	pq_getmsgend(&buf);
 	PG_RETURN_POINTER(state);
 }
@@ -399,35 +395,44 @@ leadmgmt_stage_conversions_deserialize(PG_FUNCTION_ARGS)
 Datum
 leadmgmt_stage_conversions_final(PG_FUNCTION_ARGS)
 {
+	MemoryContext aggcxt = lm_aggregate_context(fcinfo, "stage_conversions_final");
 	ConvState  *state;
-	int64	   *counts;
+	int64	   *counts,
+			   *first,
+			   *last,
+			   *seen;
+	LmEntryRec *scratch,
+			   *sorted;
 	Datum	   *elems;
-	Size		i;
+	int			i;
 
-	(void) lm_aggregate_context(fcinfo, "stage_conversions_final");
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	state = (ConvState *) PG_GETARG_POINTER(0);
 	if (state->nstages < 0)
 		PG_RETURN_NULL();
-	counts = palloc0(state->nstages * sizeof(int64));
-	for (i = 0; i < state->map.capacity; i++)
-	{
-		const LmEntrySlot *s = &state->map.slots[i];
-		const LmEntrySlot *n;
-		int			next;
 
-		if (s->key == LM_ENTRY_EMPTY)
-			continue;
-		next = state->next[lm_entry_stage(s->key)];
-		if (next < 0)
-			continue;
-		n = lm_entrymap_find(&state->map, lm_entry_key(lm_entry_lead(s->key), next));
-		if (n != NULL && n->last >= s->first)
-			counts[lm_entry_stage(s->key)]++;
+	/* sort in place (SHAREABLE): the records keep their multiset */
+	if (state->nrecs > 1)
+	{
+		scratch = MemoryContextAllocHuge(aggcxt, state->capacity * sizeof(LmEntryRec));
+		sorted = lm_entry_sort(state->recs, scratch, (size_t) state->nrecs);
+		if (sorted == scratch)
+		{
+			pfree(state->recs);
+			state->recs = scratch;
+		}
+		else
+			pfree(scratch);
 	}
+	counts = palloc0(state->nstages * sizeof(int64));
+	first = palloc(state->nstages * sizeof(int64));
+	last = palloc(state->nstages * sizeof(int64));
+	seen = palloc(state->nstages * sizeof(int64));
+	lm_entry_conversions(state->recs, (size_t) state->nrecs, state->nstages, state->next,
+						 counts, first, last, seen);
 	elems = palloc(state->nstages * sizeof(Datum));
-	for (i = 0; i < (Size) state->nstages; i++)
+	for (i = 0; i < state->nstages; i++)
 		elems[i] = Int64GetDatum(counts[i]);
 	PG_RETURN_ARRAYTYPE_P(construct_array(elems, state->nstages, INT8OID, sizeof(int64),
 										  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));

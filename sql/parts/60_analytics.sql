@@ -44,7 +44,8 @@ COMMENT ON AGGREGATE leadmgmt.interval_percentiles(interval, float8[]) IS
 	'For each fraction, exactly what percentile_cont(fraction) WITHIN GROUP (ORDER BY value) returns, by selection instead of a sort; NULL values skipped; NULL for no values';
 
 -- Conversion along next_stage without joining the history to itself
--- (src/conversion.c): per (lead, stage) the first and last entry, in one scan.
+-- (src/conversion.c): one scan collects the entries, a radix sort by lead
+-- puts each lead's entries together.
 CREATE FUNCTION leadmgmt.stage_conversions_trans(internal, bigint, text, timestamptz, text[], text[])
 RETURNS internal LANGUAGE c PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'leadmgmt_stage_conversions_trans';
@@ -75,7 +76,7 @@ CREATE AGGREGATE leadmgmt.stage_conversions(lead_id bigint, stage text, changed_
 	SFUNC = leadmgmt.stage_conversions_trans,
 	STYPE = internal,
 	FINALFUNC = leadmgmt.stage_conversions_final,
-	FINALFUNC_MODIFY = READ_ONLY,
+	FINALFUNC_MODIFY = SHAREABLE,
 	COMBINEFUNC = leadmgmt.stage_conversions_combine,
 	SERIALFUNC = leadmgmt.stage_conversions_serialize,
 	DESERIALFUNC = leadmgmt.stage_conversions_deserialize,
