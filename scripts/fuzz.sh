@@ -11,9 +11,9 @@
 # sqlsmith   a throwaway cluster with the extension, FUZZ_LEADS demo leads
 #            (default 1000) and an unprivileged login role holding the four
 #            access roles (test/fuzz/setup.sql); sqlsmith sends FUZZ_QUERIES
-#            random queries (default 20000) as that role, with FUZZ_SEED
+#            random queries (default 10000) as that role, with FUZZ_SEED
 #            (default: the process id; printed); FUZZ_PARALLEL=0 turns off
-#            the forced parallel plans (four times as many queries per
+#            the forced parallel plans (about three times as many queries per
 #            second, but no combine/serialise paths).  Fails on a crash or
 #            on an internal error (SQLSTATE XX000) raised in leadmgmt's C
 #            code; lists XX000 raised in PostgreSQL's own code.  The server
@@ -54,7 +54,7 @@ fi
 
 what=${*:-libfuzzer sqlsmith}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
-FUZZ_QUERIES=${FUZZ_QUERIES:-20000}
+FUZZ_QUERIES=${FUZZ_QUERIES:-10000}
 FUZZ_LEADS=${FUZZ_LEADS:-1000}
 FUZZ_SEED=${FUZZ_SEED:-$$}
 FUZZ_PARALLEL=${FUZZ_PARALLEL:-1}

@@ -48,7 +48,7 @@ GRANT USAGE ON SCHEMA sqlsmith TO :"role";
 ALTER ROLE :"role" SET search_path = sqlsmith, pg_catalog;
 -- with :parallel, parallel plans even for small tables, so that the
 -- aggregates' combine, serialise and deserialise functions run too (about
--- four times slower: a query starts its workers)
+-- three times slower: a query starts its workers)
 \if :parallel
 ALTER ROLE :"role" SET parallel_setup_cost = 0;
 ALTER ROLE :"role" SET parallel_tuple_cost = 0;
