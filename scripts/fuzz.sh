@@ -86,8 +86,14 @@ for w in $what; do
 		mkdir -p "$OUT"
 		n=$((n + 1))
 		started=$(date +%s)
-		if ! venv "$TOP/scripts/fuzz.sh" --in-cluster > "$OUT/cluster.log" 2>&1 ||
-			[ "$(cat "$OUT/sqlsmith.status" 2>/dev/null)" != 0 ]; then
+		# pg_virtualenv picks a free port, but another cluster starting at the
+		# same moment can take it first: try again then
+		for try in 1 2 3; do
+			venv "$TOP/scripts/fuzz.sh" --in-cluster > "$OUT/cluster.log" 2>&1 && break
+			grep -q 'Port conflict' "$OUT/cluster.log" || break
+			sleep $try
+		done
+		if [ "$(cat "$OUT/sqlsmith.status" 2>/dev/null)" != 0 ]; then
 			tail -n 20 "$OUT/cluster.log" "$OUT/setup.log" "$OUT/sqlsmith.err" 2>/dev/null | sed 's/^/# /'
 			failed=1; echo "not ok $n - sqlsmith: the run did not complete (logs in $OUT)"
 			continue

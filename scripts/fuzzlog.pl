@@ -18,12 +18,13 @@ use File::Basename qw(basename);
 my ($srcdir, $serverlog, $smithlog) = @ARGV;
 die "usage: $0 SRCDIR SERVER_LOG SQLSMITH_STDERR\n" unless defined $smithlog;
 
-# leadmgmt's C files: basename => text
+# leadmgmt's C files: basename => text (src/X.c and src/core/X.c together:
+# the server logs base names only)
 my %ours;
 for my $f (glob("$srcdir/*.c"), glob("$srcdir/core/*.c")) {
 	open my $fh, '<', $f or die "$f: $!\n";
 	local $/;
-	$ours{ basename($f) } = <$fh>;
+	$ours{ basename($f) } .= <$fh>;
 }
 
 my $prefix = qr/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? \S+ \[(\d+)\] (\w{5}) /;
@@ -59,14 +60,15 @@ while (my $line = <$smith>) {
 }
 close $smith;
 
+sub in_leadmgmt {
+	my ($e) = @_;
+	my ($func, $file) = ($e->{location} // '') =~ /^(\w+), ([\w.]+):\d+/;
+	return defined $file && exists $ours{$file} && $ours{$file} =~ /\b\Q$func\E\s*\(/;
+}
+
 my (@ours, @theirs);
 for my $e (grep { $_->{state} eq 'XX000' } @entries) {
-	my ($func, $file) = ($e->{location} // '') =~ /^(\w+), ([\w.]+):\d+/;
-	if (defined $file && exists $ours{$file} && $ours{$file} =~ /\b\Q$func\E\s*\(/) {
-		push @ours, $e;
-	} else {
-		push @theirs, $e;
-	}
+	push @{ in_leadmgmt($e) ? \@ours : \@theirs }, $e;
 }
 
 my $errors = 0;
@@ -81,7 +83,14 @@ for my $e (@ours, @theirs) {
 	my $key = "$where $e->{msg} " . ($e->{location} // '');
 	next if $seen{$key}++;
 	print "# XX000 in $where code: $e->{msg} (", $e->{location} // 'no location', ")\n";
-	print "#   statement: ", substr($e->{statement} // '', 0, 400), "\n";
+	print "#   statement: ", substr($e->{statement}, 0, 400), "\n" if defined $e->{statement};
+}
+# the rest of class XX (data corrupted, index corrupted): listed, not counted
+my %seen_xx;
+for my $e (grep { $_->{state} =~ /^XX/ && $_->{state} ne 'XX000' } @entries) {
+	my $where = in_leadmgmt($e) ? 'leadmgmt' : 'PostgreSQL';
+	next if $seen_xx{"$e->{state} $e->{msg}"}++;
+	print "# $e->{state} in $where code: $e->{msg} (", $e->{location} // 'no location', ")\n";
 }
 print "# server crash: $_\n" for @crashes;
 printf "# %d crashes, %d internal errors (XX000) in leadmgmt code, %d in PostgreSQL code\n",
