@@ -28,12 +28,16 @@ for my $f (glob("$srcdir/*.c"), glob("$srcdir/core/*.c")) {
 }
 
 my $prefix = qr/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? \S+ \[(\d+)\] (\w{5}) /;
-my (%by_state, @entries, %current, @crashes);
+my (%by_state, @entries, %current, @crashes, @restarts);
 open my $log, '<', $serverlog or die "$serverlog: $!\n";
 while (my $line = <$log>) {
 	chomp $line;
-	if ($line =~ /server process \(PID \d+\) was terminated|terminated by (signal|exception)|exited with exit code (?!1\b)|all server processes terminated|PANIC:|database system was interrupted|server process \(PID \d+\) exited/) {
+	# a process that died (a backend's or a parallel worker's ERROR exits
+	# with code 1, which is normal), or a restart of the whole server
+	if ($line =~ /terminated by (signal|exception)|exited with exit code (?!1\b)|PANIC:/) {
 		push @crashes, $line;
+	} elsif ($line =~ /all server processes terminated|database system was interrupted/) {
+		push @restarts, $line;
 	}
 	next unless $line =~ $prefix;
 	my ($pid, $state) = ($1, $2);
@@ -92,7 +96,8 @@ for my $e (grep { $_->{state} =~ /^XX/ && $_->{state} ne 'XX000' } @entries) {
 	next if $seen_xx{"$e->{state} $e->{msg}"}++;
 	print "# $e->{state} in $where code: $e->{msg} (", $e->{location} // 'no location', ")\n";
 }
-print "# server crash: $_\n" for @crashes;
+print "# server crash: $_\n" for @crashes, @restarts;
+push @crashes, $restarts[0] if @restarts && !@crashes;
 printf "# %d crashes, %d internal errors (XX000) in leadmgmt code, %d in PostgreSQL code\n",
 	scalar(@crashes), scalar(@ours), scalar(@theirs);
 exit((@crashes || @ours) ? 1 : 0);
