@@ -3,6 +3,8 @@
 #   make demo     bootstrap, build, throwaway cluster, demo data, funnel
 #   make test     bootstrap, build with -Werror, every test suite
 #   make bench    benchmarks (never part of make test)
+#   make fuzz     libFuzzer on src/core and sqlsmith on the extension, long
+#                 (FUZZ_SECONDS per target, FUZZ_QUERIES; see scripts/fuzz.sh)
 #
 # Plain `make && make install` is the usual PGXS build for packagers; it does
 # not force -Werror on anyone's compiler.
@@ -46,7 +48,7 @@ PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_con
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(PGXS),)
 include $(PGXS)
-else ifeq ($(filter deps demo test,$(MAKECMDGOALS)),)
+else ifeq ($(filter deps demo test fuzz,$(MAKECMDGOALS)),)
 $(error pg_config not found: run "make deps" (or scripts/bootstrap.sh) first)
 endif
 
@@ -70,7 +72,7 @@ check-release: $(DATA_built)
 	done; \
 	echo "release check: $(EXTVERSION) ok"
 
-.PHONY: deps demo test test-core bench check-release
+.PHONY: deps demo test test-core bench fuzz check-release
 deps:
 	scripts/bootstrap.sh
 
@@ -85,3 +87,8 @@ test-core:
 
 bench:
 	bench/run.sh
+
+fuzz:
+	scripts/bootstrap.sh
+	scripts/build.sh
+	scripts/fuzz.sh

@@ -23,6 +23,10 @@ need pkg-config               command -v pkg-config
 need libipc-run-perl          perl -MIPC::Run -e 1
 need gcc                      command -v gcc
 need make                     command -v make
+# fuzzing (scripts/fuzz.sh): libFuzzer's runtime is only a Recommends of clang
+need clang                    command -v clang
+need libclang-rt-14-dev       sh -c 'ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a'
+need sqlsmith                 command -v sqlsmith
 
 if [ -z "$missing" ]; then
 	exit 0

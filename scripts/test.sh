@@ -2,7 +2,8 @@
 # make test: bootstrap, build with -Werror, run every suite, count.
 #
 # Suites: core (src/core unit tests + bounded fuzz under ASan/UBSan),
-# hardening (SPI strings), release (make check-release),
+# fuzz (a short scripts/fuzz.sh: libFuzzer on src/core, sqlsmith on the
+# extension), hardening (SPI strings), release (make check-release),
 # regress (pg_regress), isolation (isolation specs), tap (prove, as an
 # unprivileged OS user because initdb refuses root).  LM_SUITES selects a
 # subset; REGRESS=..., ISOLATION=... and TAP_TESTS_GLOB=... narrow a suite.
@@ -14,7 +15,7 @@ cd "$TOP"
 
 "$TOP/scripts/bootstrap.sh" || exit 1
 
-suites=${LM_SUITES:-core hardening release regress isolation doc tap}
+suites=${LM_SUITES:-core fuzz hardening release regress isolation doc tap}
 LOG=$TOP/build/test-logs
 rm -rf "$LOG"
 mkdir -p "$LOG"
@@ -48,6 +49,23 @@ for suite in $suites; do
 			f=1
 		fi
 		count core "$p" "$f"
+		;;
+	fuzz)
+		echo "== fuzz (libFuzzer on src/core, sqlsmith on the extension; short)"
+		# the two in parallel: the cluster's setup waits on initdb, not the CPU
+		FUZZ_QUERIES=${FUZZ_QUERIES:-500} FUZZ_LEADS=${FUZZ_LEADS:-300} FUZZ_SEED=${FUZZ_SEED:-1} FUZZ_PARALLEL=${FUZZ_PARALLEL:-0} \
+			"$TOP/scripts/fuzz.sh" sqlsmith > "$LOG/fuzz-sqlsmith.log" 2>&1 &
+		smith=$!
+		FUZZ_SECONDS=${FUZZ_SECONDS:-2} "$TOP/scripts/fuzz.sh" libfuzzer > "$LOG/fuzz-libfuzzer.log" 2>&1
+		status=$?
+		wait $smith || status=1
+		cat "$LOG/fuzz-libfuzzer.log" "$LOG/fuzz-sqlsmith.log" | grep -vE '^1\.\.' | sed 's/^/   /'
+		p=$(cat "$LOG/fuzz-libfuzzer.log" "$LOG/fuzz-sqlsmith.log" | grep -cE '^ok ')
+		f=$(cat "$LOG/fuzz-libfuzzer.log" "$LOG/fuzz-sqlsmith.log" | grep -cE '^not ok ')
+		if [ $status -ne 0 ] && [ "$f" -eq 0 ]; then
+			f=1
+		fi
+		count fuzz "$p" "$f"
 		;;
 	regress|isolation)
 		echo "== $suite"

@@ -193,6 +193,18 @@ AS 'MODULE_PATHNAME', 'leadmgmt_half_life_us';
 COMMENT ON FUNCTION leadmgmt.half_life_us(interval) IS
 	'Half-life in microseconds as scoring uses it (1 month = 30 days, 1 year = 365.25 days); NULL gives 0, no decay';
 
+-- A half-life that scoring cannot use is refused when the rule is written:
+-- beyond 2^63 microseconds (292,271 years) it does not fit (22008), and one
+-- like '-1 year 361 days' is positive to PostgreSQL (a year of 360 days)
+-- but not to scoring (365.25 days, 22023).  Found while fuzzing (by hand,
+-- with the intervals of test/fuzz/setup.sql): such a rule was accepted,
+-- and then every track() and COPY into activity failed.
+-- half_life_us() raises the error; values PostgreSQL already calls not
+-- positive are left to scoring_rule_half_life_positive (23514), which is
+-- checked first (CHECK constraints run in name order).
+ALTER TABLE leadmgmt.scoring_rule ADD CONSTRAINT scoring_rule_half_life_representable
+	CHECK (half_life IS NULL OR half_life <= interval '0' OR leadmgmt.half_life_us(half_life) > 0);
+
 CREATE FUNCTION leadmgmt.decay(points float8, ts timestamptz, half_life_us bigint, at timestamptz)
 RETURNS float8
 LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE

@@ -110,6 +110,24 @@ SELECT leadmgmt.score(NULL) AS null_lead, leadmgmt.score(1, NULL) AS null_time;
 INSERT INTO leadmgmt.scoring_rule (name, kind, points, detail_pattern) VALUES ('z', 'call', 1, 'abc\');
 INSERT INTO leadmgmt.scoring_rule (name, kind, points, detail_pattern) VALUES ('z', 'call', 1, 'abc\\') RETURNING detail_pattern;
 INSERT INTO leadmgmt.scoring_rule (name, kind, points, half_life) VALUES ('z', 'call', 1, '0');
+-- a half-life scoring cannot use is refused when the rule is written (found
+-- while fuzzing: such a rule used to be stored, and then every track() failed):
+-- beyond 2^63 microseconds (292,271.02 years of 365.25 days), also when
+-- only a part overflows, and positive with 360-day years but not with 365.25
+SELECT q, pg_temp.sqlstate_of(q) AS sqlstate FROM (VALUES
+	($$INSERT INTO leadmgmt.scoring_rule (name, kind, points, half_life) VALUES ('far', 'call', 1, '292272 years')$$),
+	($$INSERT INTO leadmgmt.scoring_rule (name, kind, points, half_life) VALUES ('far', 'call', 1, '178000000 years')$$),
+	($$INSERT INTO leadmgmt.scoring_rule (name, kind, points, half_life) VALUES ('far', 'call', 1, '2147483647 mons')$$),
+	($$INSERT INTO leadmgmt.scoring_rule (name, kind, points, half_life) VALUES ('far', 'call', 1, '106751992 days -24:00:00')$$),
+	($$INSERT INTO leadmgmt.scoring_rule (name, kind, points, half_life) VALUES ('far', 'call', 1, '-1 year 361 days')$$)) v(q);
+SELECT count(*) AS far_rules FROM leadmgmt.scoring_rule WHERE name = 'far';
+-- the largest whole number of years still fits, and scores
+BEGIN;
+INSERT INTO leadmgmt.scoring_rule (name, kind, points, half_life) VALUES ('far', 'call', 1, '292271 years')
+RETURNING half_life, leadmgmt.half_life_us(half_life);
+SELECT leadmgmt.track(6, 'call', '2026-01-04') > 0 AS tracked;
+SELECT occurred_at::date, points FROM leadmgmt.activity WHERE lead_id = 6 AND kind = 'call';
+ROLLBACK;
 
 -- hand-off: an inquiry that reaches mql_threshold through recent activity becomes an MQL
 SELECT leadmgmt.set_setting('mql_threshold', '40');
