@@ -61,7 +61,7 @@ sub check
 	my $s = $sql;
 	$s =~ s/\\"/"/g;
 	$s =~ s/'(?:[^']|'')*'/''/g;                    # SQL literals
-	$s =~ s/OPERATOR\s*\(\s*pg_catalog\.[^)]+\)/ OP /g;
+	$s =~ s/OPERATOR\s*\(\s*pg_catalog\.[^)]+\)/ ## /g;
 	$s =~ s/::\s*[\w.]+(\[\])?/ /g;                  # casts
 	$s =~ s/%\w/ X /g;                               # printf conversions
 	$s =~ s/\$\d+/ P /g;                             # parameters

@@ -136,7 +136,32 @@ def score_state():
     ]
 
 
+def percentile():
+    # a 2-byte fraction, then (time int64, day int32, month int32) values
+    def vals(frac, spans):
+        return struct.pack('<H', frac) + b''.join(struct.pack('<qii', t, d, m) for t, d, m in spans)
+    return [
+        vals(32768, [(0, i, 0) for i in (10, 1, 3, 2)]),             # median of days
+        vals(58982, [(i * 3600 * 10**6, 0, 0) for i in range(11)]),   # p90 of hours
+        vals(0, [(0, 30, 0), (0, 0, 1), (DAY_US, -1, 0)]),            # equal lengths written differently
+        vals(65535, [(I64_MAX, 2**31 - 1, 2**31 - 1), (I64_MIN, -2**31, -2**31)]),
+        vals(32768, [(5, 0, 0)] * 9),                                 # all equal
+    ]
+
+
+def entrylog():
+    # records of 10 bytes: lead (6), stage (1), time (3)
+    def rec(lead, stage, t):
+        return struct.pack('<Q', lead)[:6] + bytes([stage]) + struct.pack('<i', t)[:3]
+    return [
+        rec(1, 0, 10) + rec(1, 1, 20) + rec(2, 1, 10) + rec(2, 0, 20),
+        b''.join(rec(l, s, l * 7 + s) for l in range(40) for s in range(5)),
+        rec(2**47 - 1, 3, 0) + rec(0, 0, -5) + rec(2**47 - 1, 0, 5),
+    ]
+
+
 if __name__ == '__main__':
     for name, fn in (('attribution', attribution), ('decay', decay), ('funnel', funnel),
-                     ('logreg', logreg), ('normalize', normalize), ('score_state', score_state)):
+                     ('logreg', logreg), ('normalize', normalize), ('score_state', score_state),
+                     ('percentile', percentile), ('entrylog', entrylog)):
         write(name, fn())
