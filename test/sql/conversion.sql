@@ -1,7 +1,7 @@
 -- covers: stage_conversions (conversion along next_stage in one scan), errors, NULLs, parallel plans
+SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS leadmgmt CASCADE;
 CREATE EXTENSION leadmgmt;
-SET client_min_messages = warning;
 SELECT setseed(0.17);
 -- random entries of 3000 leads into 6 stages, re-entries included
 CREATE TABLE conv AS

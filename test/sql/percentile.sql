@@ -1,7 +1,7 @@
 -- covers: interval_percentiles (exact percentile_cont by selection), errors, NULLs, parallel plans
+SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS leadmgmt CASCADE;
 CREATE EXTENSION leadmgmt;
-SET client_min_messages = warning;
 SELECT setseed(0.42);
 -- groups of every size, intervals with months, days, negative and equal
 -- values, and NULLs, against percentile_cont itself
