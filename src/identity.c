@@ -625,6 +625,8 @@ leadmgmt_key_similarity(PG_FUNCTION_ARGS)
 
 #define IMP_MAX_STRINGS		((int32) 1 << 29)
 
+#define IMP_HINT errhint("leadmgmt.import_resolve() is a step of leadmgmt.import_leads(), which builds its arguments.")
+
 typedef struct ImpLead
 {
 	int64		id;				/* existing lead; 0: created by the list */
@@ -731,7 +733,8 @@ imp_intern(ImpState *st, Datum value, bool isnull)
 		if (st->nstrings >= IMP_MAX_STRINGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("too many distinct keys in one import")));
+					 errmsg("too many distinct keys in one import"),
+					 errhint("Import the list in several batches.")));
 		s->id = st->nstrings++;
 	}
 	return s->id;
@@ -1001,12 +1004,14 @@ imp_array(FunctionCallInfo fcinfo, int argno, Oid elemtype, int n, int width,
 				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
 				 errmsg("import_resolve: argument %d must be %s", argno + 1,
 						width == 1 ? "a one-dimensional array" :
-						psprintf("an array of %d-element arrays", width))));
+						psprintf("an array of %d-element arrays", width)),
+				 IMP_HINT));
 	if (n >= 0 && rows != n)
 		ereport(ERROR,
 				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
 				 errmsg("import_resolve: argument %d has %d elements, expected %d",
-						argno + 1, rows, n)));
+						argno + 1, rows, n),
+				 IMP_HINT));
 	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
 	deconstruct_array(a, elemtype, typlen, typbyval, typalign, values, nulls, &count);
 	Assert(count == rows * width);
@@ -1015,7 +1020,8 @@ imp_array(FunctionCallInfo fcinfo, int argno, Oid elemtype, int n, int width,
 			if ((*nulls)[i])
 				ereport(ERROR,
 						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-						 errmsg("import_resolve: argument %d must not contain NULL", argno + 1)));
+						 errmsg("import_resolve: argument %d must not contain NULL", argno + 1),
+						 IMP_HINT));
 	return rows;
 }
 
@@ -1047,7 +1053,8 @@ imp_sorted(Datum *ids, int n, const char *what)
 		if (DatumGetInt64(ids[order[i]]) == DatumGetInt64(ids[order[i - 1]]))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("import_resolve: %s ids must be distinct", what)));
+					 errmsg("import_resolve: %s ids must be distinct", what),
+					 IMP_HINT));
 	return order;
 }
 
