@@ -217,12 +217,6 @@ CREATE OR REPLACE VIEW leadmgmt.stage_velocity WITH (security_invoker = true) AS
 	         GROUP BY h.from_stage, h.to_stage) t;
 -- END analytics
 
--- Roles registered with grant_access() need its grants of 1.0.0 (the funnel
--- views read the new history columns), but grants made inside an extension
--- script are recorded as the extension's initial privileges, which pg_dump
--- leaves out: the DBA calls grant_access() again after the update
--- (doc/operations.md, "Upgrades").
-
 -- BEGIN identity (from sql/parts/80_identity.sql; keep in sync)
 -- import_leads() resolves a list set-based through import_resolve();
 -- upsert_lead() takes the key-bucket advisory locks it shares with it.
@@ -558,3 +552,16 @@ $$;
 COMMENT ON FUNCTION leadmgmt.import_leads(text) IS
 	'Import the pending rows of leadmgmt.lead_import (one batch, or all) in one set-based pass, with the result of matching or creating each row''s lead as upsert_lead() would in id order: system ids linked, the row''s activity recorded on the lead; rows without anything to match on are marked with an error';
 -- END identity
+
+-- BEGIN scoring (from sql/parts/40_scoring.sql; keep in sync)
+-- A half-life that scoring cannot use is refused when the rule is written
+-- (found by fuzzing: such a rule made every later track() fail).
+ALTER TABLE leadmgmt.scoring_rule ADD CONSTRAINT scoring_rule_half_life_representable
+	CHECK (half_life IS NULL OR half_life <= interval '0' OR leadmgmt.half_life_us(half_life) > 0);
+-- END scoring
+
+-- Roles registered with grant_access() need its grants of 1.0.0 (the funnel
+-- views read the new history columns), but grants made inside an extension
+-- script are recorded as the extension's initial privileges, which pg_dump
+-- leaves out: the DBA calls grant_access() again after the update
+-- (doc/operations.md, "Upgrades").

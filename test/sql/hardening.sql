@@ -14,7 +14,7 @@ SELECT p.oid::regprocedure AS unpinned
    AND l.lanname NOT IN ('c', 'internal')
    AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c
                     WHERE c = 'search_path=pg_catalog, pg_temp')
- ORDER BY 1::text;
+ ORDER BY p.oid::regprocedure::text;
 
 -- SECURITY DEFINER: pinned and not executable by PUBLIC; the one exception
 -- is the read-only row-level security helper, which every role that reads
@@ -30,7 +30,7 @@ SELECT p.oid::regprocedure AS definer,
 SELECT p.oid::regprocedure AS definer, p.provolatile,
        has_function_privilege('public', p.oid, 'EXECUTE') AS public_execute
   FROM pg_proc p
- WHERE p.pronamespace = 'leadmgmt'::regnamespace AND p.prosecdef ORDER BY 1::text;
+ WHERE p.pronamespace = 'leadmgmt'::regnamespace AND p.prosecdef ORDER BY p.oid::regprocedure::text;
 
 -- admin functions are not executable by PUBLIC
 SELECT p.oid::regprocedure AS public_admin_function FROM pg_proc p
