@@ -3,6 +3,7 @@
 #   make demo     bootstrap, build, throwaway cluster, demo data, funnel
 #   make test     bootstrap, build with -Werror, every test suite
 #   make bench    benchmarks (never part of make test)
+#   make bench-scale  one node vs two postgres_fdw shards (bench/scale.sh)
 #
 # Plain `make && make install` is the usual PGXS build for packagers; it does
 # not force -Werror on anyone's compiler.
@@ -46,7 +47,7 @@ $(DATA_built): $(SQL_PARTS) Makefile
 	@mkdir -p $(dir $@)
 	cat $(SQL_PARTS) > $@
 
-.PHONY: deps demo test test-core bench
+.PHONY: deps demo test test-core bench bench-scale
 deps:
 	scripts/bootstrap.sh
 
@@ -61,3 +62,6 @@ test-core:
 
 bench:
 	bench/run.sh
+
+bench-scale:
+	bench/scale.sh
