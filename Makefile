@@ -5,6 +5,7 @@
 #   make bench    benchmarks (never part of make test)
 #   make fuzz     libFuzzer on src/core and sqlsmith on the extension, long
 #                 (FUZZ_SECONDS per target, FUZZ_QUERIES; see scripts/fuzz.sh)
+#   make bench-scale  one node vs two postgres_fdw shards (bench/scale.sh)
 #
 # Plain `make && make install` is the usual PGXS build for packagers; it does
 # not force -Werror on anyone's compiler.
@@ -72,7 +73,7 @@ check-release: $(DATA_built)
 	done; \
 	echo "release check: $(EXTVERSION) ok"
 
-.PHONY: deps demo test test-core bench fuzz check-release
+.PHONY: deps demo test test-core bench bench-scale fuzz check-release
 deps:
 	scripts/bootstrap.sh
 
@@ -92,3 +93,5 @@ fuzz:
 	scripts/bootstrap.sh
 	scripts/build.sh
 	scripts/fuzz.sh
+bench-scale:
+	bench/scale.sh

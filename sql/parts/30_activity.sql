@@ -49,6 +49,11 @@ CREATE TABLE leadmgmt.activity (
 );
 ALTER SEQUENCE leadmgmt.activity_id_seq OWNED BY leadmgmt.activity.id;
 CREATE INDEX activity_lead_time_idx ON leadmgmt.activity (lead_id, occurred_at);
+-- time-range scans of a large log (retention, recent activity): activity
+-- arrives roughly in time order, so a BRIN index of a few pages covers it;
+-- autosummarize keeps new block ranges indexed without a manual VACUUM
+CREATE INDEX activity_occurred_at_brin ON leadmgmt.activity USING brin (occurred_at)
+	WITH (autosummarize = on);
 COMMENT ON TABLE leadmgmt.activity IS 'Everything a lead did, one row per touch; bulk-load with COPY';
 COMMENT ON COLUMN leadmgmt.activity.id IS 'activity id';
 COMMENT ON COLUMN leadmgmt.activity.lead_id IS 'the lead';

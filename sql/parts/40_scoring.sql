@@ -128,6 +128,28 @@ COMMENT ON COLUMN leadmgmt.score_state.lead_id IS 'the lead';
 COMMENT ON COLUMN leadmgmt.score_state.state IS 'decay components and cap counters, packed (leadmgmt.score_state_pack)';
 SELECT pg_catalog.pg_extension_config_dump('leadmgmt.score_state', '');
 
+-- What purged activity leaves behind (leadmgmt.purge_activity, doc/scaling.md):
+-- per lead, the points its purged activities had earned, as decay components,
+-- and how often each rule had awarded them, in the score_state format.
+-- rescore() and score() add it to what the remaining activity earns, so
+-- deleting old activity changes no score; it is frozen at the rules in force
+-- when the activity was purged.
+CREATE TABLE leadmgmt.purged_score (
+	lead_id       bigint PRIMARY KEY REFERENCES leadmgmt.lead (id) ON DELETE CASCADE,
+	state         bytea NOT NULL,
+	purged_before timestamptz NOT NULL,
+	activities    bigint NOT NULL,
+	purged_at     timestamptz NOT NULL
+);
+COMMENT ON TABLE leadmgmt.purged_score IS
+	'Score points and cap counters of purged activity, per lead (written by leadmgmt.purge_activity); rescore() and score() count them';
+COMMENT ON COLUMN leadmgmt.purged_score.lead_id IS 'the lead';
+COMMENT ON COLUMN leadmgmt.purged_score.state IS 'decay components and award counters of the purged activity, packed like score_state.state';
+COMMENT ON COLUMN leadmgmt.purged_score.purged_before IS 'latest cutoff: activity of this lead before it is gone';
+COMMENT ON COLUMN leadmgmt.purged_score.activities IS 'activity rows of this lead purged so far';
+COMMENT ON COLUMN leadmgmt.purged_score.purged_at IS 'when activity of this lead was last purged';
+SELECT pg_catalog.pg_extension_config_dump('leadmgmt.purged_score', '');
+
 CREATE FUNCTION leadmgmt.score_state_pack(half_life_us bigint[], value float8[], ref_at timestamptz[],
                                           award_rule bigint[], award_times integer[],
                                           award_last timestamptz[])
@@ -164,6 +186,34 @@ LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'leadmgmt_score_state_latest';
 COMMENT ON FUNCTION leadmgmt.score_state_latest(bytea) IS
 	'Time of the latest activity folded into a score_state value (NULL when none)';
+
+-- Two states in one: components of a half-life fold exactly (score_state_pack
+-- decays the older to the newer reference time), award counters add up.
+CREATE FUNCTION leadmgmt.score_state_merge(a bytea, b bytea)
+RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	SELECT leadmgmt.score_state_pack(coalesce(c.half_life_us, '{}'), coalesce(c.value, '{}'),
+	                                 coalesce(c.ref_at, '{}'), coalesce(w.rule_id, '{}'),
+	                                 coalesce(w.times, '{}'), coalesce(w.last_at, '{}'))
+	  FROM (SELECT array_agg(x.half_life_us ORDER BY x.ref_at) AS half_life_us,
+	               array_agg(x.value ORDER BY x.ref_at) AS value,
+	               array_agg(x.ref_at ORDER BY x.ref_at) AS ref_at
+	          FROM (SELECT ca.half_life_us, ca.value, ca.ref_at FROM leadmgmt.score_state_components(a) ca
+	                UNION ALL
+	                SELECT cb.half_life_us, cb.value, cb.ref_at FROM leadmgmt.score_state_components(b) cb) x) c,
+	       (SELECT array_agg(y.rule_id ORDER BY y.rule_id) AS rule_id,
+	               array_agg(y.times ORDER BY y.rule_id) AS times,
+	               array_agg(y.last_at ORDER BY y.rule_id) AS last_at
+	          FROM (SELECT z.rule_id, sum(z.times)::integer AS times, max(z.last_awarded_at) AS last_at
+	                  FROM (SELECT wa.rule_id, wa.times, wa.last_awarded_at FROM leadmgmt.score_state_awards(a) wa
+	                        UNION ALL
+	                        SELECT wb.rule_id, wb.times, wb.last_awarded_at FROM leadmgmt.score_state_awards(b) wb) z
+	                 GROUP BY z.rule_id) y) w;
+END;
+COMMENT ON FUNCTION leadmgmt.score_state_merge(bytea, bytea) IS
+	'Merge two score_state values: decay components of a half-life folded together, award counters added (NULL counts as empty)';
 
 CREATE VIEW leadmgmt.score_component WITH (security_invoker = true) AS
 	SELECT s.lead_id, c.half_life_us, c.value, c.ref_at
@@ -249,7 +299,56 @@ COMMENT ON AGGREGATE leadmgmt.decayed_sum(float8, timestamptz, interval, timesta
 	'Sum of points * 2^-((at - ts) / half_life) over rows with ts <= at; NULL half_life = no decay; NULL when no row has points and ts';
 
 -- Which activity earns which points under the current rules: the set-based
--- statement of what the triggers do row by row.  lead NULL = every lead.
+-- statement of what the triggers do row by row, for some leads (NULL: every
+-- lead).  The activity comes from one of two branches, of which a plan runs
+-- only one: a SQL function's plan is generic, and a generic plan cannot use
+-- the (lead_id, occurred_at) index for "leads IS NULL OR lead_id = ANY
+-- (leads)".  No parallel workers and no JIT: the generic plan's cost counts
+-- the branch it does not run, and starting workers or compiling would cost a
+-- per-lead call far more than its index scan.
+-- Caps count the awards of purged activity (leadmgmt.purged_score) first.
+CREATE FUNCTION leadmgmt.score_matches_batch(leads bigint[], upto timestamptz)
+RETURNS TABLE (activity_id bigint, lead_id bigint, occurred_at timestamptz, rule_id bigint,
+               points float8, half_life_us bigint)
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+SET max_parallel_workers_per_gather = 0
+SET jit = off
+BEGIN ATOMIC
+	SELECT m.activity_id, m.lead_id, m.occurred_at, m.rule_id, m.points, m.half_life_us
+	  FROM (
+		SELECT a.id AS activity_id, a.lead_id, a.occurred_at, r.id AS rule_id, r.points,
+		       leadmgmt.half_life_us(r.half_life) AS half_life_us, r.max_times,
+		       row_number() OVER (PARTITION BY a.lead_id, r.id ORDER BY a.occurred_at, a.id) AS nth
+		  FROM (SELECT x.id, x.lead_id, x.kind, x.occurred_at, x.detail, x.campaign, x.duration_s
+		          FROM leadmgmt.activity x
+		         WHERE score_matches_batch.leads IS NULL
+		        UNION ALL
+		        SELECT x.id, x.lead_id, x.kind, x.occurred_at, x.detail, x.campaign, x.duration_s
+		          FROM leadmgmt.activity x
+		         WHERE x.lead_id = ANY (score_matches_batch.leads)
+		           AND x.occurred_at <= coalesce(score_matches_batch.upto, 'infinity')) a
+		  JOIN leadmgmt.scoring_rule r ON r.kind = a.kind
+		 WHERE (score_matches_batch.upto IS NULL OR a.occurred_at <= score_matches_batch.upto)
+		   AND r.active
+		   AND NOT EXISTS (SELECT 1 FROM leadmgmt.scoring_rule o WHERE o.overrides = r.name)
+		   AND (r.detail_pattern IS NULL OR a.detail LIKE r.detail_pattern)
+		   AND (r.campaign IS NULL OR a.campaign = r.campaign)
+		   AND (r.min_duration_s IS NULL OR a.duration_s >= r.min_duration_s)
+	  ) m
+	  LEFT JOIN (SELECT p.lead_id, w.rule_id, w.times
+	               FROM leadmgmt.purged_score p, leadmgmt.score_state_awards(p.state) w
+	              WHERE score_matches_batch.leads IS NULL
+	             UNION ALL
+	             SELECT p.lead_id, w.rule_id, w.times
+	               FROM leadmgmt.purged_score p, leadmgmt.score_state_awards(p.state) w
+	              WHERE p.lead_id = ANY (score_matches_batch.leads)) pw
+	    ON pw.lead_id = m.lead_id AND pw.rule_id = m.rule_id
+	 WHERE m.max_times IS NULL OR m.nth + coalesce(pw.times, 0) <= m.max_times;
+END;
+COMMENT ON FUNCTION leadmgmt.score_matches_batch(bigint[], timestamptz) IS
+	'Awarded (activity, rule) pairs under the current rules, for the given leads (or all when NULL) up to a time (or all when NULL)';
+
 CREATE FUNCTION leadmgmt.score_matches(lead bigint, upto timestamptz)
 RETURNS TABLE (activity_id bigint, lead_id bigint, occurred_at timestamptz, rule_id bigint,
                points float8, half_life_us bigint)
@@ -257,21 +356,8 @@ LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
 	SELECT m.activity_id, m.lead_id, m.occurred_at, m.rule_id, m.points, m.half_life_us
-	  FROM (
-		SELECT a.id AS activity_id, a.lead_id, a.occurred_at, r.id AS rule_id, r.points,
-		       leadmgmt.half_life_us(r.half_life) AS half_life_us, r.max_times,
-		       row_number() OVER (PARTITION BY a.lead_id, r.id ORDER BY a.occurred_at, a.id) AS nth
-		  FROM leadmgmt.activity a
-		  JOIN leadmgmt.scoring_rule r ON r.kind = a.kind
-		 WHERE (score_matches.lead IS NULL OR a.lead_id = score_matches.lead)
-		   AND (score_matches.upto IS NULL OR a.occurred_at <= score_matches.upto)
-		   AND r.active
-		   AND NOT EXISTS (SELECT 1 FROM leadmgmt.scoring_rule o WHERE o.overrides = r.name)
-		   AND (r.detail_pattern IS NULL OR a.detail LIKE r.detail_pattern)
-		   AND (r.campaign IS NULL OR a.campaign = r.campaign)
-		   AND (r.min_duration_s IS NULL OR a.duration_s >= r.min_duration_s)
-	  ) m
-	 WHERE m.max_times IS NULL OR m.nth <= m.max_times;
+	  FROM leadmgmt.score_matches_batch(CASE WHEN score_matches.lead IS NOT NULL
+	                                         THEN ARRAY[score_matches.lead] END, score_matches.upto) m;
 END;
 COMMENT ON FUNCTION leadmgmt.score_matches(bigint, timestamptz) IS
 	'Awarded (activity, rule) pairs under the current rules, for one lead (or all when NULL) up to a time (or all when NULL)';
@@ -291,8 +377,11 @@ BEGIN
 		LOCK TABLE leadmgmt.activity IN SHARE MODE;
 	END IF;
 	CREATE TEMP TABLE leadmgmt_rescore_match ON COMMIT DROP AS
-		SELECT * FROM leadmgmt.score_matches(NULL, NULL) m
-		 WHERE leads IS NULL OR m.lead_id = ANY (leads);
+		SELECT * FROM leadmgmt.score_matches_batch(leads, NULL) m;
+	-- what purged activity earned stays (doc/scaling.md)
+	CREATE TEMP TABLE leadmgmt_rescore_purged ON COMMIT DROP AS
+		SELECT p.lead_id, p.state FROM leadmgmt.purged_score p
+		 WHERE leads IS NULL OR p.lead_id = ANY (leads);
 
 	UPDATE leadmgmt.activity a SET points = coalesce(x.points, 0)
 	  FROM (SELECT a2.id, s.points
@@ -304,12 +393,17 @@ BEGIN
 
 	DELETE FROM leadmgmt.score_state st WHERE leads IS NULL OR st.lead_id = ANY (leads);
 	INSERT INTO leadmgmt.score_state (lead_id, state)
-	WITH component AS (
+	WITH point AS (
+		SELECT m.lead_id, m.half_life_us, m.points, m.occurred_at FROM leadmgmt_rescore_match m
+		UNION ALL
+		SELECT p.lead_id, c.half_life_us, c.value, c.ref_at
+		  FROM leadmgmt_rescore_purged p, leadmgmt.score_state_components(p.state) c
+	), component AS (
 		SELECT x.lead_id, x.half_life_us, x.ref_at,
 		       sum(leadmgmt.decay(x.points, x.occurred_at, x.half_life_us, x.ref_at)) AS value
 		  FROM (SELECT m.lead_id, m.half_life_us, m.points, m.occurred_at,
 		               max(m.occurred_at) OVER (PARTITION BY m.lead_id, m.half_life_us) AS ref_at
-		          FROM leadmgmt_rescore_match m) x
+		          FROM point m) x
 		 GROUP BY x.lead_id, x.half_life_us, x.ref_at
 	), components AS (
 		SELECT c.lead_id,
@@ -318,8 +412,13 @@ BEGIN
 		       array_agg(c.ref_at ORDER BY c.half_life_us) AS ref_at
 		  FROM component c GROUP BY c.lead_id
 	), award AS (
-		SELECT m.lead_id, m.rule_id, count(*)::integer AS times, max(m.occurred_at) AS last_at
-		  FROM leadmgmt_rescore_match m JOIN leadmgmt.scoring_rule r ON r.id = m.rule_id
+		SELECT m.lead_id, m.rule_id, sum(m.times)::integer AS times, max(m.last_at) AS last_at
+		  FROM (SELECT m1.lead_id, m1.rule_id, 1 AS times, m1.occurred_at AS last_at
+		          FROM leadmgmt_rescore_match m1
+		        UNION ALL
+		        SELECT p.lead_id, w.rule_id, w.times, w.last_awarded_at
+		          FROM leadmgmt_rescore_purged p, leadmgmt.score_state_awards(p.state) w) m
+		  JOIN leadmgmt.scoring_rule r ON r.id = m.rule_id
 		 WHERE r.max_times IS NOT NULL
 		 GROUP BY m.lead_id, m.rule_id
 	), awards AS (
@@ -357,12 +456,12 @@ BEGIN
 	          FROM leadmgmt.lead l2 WHERE leads IS NULL OR l2.id = ANY (leads)) f
 	 WHERE l.id = f.id AND (l.fit_score IS DISTINCT FROM f.fit_score OR l.grade IS DISTINCT FROM f.grade);
 
-	DROP TABLE leadmgmt_rescore_match;
+	DROP TABLE leadmgmt_rescore_match, leadmgmt_rescore_purged;
 	RETURN changed;
 END
 $$;
 COMMENT ON FUNCTION leadmgmt.rescore_leads(bigint[]) IS
-	'Recompute points, caps, decay components, scores and fit of the given leads (all when NULL) from the current rules; returns the number of leads whose score changed';
+	'Recompute points, caps, decay components, scores and fit of the given leads (all when NULL) from the current rules and what purged activity earned; returns the number of leads whose score changed';
 
 CREATE FUNCTION leadmgmt.rescore()
 RETURNS bigint
@@ -385,6 +484,8 @@ DECLARE
 	target bigint := leadmgmt.lead_resolve(lead);
 	state bytea;
 	latest timestamptz;
+	purged bytea;
+	purged_latest timestamptz;
 	result float8;
 BEGIN
 	SELECT st.state INTO state FROM leadmgmt.score_state st WHERE st.lead_id = target;
@@ -396,15 +497,26 @@ BEGIN
 		-- O(number of distinct half-lives)
 		RETURN leadmgmt.score_state_value(state, score.at);
 	ELSE
-		-- a time before the lead's latest activity: from the activity log
-		SELECT coalesce(sum(leadmgmt.decay(m.points, m.occurred_at, m.half_life_us, score.at)), 0) INTO result
-		  FROM leadmgmt.score_matches(target, score.at) m;
+		-- a time before the lead's latest activity: from the activity log,
+		-- plus what purged activity earned, known only as of its latest point
+		SELECT p.state INTO purged FROM leadmgmt.purged_score p WHERE p.lead_id = target;
+		purged_latest := leadmgmt.score_state_latest(purged);
+		IF at < purged_latest THEN
+			RAISE EXCEPTION 'score of lead % at % is unknown: activity it depends on was purged', target, at
+				USING ERRCODE = 'LM040',
+				      DETAIL = format('Purged activity of the lead earned points until %s.', purged_latest),
+				      HINT = 'Ask for a time at or after that.';
+		END IF;
+		SELECT coalesce(sum(leadmgmt.decay(m.points, m.occurred_at, m.half_life_us, score.at)), 0)
+		       + coalesce((SELECT sum(leadmgmt.decay(c.value, c.ref_at, c.half_life_us, score.at))
+		                     FROM leadmgmt.score_state_components(purged) c), 0) INTO result
+		  FROM leadmgmt.score_matches_batch(ARRAY[target], score.at) m;
 	END IF;
 	RETURN result;
 END
 $$;
 COMMENT ON FUNCTION leadmgmt.score(bigint, timestamptz) IS
-	'Engagement score of a lead at a time, counting activities with occurred_at <= at; O(1) when at is at or after the lead''s latest scored activity';
+	'Engagement score of a lead at a time, counting activities with occurred_at <= at; O(1) when at is at or after the lead''s latest scored activity; LM040 before the latest point of purged activity';
 
 CREATE FUNCTION leadmgmt.score_explain(lead bigint, at timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (activity_id bigint, occurred_at timestamptz, kind text, detail text, rule text,
@@ -412,15 +524,26 @@ RETURNS TABLE (activity_id bigint, occurred_at timestamptz, kind text, detail te
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
-	SELECT m.activity_id, m.occurred_at, a.kind, a.detail, r.name, m.points, r.half_life,
-	       leadmgmt.decay(m.points, m.occurred_at, m.half_life_us, score_explain.at)
-	  FROM leadmgmt.score_matches(leadmgmt.lead_resolve(score_explain.lead), score_explain.at) m
-	  JOIN leadmgmt.activity a ON a.id = m.activity_id
-	  JOIN leadmgmt.scoring_rule r ON r.id = m.rule_id
-	 ORDER BY m.occurred_at, m.activity_id, r.name;
+	SELECT e.activity_id, e.occurred_at, e.kind, e.detail, e.rule, e.points, e.half_life, e.decayed_points
+	  FROM (
+		SELECT m.activity_id, m.occurred_at, a.kind, a.detail, r.name AS rule, m.points, r.half_life,
+		       leadmgmt.decay(m.points, m.occurred_at, m.half_life_us, score_explain.at) AS decayed_points
+		  FROM leadmgmt.score_matches_batch(ARRAY[leadmgmt.lead_resolve(score_explain.lead)], score_explain.at) m
+		  JOIN leadmgmt.activity a ON a.id = m.activity_id
+		  JOIN leadmgmt.scoring_rule r ON r.id = m.rule_id
+		UNION ALL
+		-- purged activity: one line per half-life, its points as of ref_at
+		SELECT NULL, c.ref_at, NULL, '(purged activity)', NULL, c.value,
+		       CASE WHEN c.half_life_us > 0 THEN justify_hours(c.half_life_us * interval '1 microsecond') END,
+		       leadmgmt.decay(c.value, c.ref_at, c.half_life_us, score_explain.at)
+		  FROM leadmgmt.purged_score p, leadmgmt.score_state_components(p.state) c
+		 WHERE p.lead_id = leadmgmt.lead_resolve(score_explain.lead)
+		   AND leadmgmt.score_state_latest(p.state) <= score_explain.at
+	  ) e
+	 ORDER BY e.occurred_at, e.activity_id, e.rule;
 END;
 COMMENT ON FUNCTION leadmgmt.score_explain(bigint, timestamptz) IS
-	'Each activity and rule that contributes to a lead''s score at a time, with its points decayed to that time';
+	'Each activity and rule that contributes to a lead''s score at a time, with its points decayed to that time; purged activity as one line per half-life (detail "(purged activity)")';
 
 CREATE FUNCTION leadmgmt.fit_score(attributes jsonb)
 RETURNS float8

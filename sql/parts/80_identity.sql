@@ -371,6 +371,8 @@ BEGIN
 	END IF;
 	UPDATE leadmgmt.lead l SET merged_into = keep, updated_at = pg_catalog.now()
 	 WHERE l.id = duplicate;
+	-- what the duplicate's purged activity earned follows its activities
+	PERFORM leadmgmt.purged_score_follow(duplicate);
 
 	-- fields: the kept lead wins, the duplicate fills its gaps; consent and
 	-- bounces are never lost (unsubscribed > bounced > ok)

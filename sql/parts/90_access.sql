@@ -71,7 +71,7 @@ DECLARE
 	-- object lists per kind; names in leadmgmt
 	vocab text[] := ARRAY['stage', 'stage_transition', 'activity_kind', 'scoring_rule', 'fit_rule'];
 	sales_read text[] := ARRAY['lead', 'activity', 'stage_history', 'score_state', 'consent',
-	                           'lead_external_id', 'lead_merge', 'model'];
+	                           'lead_external_id', 'lead_merge', 'model', 'purged_score'];
 	mkt_write text[] := ARRAY['lead', 'activity', 'lead_import', 'lead_external_id', 'consent'];
 	mkt_seq text[] := ARRAY['lead_id_seq', 'activity_id_seq', 'lead_import_id_seq',
 	                        'consent_id_seq', 'lead_merge_id_seq'];
@@ -79,7 +79,8 @@ DECLARE
 	                            'fit_rule', 'setting', 'model'];
 	admin_seq text[] := ARRAY['scoring_rule_id_seq', 'fit_rule_id_seq'];
 	admin_fn text[] := ARRAY['leadmgmt.rescore()', 'leadmgmt.forget_lead(bigint)',
-	                         'leadmgmt.rebuild_keys()'];
+	                         'leadmgmt.rebuild_keys()', 'leadmgmt.purge_activity(timestamptz,integer)',
+	                         'leadmgmt.shard_table(text,text[],regclass)'];
 	views text[];
 BEGIN
 	SELECT e.extowner INTO ext_owner FROM pg_catalog.pg_extension e WHERE e.extname = 'leadmgmt';
@@ -166,6 +167,8 @@ BEGIN
 		FOREACH obj IN ARRAY mkt_seq LOOP
 			EXECUTE format('GRANT USAGE ON SEQUENCE leadmgmt.%I TO %s', obj, r);
 		END LOOP;
+		-- merge_leads() moves what purged activity earned along
+		EXECUTE format('GRANT EXECUTE ON FUNCTION leadmgmt.purged_score_follow(bigint) TO %s', r);
 		CONTINUE WHEN kinds[i] = 'marketing';
 
 		-- admin: rules, stages, transitions, settings, models, maintenance
