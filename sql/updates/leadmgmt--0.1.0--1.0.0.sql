@@ -854,8 +854,9 @@ COMMENT ON FUNCTION leadmgmt.score_explain(bigint, timestamptz) IS
 -- rows, locked like the scoring trigger locks them (FOR NO KEY UPDATE, id
 -- order), matched and deleted in one statement: the matches are read with
 -- the statement's snapshot, before its DELETE.  Cost: one scan of the old
--- rows (the BRIN index on occurred_at) to list the leads, then per lead one
--- index scan of its rows for the matches and one for the DELETE.
+-- rows (the BRIN index on occurred_at) to list the leads, then per batch one
+-- scan of the (lead_id, occurred_at) index for the matches and one for the
+-- DELETE, touching only the old rows of the batch's leads.
 CREATE FUNCTION leadmgmt.purge_activity(before timestamptz, batch_size integer DEFAULT 10000)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
