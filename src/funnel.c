@@ -740,12 +740,18 @@ funnel_result(FunctionCallInfo fcinfo, const FunnelState *state, int64 *times)
 
 	if (n <= FUNNEL_SCRATCH_KEEP)
 	{
-		if (scratch == NULL)
+		if (scratch == NULL || scratch->capacity < n)
 		{
+			int64		cap = scratch ? scratch->capacity : 64;
+
+			while (cap < n)
+				cap *= 2;
+			if (scratch)
+				pfree(scratch);
 			scratch = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt,
 										 offsetof(FinalScratch, events) +
-										 sizeof(FunnelEvent) * FUNNEL_SCRATCH_KEEP);
-			scratch->capacity = FUNNEL_SCRATCH_KEEP;
+										 sizeof(FunnelEvent) * cap);
+			scratch->capacity = cap;
 			fcinfo->flinfo->fn_extra = scratch;
 		}
 		ev = scratch->events;
