@@ -13,8 +13,14 @@
 #   plain_sql  the same 3-step 30-day funnel with window functions (latest
 #              step-1 time before each step-2 event, latest such start before
 #              each step-3 event)
-# and the funnel again with 2 parallel workers; checks that funnel and
-# plain_sql agree for every lead, and prints the ratios.
+#   group_steps  SELECT lead_id, count(*) ... WHERE k IN (1, 2, 3) GROUP BY
+#              lead_id: grouping the rows the funnel sees, with nothing kept;
+#              no aggregate over the same hash table can be faster
+#   funnel_sorted  the funnel with enable_hashagg = off (Sort + GroupAggregate;
+#              with workers, sorted partial aggregates merged by Gather Merge)
+# and the floor, both funnel plans and plain_sql again with 2 parallel workers;
+# checks that funnel and plain_sql agree for every lead, and the 2-worker
+# sorted plan with one worker; prints the ratios.
 set -eu
 EVENTS=${FUNNEL_EVENTS:-10000000}
 LEADS=${FUNNEL_LEADS:-1000000}
@@ -44,13 +50,14 @@ CREATE TABLE bench_funnel_times (name text, workers int, run int, ms float8);
 -- wall time of one query: its rows are counted, not sent to the client;
 -- count(q.*) keeps every output column (an unreferenced aggregate would be
 -- optimised away by the planner)
-CREATE FUNCTION pg_temp.bench(name text, workers int, runs int, q text) RETURNS void
+CREATE FUNCTION pg_temp.bench(name text, workers int, runs int, q text, hashagg boolean DEFAULT true) RETURNS void
 LANGUAGE plpgsql AS \$\$
 DECLARE
 	t0 timestamptz;
 	n bigint;
 BEGIN
 	PERFORM set_config('max_parallel_workers_per_gather', workers::text, false);
+	PERFORM set_config('enable_hashagg', CASE WHEN hashagg THEN 'on' ELSE 'off' END, false);
 	-- with workers, make the parallel plan the planner's choice
 	PERFORM set_config('parallel_setup_cost', CASE WHEN workers > 0 THEN '0' ELSE '1000' END, false);
 	PERFORM set_config('parallel_tuple_cost', CASE WHEN workers > 0 THEN '0' ELSE '0.1' END, false);
@@ -103,17 +110,26 @@ SET max_parallel_workers_per_gather = 2;
 SET parallel_setup_cost = 0;
 SET parallel_tuple_cost = 0;
 EXPLAIN (COSTS OFF) SELECT * FROM pg_temp.funnel_q;
+\echo the same with enable_hashagg = off (funnel_sorted):
+SET enable_hashagg = off;
+EXPLAIN (COSTS OFF) SELECT * FROM pg_temp.funnel_q;
+RESET enable_hashagg;
 RESET parallel_setup_cost;
 RESET parallel_tuple_cost;
 
 SELECT pg_temp.bench('count', 0, $RUNS, 'SELECT count(*) FROM bench_funnel_ev');
 SELECT pg_temp.bench('group', 0, $RUNS, 'SELECT lead_id, count(*) FROM bench_funnel_ev GROUP BY lead_id');
 SELECT pg_temp.bench('floor', 0, $RUNS, 'SELECT lead_id, array_agg(ts) FILTER (WHERE kind IN (1, 2, 3)) FROM bench_funnel_ev GROUP BY lead_id');
+SELECT pg_temp.bench('group_steps', 0, $RUNS, 'SELECT lead_id, count(*) FROM bench_funnel_ev WHERE kind IN (1, 2, 3) GROUP BY lead_id');
 SELECT pg_temp.bench('funnel', 0, $RUNS, 'SELECT * FROM pg_temp.funnel_q');
+SELECT pg_temp.bench('funnel_sorted', 0, $RUNS, 'SELECT * FROM pg_temp.funnel_q', false);
 SELECT pg_temp.bench('funnel_all_rows', 0, $RUNS, 'SELECT * FROM pg_temp.funnel_all_q');
 SELECT pg_temp.bench('plain_sql', 0, $RUNS, 'SELECT * FROM pg_temp.plain_q');
 SELECT pg_temp.bench('floor', 2, $RUNS, 'SELECT lead_id, array_agg(ts) FILTER (WHERE kind IN (1, 2, 3)) FROM bench_funnel_ev GROUP BY lead_id');
 SELECT pg_temp.bench('funnel', 2, $RUNS, 'SELECT * FROM pg_temp.funnel_q');
+SELECT pg_temp.bench('funnel_sorted', 2, $RUNS, 'SELECT * FROM pg_temp.funnel_q', false);
+SELECT pg_temp.bench('plain_sql', 2, $RUNS, 'SELECT * FROM pg_temp.plain_q');
+RESET enable_hashagg;
 
 \echo agreement of window_funnel and the plain-SQL funnel (leads_that_differ must be 0):
 SET max_parallel_workers_per_gather = 0;
@@ -121,6 +137,19 @@ SELECT count(*) AS leads_compared,
        count(*) FILTER (WHERE coalesce(f.level, 0) <> coalesce(p.level, 0)) AS leads_that_differ
   FROM pg_temp.funnel_all_q f FULL JOIN pg_temp.plain_q p USING (lead_id);
 SELECT level, count(*) AS leads FROM pg_temp.funnel_all_q GROUP BY level ORDER BY level;
+\echo agreement of the 2-worker sorted plan (serialise, combine) with one worker (leads_that_differ must be 0):
+CREATE TEMP TABLE funnel_serial AS SELECT * FROM pg_temp.funnel_q;
+SET max_parallel_workers_per_gather = 2;
+SET enable_hashagg = off;
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SELECT count(*) AS leads_compared,
+       count(*) FILTER (WHERE s.level IS DISTINCT FROM p.level) AS leads_that_differ
+  FROM funnel_serial s FULL JOIN pg_temp.funnel_q p USING (lead_id);
+RESET max_parallel_workers_per_gather;
+RESET enable_hashagg;
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
 
 \echo times, best of $RUNS runs:
 SELECT name, workers, round(min(ms)::numeric, 0) AS ms
@@ -131,11 +160,22 @@ WITH best AS (
 )
 SELECT round((f.ms / fl.ms)::numeric, 2) AS "funnel / floor (goal <= 1.5)",
        round((p.ms / f.ms)::numeric, 2) AS "plain_sql / funnel (goal >= 3)",
-       round((f.ms / f2.ms)::numeric, 2) AS "funnel 1 worker / 2 workers",
-       round((fl.ms / fl2.ms)::numeric, 2) AS "floor 1 worker / 2 workers"
-  FROM best f, best fl, best p, best f2, best fl2
+       round((p.ms / g.ms)::numeric, 2) AS "plain_sql / group_steps",
+       round((f.ms / g.ms)::numeric, 2) AS "funnel / group_steps"
+  FROM best f, best fl, best p, best g
  WHERE f.name = 'funnel' AND f.workers = 0 AND fl.name = 'floor' AND fl.workers = 0
-   AND p.name = 'plain_sql' AND p.workers = 0 AND f2.name = 'funnel' AND f2.workers = 2
-   AND fl2.name = 'floor' AND fl2.workers = 2;
+   AND p.name = 'plain_sql' AND p.workers = 0 AND g.name = 'group_steps' AND g.workers = 0;
+WITH best AS (
+	SELECT name, workers, min(ms) AS ms FROM bench_funnel_times GROUP BY name, workers
+)
+SELECT round((f.ms / f2.ms)::numeric, 2) AS "funnel 1 worker / 2 workers",
+       round((fl.ms / fl2.ms)::numeric, 2) AS "floor 1 worker / 2 workers",
+       round((f.ms / s2.ms)::numeric, 2) AS "funnel 1 worker / funnel_sorted 2 workers",
+       round((p2.ms / s2.ms)::numeric, 2) AS "plain_sql / funnel_sorted, both 2 workers"
+  FROM best f, best fl, best p2, best f2, best fl2, best s2
+ WHERE f.name = 'funnel' AND f.workers = 0 AND fl.name = 'floor' AND fl.workers = 0
+   AND p2.name = 'plain_sql' AND p2.workers = 2 AND f2.name = 'funnel' AND f2.workers = 2
+   AND fl2.name = 'floor' AND fl2.workers = 2
+   AND s2.name = 'funnel_sorted' AND s2.workers = 2;
 DROP TABLE bench_funnel_ev, bench_funnel_times CASCADE;
 EOF

@@ -6,24 +6,32 @@
  * The chain scan itself is src/core/funnel.c; this file collects the events,
  * checks the per-call constants and moves states between parallel workers.
  *
- * State (FunnelState, type internal), allocated in the aggregate context:
+ * State (FunnelState, type internal): one allocation per group, in the
+ * aggregate context (states made by the deserialise function live in the
+ * per-call context; the combine function copies what it keeps):
  *	window		window_size in microseconds (a day counts 24 hours), >= 0
  *	flags		parsed mode (FUNNEL_* bits)
  *	nsteps		number of steps, 1..FUNNEL_MAX_STEPS
- *	events		(timestamp, step bit set) of every row that matches a step
- *				(in strict_order also of rows matching none, which end the
- *				search); rows with a NULL or infinite timestamp are not kept
- *	sorted		events[] is known to be in (timestamp, steps) order
+ *	sorted		the events are known to be in (timestamp, steps) order
+ *	mask_bytes	width of a step mask: 1 up to 8 steps, 2 up to 16, else 4
+ *	nevents, capacity, ts[], then the masks: the (timestamp, step bit set) of
+ *				every row that matches a step (in strict_order also of rows
+ *				matching none, which end the search); rows with a NULL or
+ *				infinite timestamp are not kept
  * window, flags and nsteps are taken from the group's first row; a later row
  * or a combined partial state that differs is an error.  They travel with
  * the serialised state, so the final function needs no extra arguments.
+ * A state starts as one 64-byte chunk (room for 4 events of a funnel of up
+ * to 8 steps) and doubles when full, so it moves: the transition and combine
+ * functions return the new pointer.
  *
- * Cost: transition O(steps) per row, amortised O(1) append (16 bytes per kept
- * event); combine O(events of the second state); serialise/deserialise
- * O(events), 12 bytes per event; final O(n log n) sort (skipped when rows
- * came in order) plus the O(n) scan.  The final function never modifies the
- * state (FINALFUNC_MODIFY = READ_ONLY): when the events are out of order it
- * sorts a copy in the per-call context.  So window_funnel and
+ * Cost: transition O(steps) per row, amortised O(1) append (9, 10 or 12
+ * bytes per kept event); combine O(events of the second state);
+ * serialise/deserialise O(events), 16 bytes plus as much per event as in
+ * memory; final O(n log n) sort (skipped when rows came in order) plus the
+ * O(n) scan.  The final function never modifies the state
+ * (FINALFUNC_MODIFY = READ_ONLY): it copies the events to a scratch array
+ * kept by the call site and sorts them there.  So window_funnel and
  * funnel_step_times over the same arguments share one state, and both work
  * as window functions (a running funnel level over a lead's timeline).
  */
@@ -32,8 +40,8 @@
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "fmgr.h"
-#include "libpq/pqformat.h"
 #include "miscadmin.h"
+#include "port/pg_bswap.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -43,22 +51,89 @@
 #include "leadmgmt.h"
 #include "funnel.h"
 
-/* one kept event per 16 bytes; the serialised form needs 12 and fits 1 GB */
-#define FUNNEL_MAX_EVENTS	((int64) (MaxAllocSize / sizeof(FunnelEvent)) - 1)
-#define FUNNEL_STATE_VERSION 1
-#define FUNNEL_SERIAL_HEADER (1 + 4 + 4 + 8 + 1 + 8)
-#define FUNNEL_SERIAL_EVENT (8 + 4)
+/*
+ * Layout of a state: the header, then capacity timestamps (int64), then
+ * capacity step masks of mask_bytes each (1, 2 or 4 by the number of steps).
+ * One allocation per group: a lead with a few events costs one 64-byte chunk.
+ */
+#define FUNNEL_HEADER		offsetof(FunnelState, ts)
+#define FUNNEL_FIRST_SIZE	64
+/* the state and its serialised form (16 + 9..12 bytes an event) fit 1 GB */
+#define FUNNEL_MAX_SIZE		((Size) MaxAllocSize)
+#define FUNNEL_STATE_VERSION 2
+#define FUNNEL_SERIAL_HEADER (1 + 1 + 1 + 1 + 8 + 4)
 
 typedef struct FunnelState
 {
 	int64		window;
-	uint32		flags;
-	int32		nsteps;
-	bool		sorted;
-	int64		nevents;
-	int64		capacity;
-	FunnelEvent *events;
+	int32		nevents;
+	int32		capacity;
+	uint8		flags;
+	uint8		nsteps;
+	uint8		sorted;
+	uint8		mask_bytes;
+	int64		ts[FLEXIBLE_ARRAY_MEMBER];	/* then the masks */
 } FunnelState;
+
+static inline int
+mask_bytes_for(int nsteps)
+{
+	return nsteps <= 8 ? 1 : nsteps <= 16 ? 2 : 4;
+}
+
+static inline void *
+state_masks(const FunnelState *state)
+{
+	return (char *) state->ts + sizeof(int64) * state->capacity;
+}
+
+static inline uint32
+get_mask(const FunnelState *state, int64 i)
+{
+	const void *m = state_masks(state);
+
+	switch (state->mask_bytes)
+	{
+		case 1:
+			return ((const uint8 *) m)[i];
+		case 2:
+			return ((const uint16 *) m)[i];
+		default:
+			return ((const uint32 *) m)[i];
+	}
+}
+
+static inline void
+set_mask(FunnelState *state, int64 i, uint32 mask)
+{
+	void	   *m = state_masks(state);
+
+	switch (state->mask_bytes)
+	{
+		case 1:
+			((uint8 *) m)[i] = (uint8) mask;
+			break;
+		case 2:
+			((uint16 *) m)[i] = (uint16) mask;
+			break;
+		default:
+			((uint32 *) m)[i] = mask;
+			break;
+	}
+}
+
+/* events that fit in size bytes */
+static inline int64
+capacity_of(Size size, int mask_bytes)
+{
+	return (int64) ((size - FUNNEL_HEADER) / (sizeof(int64) + mask_bytes));
+}
+
+static inline bool
+later_event(int64 ts_a, uint32 mask_a, int64 ts_b, uint32 mask_b)
+{
+	return ts_a > ts_b || (ts_a == ts_b && mask_a > mask_b);
+}
 
 /* parsed mode of the last mode text seen, per call site (fn_extra) */
 typedef struct ModeCache
@@ -68,6 +143,42 @@ typedef struct ModeCache
 	char		text[FLEXIBLE_ARRAY_MEMBER];
 } ModeCache;
 
+static inline void
+put_uint64(char **p, uint64 v)
+{
+	v = pg_hton64(v);
+	memcpy(*p, &v, 8);
+	*p += 8;
+}
+
+static inline void
+put_uint32(char **p, uint32 v)
+{
+	v = pg_hton32(v);
+	memcpy(*p, &v, 4);
+	*p += 4;
+}
+
+static inline uint64
+get_uint64(const char **p)
+{
+	uint64		v;
+
+	memcpy(&v, *p, 8);
+	*p += 8;
+	return pg_ntoh64(v);
+}
+
+static inline uint32
+get_uint32(const char **p)
+{
+	uint32		v;
+
+	memcpy(&v, *p, 4);
+	*p += 4;
+	return pg_ntoh32(v);
+}
+
 PG_FUNCTION_INFO_V1(leadmgmt_window_funnel_trans);
 PG_FUNCTION_INFO_V1(leadmgmt_window_funnel_trans_mode);
 PG_FUNCTION_INFO_V1(leadmgmt_window_funnel_combine);
@@ -75,12 +186,6 @@ PG_FUNCTION_INFO_V1(leadmgmt_window_funnel_serialize);
 PG_FUNCTION_INFO_V1(leadmgmt_window_funnel_deserialize);
 PG_FUNCTION_INFO_V1(leadmgmt_window_funnel_final);
 PG_FUNCTION_INFO_V1(leadmgmt_funnel_step_times_final);
-
-static inline bool
-event_less(const FunnelEvent *a, const FunnelEvent *b)
-{
-	return a->ts < b->ts || (a->ts == b->ts && a->mask < b->mask);
-}
 
 /* window_size in microseconds: no months, not negative, huge = unbounded */
 static int64
@@ -203,41 +308,80 @@ check_same_params(const FunnelState *state, int64 window, uint32 flags, int nste
 			 errhint("Pass constants, or values that depend only on the GROUP BY columns.")));
 }
 
-static FunnelState *
-new_state(MemoryContext cxt, int64 window, uint32 flags, int nsteps, int64 capacity)
+/* bytes for capacity events: the first chunk, then doubling, capped */
+static Size
+size_for(int64 capacity, int mask_bytes)
 {
-	FunnelState *state = MemoryContextAlloc(cxt, sizeof(FunnelState));
+	Size		need = FUNNEL_HEADER + (Size) capacity * (sizeof(int64) + mask_bytes);
+	Size		size = FUNNEL_FIRST_SIZE;
 
-	state->window = window;
-	state->flags = flags;
-	state->nsteps = nsteps;
-	state->sorted = true;
-	state->nevents = 0;
-	state->capacity = Max(capacity, 8);
-	state->events = MemoryContextAlloc(cxt, sizeof(FunnelEvent) * state->capacity);
-	return state;
-}
-
-/* make room for extra more events (repalloc keeps the state's context) */
-static void
-reserve_events(FunnelState *state, int64 extra)
-{
-	int64		need = state->nevents + extra;
-	int64		cap;
-
-	if (need <= state->capacity)
-		return;
-	if (need > FUNNEL_MAX_EVENTS)
+	if (need > FUNNEL_MAX_SIZE)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("too many events in one funnel group"),
 				 errdetail("A group may keep at most " INT64_FORMAT " events that match a step.",
-						   FUNNEL_MAX_EVENTS)));
-	cap = state->capacity;
-	while (cap < need)
-		cap = Min(cap * 2, FUNNEL_MAX_EVENTS);
-	state->events = repalloc(state->events, sizeof(FunnelEvent) * cap);
-	state->capacity = cap;
+						   capacity_of(FUNNEL_MAX_SIZE, mask_bytes))));
+	while (size < need)
+		size = Min(size * 2, FUNNEL_MAX_SIZE);
+	return size;
+}
+
+/* a state with room for at least capacity events, in cxt */
+static FunnelState *
+new_state(MemoryContext cxt, int64 window, uint32 flags, int nsteps, int64 capacity)
+{
+	int			mb = mask_bytes_for(nsteps);
+	Size		size = size_for(capacity, mb);
+	FunnelState *state = MemoryContextAlloc(cxt, size);
+
+	state->window = window;
+	state->flags = (uint8) flags;
+	state->nsteps = (uint8) nsteps;
+	state->sorted = true;
+	state->mask_bytes = (uint8) mb;
+	state->nevents = 0;
+	state->capacity = (int32) capacity_of(size, mb);
+	return state;
+}
+
+/*
+ * Make room for extra more events.  The state moves (repalloc keeps its
+ * memory context): callers return the new pointer as the transition value.
+ */
+static FunnelState *
+reserve_events(FunnelState *state, int64 extra)
+{
+	int64		need = (int64) state->nevents + extra;
+	int			mb = state->mask_bytes;
+	int64		oldcap = state->capacity;
+	Size		size;
+
+	if (need <= oldcap)
+		return state;
+	size = size_for(need, mb);
+	state = repalloc(state, size);
+	state->capacity = (int32) capacity_of(size, mb);
+	/* the masks follow the timestamps: move them up to the new end */
+	memmove(state_masks(state), (char *) state->ts + sizeof(int64) * oldcap,
+			(Size) state->nevents * mb);
+	return state;
+}
+
+/* append one event, keeping the sorted flag */
+static inline FunnelState *
+append_event(FunnelState *state, int64 ts, uint32 mask)
+{
+	int32		n = state->nevents;
+
+	if (n >= state->capacity)
+		state = reserve_events(state, 1);
+	if (state->sorted && n > 0 &&
+		later_event(state->ts[n - 1], get_mask(state, n - 1), ts, mask))
+		state->sorted = false;
+	state->ts[n] = ts;
+	set_mask(state, n, mask);
+	state->nevents = n + 1;
+	return state;
 }
 
 static Datum
@@ -256,7 +400,6 @@ funnel_trans(FunctionCallInfo fcinfo, bool has_mode)
 	bits8	   *nulls;
 	const bool *flagsv;
 	TimestampTz ts;
-	FunnelEvent *ev;
 
 	aggcxt = lm_aggregate_context(fcinfo, "window_funnel_trans");
 
@@ -300,7 +443,7 @@ funnel_trans(FunctionCallInfo fcinfo, bool has_mode)
 				 errhint("Split the funnel, or merge conditions with OR.")));
 
 	if (state == NULL)
-		state = new_state(aggcxt, window, flags, nsteps, 8);
+		state = new_state(aggcxt, window, flags, nsteps, 1);
 	else
 		check_same_params(state, window, flags, nsteps);
 
@@ -336,15 +479,7 @@ funnel_trans(FunctionCallInfo fcinfo, bool has_mode)
 	if (mask == 0 && !(state->flags & FUNNEL_STRICT_ORDER))
 		PG_RETURN_POINTER(state);
 
-	reserve_events(state, 1);
-	ev = &state->events[state->nevents];
-	ev->ts = ts;
-	ev->mask = mask;
-	ev->pad = 0;
-	if (state->sorted && state->nevents > 0 && event_less(ev, ev - 1))
-		state->sorted = false;
-	state->nevents++;
-	PG_RETURN_POINTER(state);
+	PG_RETURN_POINTER(append_event(state, ts, mask));
 }
 
 Datum
@@ -357,6 +492,27 @@ Datum
 leadmgmt_window_funnel_trans_mode(PG_FUNCTION_ARGS)
 {
 	return funnel_trans(fcinfo, true);
+}
+
+/* copy the events of src after those of dst (same parameters, room made) */
+static void
+append_events(FunnelState *dst, const FunnelState *src)
+{
+	int64		n = dst->nevents;
+	int			mb = dst->mask_bytes;
+
+	Assert(dst->mask_bytes == src->mask_bytes);
+	Assert(n + src->nevents <= dst->capacity);
+	if (src->nevents == 0)
+		return;
+	if (!src->sorted)
+		dst->sorted = false;
+	else if (dst->sorted && n > 0 &&
+			 later_event(dst->ts[n - 1], get_mask(dst, n - 1), src->ts[0], get_mask(src, 0)))
+		dst->sorted = false;
+	memcpy(dst->ts + n, src->ts, sizeof(int64) * src->nevents);
+	memcpy((char *) state_masks(dst) + n * mb, state_masks(src), (Size) src->nevents * mb);
+	dst->nevents += src->nevents;
 }
 
 Datum
@@ -376,50 +532,69 @@ leadmgmt_window_funnel_combine(PG_FUNCTION_ARGS)
 	if (s1 == NULL)
 	{
 		/* copy: s2 may live in a shorter-lived context */
-		s1 = new_state(aggcxt, s2->window, s2->flags, s2->nsteps, s2->nevents);
-		memcpy(s1->events, s2->events, sizeof(FunnelEvent) * s2->nevents);
-		s1->nevents = s2->nevents;
-		s1->sorted = s2->sorted;
+		s1 = new_state(aggcxt, s2->window, s2->flags, s2->nsteps, Max(s2->nevents, 1));
+		append_events(s1, s2);
 		PG_RETURN_POINTER(s1);
 	}
 	check_same_params(s1, s2->window, s2->flags, s2->nsteps);
-	if (s2->nevents == 0)
-		PG_RETURN_POINTER(s1);
-	reserve_events(s1, s2->nevents);
-	if (s1->sorted && s2->sorted && s1->nevents > 0 &&
-		event_less(&s2->events[0], &s1->events[s1->nevents - 1]))
-		s1->sorted = false;
-	else if (!s2->sorted)
-		s1->sorted = false;
-	memcpy(s1->events + s1->nevents, s2->events, sizeof(FunnelEvent) * s2->nevents);
-	s1->nevents += s2->nevents;
+	s1 = reserve_events(s1, s2->nevents);
+	append_events(s1, s2);
 	PG_RETURN_POINTER(s1);
 }
 
+/*
+ * Serialised form (version 2): version, flags, nsteps, sorted (one byte
+ * each), window (int64), nevents (int32), the timestamps (int64 each), then
+ * the masks (mask_bytes each); integers in network byte order.
+ */
 Datum
 leadmgmt_window_funnel_serialize(PG_FUNCTION_ARGS)
 {
 	FunnelState *state;
-	StringInfoData buf;
+	bytea	   *result;
+	char	   *p;
 	int64		i;
+	int			n;
+	int			mb;
+	Size		len;
 
 	(void) lm_aggregate_context(fcinfo, "window_funnel_serialize");
 	state = (FunnelState *) PG_GETARG_POINTER(0);
+	n = state->nevents;
+	mb = state->mask_bytes;
+	len = FUNNEL_SERIAL_HEADER + (Size) n * (sizeof(int64) + mb);
 
-	pq_begintypsend(&buf);
-	enlargeStringInfo(&buf, FUNNEL_SERIAL_HEADER + FUNNEL_SERIAL_EVENT * state->nevents);
-	pq_sendbyte(&buf, FUNNEL_STATE_VERSION);
-	pq_sendint32(&buf, state->flags);
-	pq_sendint32(&buf, state->nsteps);
-	pq_sendint64(&buf, state->window);
-	pq_sendbyte(&buf, state->sorted ? 1 : 0);
-	pq_sendint64(&buf, state->nevents);
-	for (i = 0; i < state->nevents; i++)
+	result = (bytea *) palloc(VARHDRSZ + len);
+	SET_VARSIZE(result, VARHDRSZ + len);
+	p = VARDATA(result);
+	*p++ = FUNNEL_STATE_VERSION;
+	*p++ = (char) state->flags;
+	*p++ = (char) state->nsteps;
+	*p++ = state->sorted ? 1 : 0;
+	put_uint64(&p, (uint64) state->window);
+	put_uint32(&p, (uint32) n);
+	for (i = 0; i < n; i++)
+		put_uint64(&p, (uint64) state->ts[i]);
+	switch (mb)
 	{
-		pq_sendint64(&buf, state->events[i].ts);
-		pq_sendint32(&buf, state->events[i].mask);
+		case 1:
+			memcpy(p, state_masks(state), n);
+			break;
+		case 2:
+			for (i = 0; i < n; i++)
+			{
+				uint16		m = pg_hton16((uint16) get_mask(state, i));
+
+				memcpy(p, &m, 2);
+				p += 2;
+			}
+			break;
+		default:
+			for (i = 0; i < n; i++)
+				put_uint32(&p, get_mask(state, i));
+			break;
 	}
-	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+	PG_RETURN_BYTEA_P(result);
 }
 
 static void
@@ -434,37 +609,34 @@ bad_state(const char *detail)
 Datum
 leadmgmt_window_funnel_deserialize(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcxt;
 	bytea	   *raw;
-	StringInfoData buf;
-	int			version;
+	const char *p;
+	Size		len;
 	uint32		flags;
-	int32		nsteps;
-	int64		window;
+	int			nsteps;
 	int			sorted;
+	int64		window;
 	int64		nevents;
+	int			mb;
 	int64		i;
 	uint32		stepmask;
 	FunnelState *state;
 
-	aggcxt = lm_aggregate_context(fcinfo, "window_funnel_deserialize");
+	(void) lm_aggregate_context(fcinfo, "window_funnel_deserialize");
 	raw = PG_GETARG_BYTEA_PP(0);
+	p = VARDATA_ANY(raw);
+	len = VARSIZE_ANY_EXHDR(raw);
 
-	/* read only after checking the length: pq_getmsg* would say "message" */
-	buf.data = VARDATA_ANY(raw);
-	buf.len = VARSIZE_ANY_EXHDR(raw);
-	buf.maxlen = buf.len;
-	buf.cursor = 0;
-	if (buf.len < FUNNEL_SERIAL_HEADER)
+	if (len < FUNNEL_SERIAL_HEADER)
 		bad_state("The state is shorter than its header.");
-	version = pq_getmsgbyte(&buf);
-	if (version != FUNNEL_STATE_VERSION)
+	if ((uint8) p[0] != FUNNEL_STATE_VERSION)
 		bad_state("Unknown state version.");
-	flags = (uint32) pq_getmsgint(&buf, 4);
-	nsteps = (int32) pq_getmsgint(&buf, 4);
-	window = pq_getmsgint64(&buf);
-	sorted = pq_getmsgbyte(&buf);
-	nevents = pq_getmsgint64(&buf);
+	flags = (uint8) p[1];
+	nsteps = (uint8) p[2];
+	sorted = (uint8) p[3];
+	p += 4;
+	window = (int64) get_uint64(&p);
+	nevents = get_uint32(&p);
 	if ((flags & ~FUNNEL_ALL_FLAGS) != 0 ||
 		((flags & FUNNEL_ALLOW_REENTRY) && !(flags & FUNNEL_STRICT_ORDER)))
 		bad_state("Invalid mode flags.");
@@ -474,30 +646,51 @@ leadmgmt_window_funnel_deserialize(PG_FUNCTION_ARGS)
 		bad_state("Negative window.");
 	if (sorted != 0 && sorted != 1)
 		bad_state("Invalid sorted flag.");
-	if (nevents < 0 || nevents > FUNNEL_MAX_EVENTS ||
-		nevents != (int64) (buf.len - buf.cursor) / FUNNEL_SERIAL_EVENT ||
-		(buf.len - buf.cursor) % FUNNEL_SERIAL_EVENT != 0)
+	mb = mask_bytes_for(nsteps);
+	if (nevents > capacity_of(FUNNEL_MAX_SIZE, mb) ||
+		(Size) nevents * (sizeof(int64) + mb) != len - FUNNEL_SERIAL_HEADER)
 		bad_state("The event count does not match the length.");
 
+	/*
+	 * In the current (per-call) context, like PostgreSQL's own deserialise
+	 * functions: the combine function copies what it keeps.
+	 */
 	stepmask = nsteps == 32 ? 0xFFFFFFFFu : (((uint32) 1 << nsteps) - 1);
-	state = new_state(aggcxt, window, flags, nsteps, nevents);
+	state = new_state(CurrentMemoryContext, window, flags, nsteps, Max(nevents, 1));
 	for (i = 0; i < nevents; i++)
 	{
-		FunnelEvent *ev = &state->events[i];
+		int64		ts = (int64) get_uint64(&p);
 
-		ev->ts = pq_getmsgint64(&buf);
-		ev->mask = (uint32) pq_getmsgint(&buf, 4);
-		ev->pad = 0;
-		if (TIMESTAMP_NOT_FINITE(ev->ts))
+		if (TIMESTAMP_NOT_FINITE(ts))
 			bad_state("An event has an infinite timestamp.");
-		if ((ev->mask & ~stepmask) != 0 ||
-			(ev->mask == 0 && !(flags & FUNNEL_STRICT_ORDER)))
-			bad_state("An event has invalid steps.");
-		if (sorted && i > 0 && event_less(ev, ev - 1))
-			bad_state("Events marked sorted are not.");
+		state->ts[i] = ts;
 	}
-	state->nevents = nevents;
-	state->sorted = sorted;
+	for (i = 0; i < nevents; i++)
+	{
+		uint32		mask;
+
+		if (mb == 1)
+			mask = (uint8) *p++;
+		else if (mb == 2)
+		{
+			uint16		m;
+
+			memcpy(&m, p, 2);
+			p += 2;
+			mask = pg_ntoh16(m);
+		}
+		else
+			mask = get_uint32(&p);
+		if ((mask & ~stepmask) != 0 ||
+			(mask == 0 && !(flags & FUNNEL_STRICT_ORDER)))
+			bad_state("An event has invalid steps.");
+		if (sorted && i > 0 &&
+			later_event(state->ts[i - 1], get_mask(state, i - 1), state->ts[i], mask))
+			bad_state("Events marked sorted are not.");
+		set_mask(state, i, mask);
+	}
+	state->nevents = (int32) nevents;
+	state->sorted = (uint8) sorted;
 	PG_RETURN_POINTER(state);
 }
 
@@ -521,23 +714,77 @@ hook_interrupt(void)
 
 static const FunnelHooks pg_hooks = {hook_alloc, hook_release, hook_interrupt};
 
-/* scan the events in order; the state stays untouched (READ_ONLY) */
-static int
-funnel_result(const FunnelState *state, int64 *times)
+/* scratch array of the final function, kept per call site (fn_extra) */
+typedef struct FinalScratch
 {
-	const FunnelEvent *events = state->events;
+	int64		capacity;
+	FunnelEvent events[FLEXIBLE_ARRAY_MEMBER];
+} FinalScratch;
+
+/* larger scratch arrays are allocated per call, not kept */
+#define FUNNEL_SCRATCH_KEEP 4096
+
+/*
+ * The events of the state as (timestamp, steps) pairs in scan order.  The
+ * state stays untouched (READ_ONLY): the pairs are written to a scratch
+ * array and sorted there when the rows did not come in order.
+ */
+static int
+funnel_result(FunctionCallInfo fcinfo, const FunnelState *state, int64 *times)
+{
+	FinalScratch *scratch = (FinalScratch *) fcinfo->flinfo->fn_extra;
+	FunnelEvent *ev;
+	int64		n = state->nevents;
+	int64		i;
 	int			level;
 
-	if (!state->sorted && !funnel_is_sorted(events, (size_t) state->nevents))
+	if (n <= FUNNEL_SCRATCH_KEEP)
 	{
-		FunnelEvent *copy = palloc_extended(sizeof(FunnelEvent) * state->nevents,
-											MCXT_ALLOC_HUGE);
+		if (scratch == NULL || scratch->capacity < n)
+		{
+			int64		cap = scratch ? scratch->capacity : 64;
 
-		memcpy(copy, events, sizeof(FunnelEvent) * state->nevents);
-		funnel_sort(copy, (size_t) state->nevents);
-		events = copy;
+			while (cap < n)
+				cap *= 2;
+			if (scratch)
+				pfree(scratch);
+			scratch = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt,
+										 offsetof(FinalScratch, events) +
+										 sizeof(FunnelEvent) * cap);
+			scratch->capacity = cap;
+			fcinfo->flinfo->fn_extra = scratch;
+		}
+		ev = scratch->events;
 	}
-	level = funnel_scan(events, (size_t) state->nevents, state->nsteps,
+	else
+		ev = palloc_extended(sizeof(FunnelEvent) * n, MCXT_ALLOC_HUGE);
+
+	switch (state->mask_bytes)
+	{
+		case 1:
+			{
+				const uint8 *m = state_masks(state);
+
+				for (i = 0; i < n; i++)
+				{
+					ev[i].ts = state->ts[i];
+					ev[i].mask = m[i];
+					ev[i].pad = 0;
+				}
+			}
+			break;
+		default:
+			for (i = 0; i < n; i++)
+			{
+				ev[i].ts = state->ts[i];
+				ev[i].mask = get_mask(state, i);
+				ev[i].pad = 0;
+			}
+			break;
+	}
+	if (!state->sorted)
+		funnel_sort(ev, (size_t) n);
+	level = funnel_scan(ev, (size_t) n, state->nsteps,
 						state->window, state->flags, times, &pg_hooks);
 	if (level < 0)
 		elog(ERROR, "funnel scan failed to allocate memory");
@@ -553,7 +800,7 @@ leadmgmt_window_funnel_final(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_INT32(0);
 	state = (FunnelState *) PG_GETARG_POINTER(0);
-	PG_RETURN_INT32(funnel_result(state, NULL));
+	PG_RETURN_INT32(funnel_result(fcinfo, state, NULL));
 }
 
 Datum
@@ -569,7 +816,7 @@ leadmgmt_funnel_step_times_final(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(0))
 	{
 		state = (FunnelState *) PG_GETARG_POINTER(0);
-		level = funnel_result(state, times);
+		level = funnel_result(fcinfo, state, times);
 	}
 	for (i = 0; i < level; i++)
 		elems[i] = TimestampTzGetDatum(times[i]);
