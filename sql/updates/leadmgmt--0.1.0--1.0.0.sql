@@ -5,7 +5,7 @@
 
 \echo Use "ALTER EXTENSION leadmgmt UPDATE TO '1.0.0'" to load this file. \quit
 
--- BEGIN analytics (generated from sql/parts by the release engineer; keep in sync)
+-- BEGIN analytics (from sql/parts/20_leads.sql and 60_analytics.sql)
 -------------------------------------------------------------------------------
 -- Stage history records two facts per row; the funnel views read them
 -------------------------------------------------------------------------------
@@ -217,7 +217,7 @@ CREATE OR REPLACE VIEW leadmgmt.stage_velocity WITH (security_invoker = true) AS
 	         GROUP BY h.from_stage, h.to_stage) t;
 -- END analytics
 
--- BEGIN identity (from sql/parts/80_identity.sql; keep in sync)
+-- BEGIN identity (from sql/parts/80_identity.sql)
 -- import_leads() resolves a list set-based through import_resolve();
 -- upsert_lead() takes the key-bucket advisory locks it shares with it.
 CREATE OR REPLACE FUNCTION leadmgmt.upsert_lead(email text DEFAULT NULL, name text DEFAULT NULL,
@@ -553,7 +553,7 @@ COMMENT ON FUNCTION leadmgmt.import_leads(text) IS
 	'Import the pending rows of leadmgmt.lead_import (one batch, or all) in one set-based pass, with the result of matching or creating each row''s lead as upsert_lead() would in id order: system ids linked, the row''s activity recorded on the lead; rows without anything to match on are marked with an error';
 -- END identity
 
--- BEGIN scoring (from sql/parts/40_scoring.sql; keep in sync)
+-- BEGIN scoring (from sql/parts/40_scoring.sql)
 -- A half-life that scoring cannot use is refused when the rule is written
 -- (found by fuzzing: such a rule made every later track() fail).
 ALTER TABLE leadmgmt.scoring_rule ADD CONSTRAINT scoring_rule_half_life_representable
