@@ -9,6 +9,7 @@
 #define LM_TAP_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -48,6 +49,27 @@ tap_done(void)
 {
 	printf("1..%d\n", tap_count);
 	return tap_failed ? 1 : 0;
+}
+
+/*
+ * xorshift64: the seeded pseudo-random sequence of the randomised tests, the
+ * same on every run and machine.  Each test program sets its own seed.
+ */
+static uint64_t tap_rng_state = UINT64_C(0x9E3779B97F4A7C15);
+
+static inline void
+tap_seed(uint64_t seed)
+{
+	tap_rng_state = seed;
+}
+
+static inline uint64_t
+tap_random(void)
+{
+	tap_rng_state ^= tap_rng_state << 13;
+	tap_rng_state ^= tap_rng_state >> 7;
+	tap_rng_state ^= tap_rng_state << 17;
+	return tap_rng_state;
 }
 
 #endif							/* LM_TAP_H */

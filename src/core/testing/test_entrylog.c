@@ -12,17 +12,6 @@
 #include "entrylog.h"
 #include "tap.h"
 
-static uint64_t rng = 0x2545F4914F6CDD1Du;
-
-static uint64_t
-next_random(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
-
 /* by key, then by time as a stand-in for input position (stability) */
 static int
 cmp_key_time(const void *a, const void *b)
@@ -84,8 +73,8 @@ test_sort(int64_t max_lead, const char *what)
 
 	for (i = 0; i < n; i++)
 	{
-		v[i].key = lm_entry_key((int64_t) (next_random() % (uint64_t) (max_lead + 1)),
-								(int) (next_random() % 7));
+		v[i].key = lm_entry_key((int64_t) (tap_random() % (uint64_t) (max_lead + 1)),
+								(int) (tap_random() % 7));
 		v[i].time = (int64_t) i;	/* input order */
 	}
 	memcpy(expect, v, n * sizeof(LmEntryRec));
@@ -122,6 +111,8 @@ main(void)
 			   *sorted;
 	int			bad,
 				round;
+
+	tap_seed(UINT64_C(0x2545F4914F6CDD1D));
 
 	hand[0].key = lm_entry_key(1, 0);
 	hand[1].key = lm_entry_key(1, 1);
@@ -169,8 +160,8 @@ main(void)
 
 		for (i = 0; i < n; i++)
 		{
-			v[i].key = lm_entry_key((int64_t) (next_random() % 200), (int) (next_random() % 5));
-			v[i].time = (int64_t) (next_random() % 50) - 25;
+			v[i].key = lm_entry_key((int64_t) (tap_random() % 200), (int) (tap_random() % 5));
+			v[i].time = (int64_t) (tap_random() % 50) - 25;
 		}
 		memcpy(copy, v, n * sizeof(LmEntryRec));
 		sorted = lm_entry_sort(v, scratch, n);

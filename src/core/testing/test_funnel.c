@@ -449,15 +449,11 @@ brute_force(FunnelEvent *ev, int n, int nsteps, int64_t window, uint32_t flags)
 	return 0;
 }
 
-static uint64_t rng = 0x2545F4914F6CDD1DULL;
 
 static uint32_t
 rnd(uint32_t bound)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (uint32_t) (rng % bound);
+	return (uint32_t) (tap_random() % bound);
 }
 
 static void
@@ -557,6 +553,7 @@ test_random(void)
 int
 main(void)
 {
+	tap_seed(UINT64_C(0x2545F4914F6CDD1D));
 	test_parse();
 	test_clickhouse();
 	test_edges();

@@ -48,14 +48,10 @@ max_abs_gradient(const double *x, const unsigned char *y, size_t n, int p,
 }
 
 /* deterministic pseudo-random data: p features, labels from a known model */
-static unsigned long long rng = 88172645463325252ULL;
 static double
 uniform(void)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (double) (rng >> 11) / 9007199254740992.0;
+	return (double) (tap_random() >> 11) / 9007199254740992.0;
 }
 
 static void
@@ -303,6 +299,7 @@ test_edge_cases(void)
 int
 main(void)
 {
+	tap_seed(UINT64_C(88172645463325252));
 	test_helpers();
 	test_closed_form();
 	test_random_optimality();

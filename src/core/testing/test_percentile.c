@@ -28,17 +28,6 @@ cmp_qsort(const void *a, const void *b)
 	return lm_span_cmp(a, b);
 }
 
-static uint64_t rng = 0x9E3779B97F4A7C15u;
-
-static uint64_t
-next_random(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
-
 /* fill v with n values of the given shape: 0 random, 1 sorted, 2 reversed, 3 constant, 4 few distinct */
 static void
 fill(LmSpan *v, size_t n, int shape)
@@ -50,8 +39,8 @@ fill(LmSpan *v, size_t n, int shape)
 		switch (shape)
 		{
 			case 0:
-				v[i] = span((int32_t) (next_random() % 5), (int32_t) (next_random() % 40) - 5,
-							(int64_t) (next_random() % (uint64_t) (3 * DAY)) - DAY);
+				v[i] = span((int32_t) (tap_random() % 5), (int32_t) (tap_random() % 40) - 5,
+							(int64_t) (tap_random() % (uint64_t) (3 * DAY)) - DAY);
 				break;
 			case 1:
 				v[i] = span(0, 0, (int64_t) i);
@@ -63,7 +52,7 @@ fill(LmSpan *v, size_t n, int shape)
 				v[i] = span(0, 1, 0);
 				break;
 			default:
-				v[i] = span(0, 0, (int64_t) (next_random() % 3) * DAY);
+				v[i] = span(0, 0, (int64_t) (tap_random() % 3) * DAY);
 				break;
 		}
 	}
@@ -171,6 +160,7 @@ test_against_sort(void)
 int
 main(void)
 {
+	tap_seed(UINT64_C(0x9E3779B97F4A7C15));
 	test_order();
 	test_rows();
 	test_against_sort();
