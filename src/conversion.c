@@ -9,7 +9,7 @@
  * Why an aggregate: the answer needs each lead's first entry into one stage
  * next to its last entry into another.  In SQL that is a join of the history
  * with itself on the lead, which hashes every history row.  Here the scan
- * appends a 16-byte (lead, stage, time) record per row, and the final
+ * appends a 24-byte (lead, stage, time) record per row, and the final
  * function radix-sorts them by (lead, stage) and walks each lead's records
  * once (src/core/entrylog.c): sequential memory traffic instead of a cache
  * miss per row.
@@ -26,7 +26,7 @@
  * Cost: transition O(number of stages) to find the stage (a handful) plus an
  * append; combine O(size of the second state); serialise/deserialise
  * O(size); final O(n) per varying key byte (radix sort) plus a linear walk.
- * Memory: 16 bytes per row, and as much again while sorting.
+ * Memory: 24 bytes per row, and as much again while sorting.
  * FINALFUNC_MODIFY = SHAREABLE: the final function sorts the records in
  * place, which leaves the state valid for another final call but not for
  * more rows.
@@ -48,7 +48,7 @@
 #define CONV_MAX_STAGES		1000
 #define CONV_MAX_NAME		NAMEDATALEN * 4
 #define CONV_MAX_RECS		((int64) (MaxAllocHugeSize / sizeof(LmEntryRec)) - 1)
-#define CONV_SERIAL_REC		(8 + 8)
+#define CONV_SERIAL_REC		(8 + 4 + 8)
 
 typedef struct ConvState
 {
@@ -178,6 +178,10 @@ capture_stages(ConvState *state, MemoryContext aggcxt, ArrayType *stages, ArrayT
 						 errmsg("stage names must not be NULL")));
 			state->names[i] = text_to_cstring(DatumGetTextPP(names[i]));
 			state->name_len[i] = strlen(state->names[i]);
+			if (state->name_len[i] > CONV_MAX_NAME)
+				ereport(ERROR,
+						(errcode(ERRCODE_NAME_TOO_LONG),
+						 errmsg("stage name longer than %d bytes", CONV_MAX_NAME)));
 			state->nstages = i;	/* stage_index() over the names so far */
 			if (stage_index(state, state->names[i], state->name_len[i]) >= 0)
 				ereport(ERROR,
@@ -204,10 +208,8 @@ leadmgmt_stage_conversions_trans(PG_FUNCTION_ARGS)
 {
 	MemoryContext aggcxt = lm_aggregate_context(fcinfo, "stage_conversions_trans");
 	ConvState  *state = PG_ARGISNULL(0) ? new_state(aggcxt) : (ConvState *) PG_GETARG_POINTER(0);
-	int64		lead;
 	text	   *stage;
 	int			idx;
-	TimestampTz at;
 
 	if (PG_ARGISNULL(4) || PG_ARGISNULL(5))
 		ereport(ERROR,
@@ -217,21 +219,12 @@ leadmgmt_stage_conversions_trans(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		PG_RETURN_POINTER(state);	/* rows without lead, stage or time: skipped */
 
-	lead = PG_GETARG_INT64(1);
-	if (lead < 0 || lead > LM_ENTRY_MAX_LEAD)
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("lead id " INT64_FORMAT " is out of range for stage_conversions", lead),
-				 errdetail("Lead ids must be between 0 and " INT64_FORMAT ".", LM_ENTRY_MAX_LEAD)));
 	stage = PG_GETARG_TEXT_PP(2);
 	idx = stage_index(state, VARDATA_ANY(stage), VARSIZE_ANY_EXHDR(stage));
 	if (idx < 0)
 		PG_RETURN_POINTER(state);	/* a stage not listed counts nowhere */
-	at = PG_GETARG_TIMESTAMPTZ(3);
 	reserve(state, aggcxt, 1);
-	state->recs[state->nrecs].key = lm_entry_key(lead, idx);
-	state->recs[state->nrecs].time = at;
-	state->nrecs++;
+	state->recs[state->nrecs++] = lm_entry_make(PG_GETARG_INT64(1), idx, PG_GETARG_TIMESTAMPTZ(3));
 	PG_RETURN_POINTER(state);
 }
 
@@ -244,7 +237,11 @@ leadmgmt_stage_conversions_combine(PG_FUNCTION_ARGS)
 	Size		i;
 
 	if (b == NULL || b->nstages < 0)
+	{
+		if (a == NULL)
+			PG_RETURN_NULL();
 		PG_RETURN_POINTER(a);
+	}
 	if (a == NULL || a->nstages < 0)
 	{
 		MemoryContext old = MemoryContextSwitchTo(aggcxt);
@@ -306,7 +303,8 @@ leadmgmt_stage_conversions_serialize(PG_FUNCTION_ARGS)
 	pq_sendint64(&buf, state->nrecs);
 	for (i = 0; i < (Size) state->nrecs; i++)
 	{
-		pq_sendint64(&buf, (int64) state->recs[i].key);
+		pq_sendint64(&buf, lm_entry_lead(&state->recs[i]));
+		pq_sendint32(&buf, (int32) state->recs[i].stage);
 		pq_sendint64(&buf, state->recs[i].time);
 	}
 	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
@@ -324,7 +322,13 @@ bad_state(const char *detail)
 Datum
 leadmgmt_stage_conversions_deserialize(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcxt = lm_aggregate_context(fcinfo, "stage_conversions_deserialize");
+	/*
+	 * In the per-call context, not the aggregate's: the combine function
+	 * copies what it keeps, so the leader does not hold each worker's
+	 * records twice.
+	 */
+	MemoryContext aggcxt = (lm_aggregate_context(fcinfo, "stage_conversions_deserialize"),
+							CurrentMemoryContext);
 	bytea	   *raw = PG_GETARG_BYTEA_PP(0);
 	StringInfoData buf;
 	ConvState  *state;
@@ -380,12 +384,12 @@ leadmgmt_stage_conversions_deserialize(PG_FUNCTION_ARGS)
 	reserve(state, aggcxt, nrecs);
 	for (i = 0; i < nrecs; i++)
 	{
-		uint64		key = (uint64) pq_getmsgint64(&buf);
+		int64		lead = pq_getmsgint64(&buf);
+		int32		stage = pq_getmsgint(&buf, 4);
 
-		if (lm_entry_stage(key) >= nstages || lm_entry_lead(key) > LM_ENTRY_MAX_LEAD)
+		if (stage < 0 || stage >= nstages)
 			bad_state("entry out of range");
-		state->recs[i].key = key;
-		state->recs[i].time = pq_getmsgint64(&buf);
+		state->recs[i] = lm_entry_make(lead, stage, pq_getmsgint64(&buf));
 	}
 	state->nrecs = nrecs;
 	pq_getmsgend(&buf);

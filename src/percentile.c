@@ -202,7 +202,11 @@ leadmgmt_interval_percentiles_combine(PG_FUNCTION_ARGS)
 	PctState   *b = PG_ARGISNULL(1) ? NULL : (PctState *) PG_GETARG_POINTER(1);
 
 	if (b == NULL || b->nfractions < 0)
+	{
+		if (a == NULL)
+			PG_RETURN_NULL();
 		PG_RETURN_POINTER(a);
+	}
 	if (a == NULL)
 		a = new_state(aggcxt);
 	if (a->nfractions < 0)
@@ -262,7 +266,13 @@ bad_state(const char *detail)
 Datum
 leadmgmt_interval_percentiles_deserialize(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcxt = lm_aggregate_context(fcinfo, "interval_percentiles_deserialize");
+	/*
+	 * In the per-call context, not the aggregate's: the combine function
+	 * copies what it keeps, so the leader does not hold each worker's values
+	 * twice.
+	 */
+	MemoryContext aggcxt = (lm_aggregate_context(fcinfo, "interval_percentiles_deserialize"),
+							CurrentMemoryContext);
 	bytea	   *raw = PG_GETARG_BYTEA_PP(0);
 	StringInfoData buf;
 	PctState   *state;

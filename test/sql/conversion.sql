@@ -32,6 +32,11 @@ SELECT leadmgmt.stage_conversions(l, s, t::timestamptz, '{a,b}', '{b,NULL}')
   FROM (VALUES (1, 'a', '2025-01-01'), (1, 'b', '2025-01-02'),
                (2, 'b', '2025-01-01'), (2, 'a', '2025-01-02'),
                (3, 'a', '2025-01-05'), (3, 'b', '2025-01-05')) AS v(l, s, t);
+-- any bigint is a lead id: negative and extreme ones sort and count too
+SELECT leadmgmt.stage_conversions(l, s, t::timestamptz, '{a,b}', '{b,NULL}')
+  FROM (VALUES (-1::bigint, 'a', '2025-01-01'), (-1, 'b', '2025-01-02'),
+               (9223372036854775807, 'a', '2025-01-01'), (9223372036854775807, 'b', '2025-01-02'),
+               (-9223372036854775808, 'b', '2025-01-01'), (-9223372036854775808, 'a', '2025-01-03')) AS v(l, s, t);
 -- a next stage that is not listed counts nothing; no rows: NULL
 SELECT leadmgmt.stage_conversions(1, 'a', now(), '{a}', '{zzz}');
 SELECT leadmgmt.stage_conversions(1, 'a', now(), '{a}', '{NULL}') FROM conv WHERE false;
@@ -42,7 +47,7 @@ SELECT leadmgmt.stage_conversions(1, 'a', now(), '{}', '{}');
 SELECT leadmgmt.stage_conversions(1, 'a', now(), '{a,a}', '{NULL,NULL}');
 SELECT leadmgmt.stage_conversions(1, 'a', now(), '{a,NULL}', '{NULL,NULL}');
 SELECT leadmgmt.stage_conversions(1, 'a', now(), '{{a}}', '{{a}}');
-SELECT leadmgmt.stage_conversions(-1, 'a', now(), '{a}', '{NULL}');
+SELECT leadmgmt.stage_conversions(1, 'a', now(), ARRAY[repeat('x', 300)], '{NULL}');
 SELECT leadmgmt.stage_conversions(x, 'a', now(), CASE WHEN x = 1 THEN '{a}' ELSE '{b}' END::text[], '{NULL}')
   FROM generate_series(1, 2) x;
 -- forced parallel plan: same answer, and the plan is parallel

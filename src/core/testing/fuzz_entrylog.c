@@ -12,7 +12,7 @@
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define REC 10					/* lead (6 bytes), stage (1), time (3) */
+#define REC 10					/* lead (6 bytes, sign-extended), stage (1), time (3) */
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -38,19 +38,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		memcpy(&lead, data + i * REC, 6);
 		memcpy(&t, data + i * REC + 7, 3);
-		v[i].key = lm_entry_key((int64_t) (lead & LM_ENTRY_MAX_LEAD), data[i * REC + 6] % 5);
-		v[i].time = t;
-		xor_in ^= v[i].key * 31 + (uint64_t) v[i].time;
+		/* spread the 6 bytes over the whole range, negative ids included */
+		v[i] = lm_entry_make((int64_t) (lead << 16) >> (data[i * REC + 6] & 16), data[i * REC + 6] % 5, t);
+		xor_in ^= v[i].lead * 31 + v[i].stage * 7 + (uint64_t) v[i].time;
 	}
 	sorted = lm_entry_sort(v, tmp, n);
 	for (i = 0; i < n; i++)
 	{
-		if (i > 0 && sorted[i - 1].key > sorted[i].key)
+		if (i > 0 && (lm_entry_lead(&sorted[i - 1]) > lm_entry_lead(&sorted[i]) ||
+					  (sorted[i - 1].lead == sorted[i].lead && sorted[i - 1].stage > sorted[i].stage)))
 			abort();
-		xor_out ^= sorted[i].key * 31 + (uint64_t) sorted[i].time;
-		if (lm_entry_stage(sorted[i].key) < 4 &&
-			(i == 0 || sorted[i - 1].key != sorted[i].key))
-			entered[lm_entry_stage(sorted[i].key)]++;
+		xor_out ^= sorted[i].lead * 31 + sorted[i].stage * 7 + (uint64_t) sorted[i].time;
+		if (sorted[i].stage < 4 &&
+			(i == 0 || sorted[i - 1].lead != sorted[i].lead || sorted[i - 1].stage != sorted[i].stage))
+			entered[sorted[i].stage]++;
 	}
 	if (xor_in != xor_out)
 		abort();

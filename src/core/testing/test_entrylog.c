@@ -12,16 +12,26 @@
 #include "entrylog.h"
 #include "tap.h"
 
-/* by key, then by time as a stand-in for input position (stability) */
+/* by (lead, stage) as signed numbers, then by time as a stand-in for input position (stability) */
 static int
 cmp_key_time(const void *a, const void *b)
 {
 	const LmEntryRec *x = a,
 			   *y = b;
+	int64_t		lx = lm_entry_lead(x),
+				ly = lm_entry_lead(y);
 
-	if (x->key != y->key)
-		return x->key < y->key ? -1 : 1;
+	if (lx != ly)
+		return lx < ly ? -1 : 1;
+	if (x->stage != y->stage)
+		return x->stage < y->stage ? -1 : 1;
 	return (x->time > y->time) - (x->time < y->time);
+}
+
+static int
+same_key(const LmEntryRec *a, const LmEntryRec *b)
+{
+	return a->lead == b->lead && a->stage == b->stage;
 }
 
 static int64_t
@@ -33,25 +43,25 @@ brute_conversions(const LmEntryRec *v, size_t n, int stage, int nx)
 
 	for (i = 0; i < n; i++)
 	{
-		int64_t		lead = lm_entry_lead(v[i].key),
+		int64_t		lead = lm_entry_lead(&v[i]),
 					first = INT64_MAX,
 					last = INT64_MIN;
 		int			earlier = 0;
 
-		if (lm_entry_stage(v[i].key) != stage)
+		if ((int) v[i].stage != stage)
 			continue;
 		for (j = 0; j < i; j++)
-			if (v[j].key == v[i].key)
+			if (same_key(&v[j], &v[i]))
 				earlier = 1;
 		if (earlier)
 			continue;			/* count each lead once */
 		for (j = 0; j < n; j++)
 		{
-			if (lm_entry_lead(v[j].key) != lead)
+			if (lm_entry_lead(&v[j]) != lead)
 				continue;
-			if (lm_entry_stage(v[j].key) == stage && v[j].time < first)
+			if ((int) v[j].stage == stage && v[j].time < first)
 				first = v[j].time;
-			if (lm_entry_stage(v[j].key) == nx && v[j].time > last)
+			if ((int) v[j].stage == nx && v[j].time > last)
 				last = v[j].time;
 		}
 		if (last != INT64_MIN && last >= first)
@@ -61,7 +71,7 @@ brute_conversions(const LmEntryRec *v, size_t n, int stage, int nx)
 }
 
 static void
-test_sort(int64_t max_lead, const char *what)
+test_sort(int64_t lo_lead, uint64_t span, const char *what)
 {
 	size_t		n = 5000,
 				i;
@@ -73,15 +83,14 @@ test_sort(int64_t max_lead, const char *what)
 
 	for (i = 0; i < n; i++)
 	{
-		v[i].key = lm_entry_key((int64_t) (tap_random() % (uint64_t) (max_lead + 1)),
-								(int) (tap_random() % 7));
-		v[i].time = (int64_t) i;	/* input order */
+		v[i] = lm_entry_make((int64_t) ((uint64_t) lo_lead + (span ? tap_random() % span : tap_random())),
+							 (int) (tap_random() % 7), (int64_t) i);	/* time: input order */
 	}
 	memcpy(expect, v, n * sizeof(LmEntryRec));
 	qsort(expect, n, sizeof(LmEntryRec), cmp_key_time);
 	got = lm_entry_sort(v, tmp, n);
 	for (i = 0; i < n; i++)
-		if (got[i].key != expect[i].key || got[i].time != expect[i].time)
+		if (!same_key(&got[i], &expect[i]) || got[i].time != expect[i].time)
 			bad++;
 	TAP_OK(bad == 0, "radix sort equals a stable qsort, %s (%d wrong)", what, bad);
 	free(v);
@@ -92,16 +101,7 @@ test_sort(int64_t max_lead, const char *what)
 int
 main(void)
 {
-	LmEntryRec	hand[] = {
-		/* lead 1: a then b later: converted */
-		{0, 10}, {0, 20},
-		/* lead 2: b before its first a, none after: not converted */
-		{0, 10}, {0, 20},
-		/* lead 3: a and b at the same instant: converted */
-		{0, 5}, {0, 5},
-		/* lead 4: a twice, b between: first a before b: converted */
-		{0, 1}, {0, 9}, {0, 5},
-	};
+	LmEntryRec	hand[9];
 	int			next[3] = {1, -1, 0};
 	int64_t		counts[3] = {0, 0, 0},
 				first[3],
@@ -114,31 +114,40 @@ main(void)
 
 	tap_seed(UINT64_C(0x2545F4914F6CDD1D));
 
-	hand[0].key = lm_entry_key(1, 0);
-	hand[1].key = lm_entry_key(1, 1);
-	hand[2].key = lm_entry_key(2, 1);
-	hand[3].key = lm_entry_key(2, 0);
-	hand[4].key = lm_entry_key(3, 0);
-	hand[5].key = lm_entry_key(3, 1);
-	hand[6].key = lm_entry_key(4, 0);
-	hand[7].key = lm_entry_key(4, 0);
-	hand[8].key = lm_entry_key(4, 1);
+	/* lead 1: a then b later: converted */
+	hand[0] = lm_entry_make(1, 0, 10);
+	hand[1] = lm_entry_make(1, 1, 20);
+	/* lead -2: b before its first a, none after: not converted */
+	hand[2] = lm_entry_make(-2, 1, 10);
+	hand[3] = lm_entry_make(-2, 0, 20);
+	/* lead 3: a and b at the same instant: converted */
+	hand[4] = lm_entry_make(INT64_MAX, 0, 5);
+	hand[5] = lm_entry_make(INT64_MAX, 1, 5);
+	/* lead 4: a twice, b between: first a before b: converted */
+	hand[6] = lm_entry_make(INT64_MIN, 0, 1);
+	hand[7] = lm_entry_make(INT64_MIN, 0, 9);
+	hand[8] = lm_entry_make(INT64_MIN, 1, 5);
 	sorted = lm_entry_sort(hand, tmp, 9);
 	lm_entry_conversions(sorted, 9, 3, next, counts, first, last, seen);
 	TAP_OK(counts[0] == 3 && counts[1] == 0 && counts[2] == 0,
 		   "hand-made leads: 3 of 4 converted from a to b (got %lld)", (long long) counts[0]);
-	tap_ok(lm_entry_lead(lm_entry_key(LM_ENTRY_MAX_LEAD, LM_ENTRY_MAX_STAGE)) == LM_ENTRY_MAX_LEAD &&
-		   lm_entry_stage(lm_entry_key(LM_ENTRY_MAX_LEAD, LM_ENTRY_MAX_STAGE)) == LM_ENTRY_MAX_STAGE,
-		   "the largest key round-trips");
-
-	test_sort(0, "one lead");
-	test_sort(255, "leads in one byte");
-	test_sort(1 << 20, "leads in three bytes");
-	test_sort(LM_ENTRY_MAX_LEAD, "leads of every width");
 	{
-		LmEntryRec	one = {42, 7};
+		LmEntryRec	lo = lm_entry_make(INT64_MIN, 0, 0),
+					hi = lm_entry_make(INT64_MAX, LM_ENTRY_MAX_STAGE, 0);
 
-		tap_ok(lm_entry_sort(&one, tmp, 1)->key == 42, "one record");
+		tap_ok(lm_entry_lead(&lo) == INT64_MIN && lm_entry_lead(&hi) == INT64_MAX && lo.lead < hi.lead,
+			   "the smallest and largest lead ids round-trip and keep their order");
+	}
+
+	test_sort(0, 1, "one lead");
+	test_sort(0, 256, "leads in one byte");
+	test_sort(-1000, 2000, "negative and positive leads");
+	test_sort(0, 1 << 20, "leads in three bytes");
+	test_sort(INT64_MIN, 0, "leads of every width, negative ones too");
+	{
+		LmEntryRec	one = lm_entry_make(42, 7, 0);
+
+		tap_ok(lm_entry_lead(lm_entry_sort(&one, tmp, 1)) == 42, "one record");
 		tap_ok(lm_entry_sort(&one, tmp, 0) != NULL, "no records");
 	}
 
@@ -160,8 +169,10 @@ main(void)
 
 		for (i = 0; i < n; i++)
 		{
-			v[i].key = lm_entry_key((int64_t) (tap_random() % 200), (int) (tap_random() % 5));
-			v[i].time = (int64_t) (tap_random() % 50) - 25;
+			int64_t		lead = (int64_t) (tap_random() % 200) - 100;
+			int			stage = (int) (tap_random() % 5);
+
+			v[i] = lm_entry_make(lead, stage, (int64_t) (tap_random() % 50) - 25);
 		}
 		memcpy(copy, v, n * sizeof(LmEntryRec));
 		sorted = lm_entry_sort(v, scratch, n);
