@@ -38,6 +38,7 @@
 #include "libpq/pqformat.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -81,22 +82,9 @@ new_state(MemoryContext aggcxt)
 static void
 reserve(ConvState *state, MemoryContext aggcxt, int64 more)
 {
-	int64		need = state->nrecs + more;
-	int64		cap;
-
-	if (need <= state->capacity)
-		return;
-	if (need > CONV_MAX_RECS)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("stage_conversions can hold at most " INT64_FORMAT " rows per group",
-						CONV_MAX_RECS)));
-	cap = Min(Max(need, Max(state->capacity * 2, 1024)), CONV_MAX_RECS);
-	if (state->recs == NULL)
-		state->recs = MemoryContextAllocHuge(aggcxt, cap * sizeof(LmEntryRec));
-	else
-		state->recs = repalloc_huge(state->recs, cap * sizeof(LmEntryRec));
-	state->capacity = cap;
+	state->recs = lm_grow_array(aggcxt, state->recs, &state->capacity,
+								state->nrecs + more, sizeof(LmEntryRec), 1024, CONV_MAX_RECS,
+								"stage_conversions", "rows");
 }
 
 static int
@@ -133,10 +121,8 @@ capture_stages(ConvState *state, MemoryContext aggcxt, ArrayType *stages, ArrayT
 	MemoryContext old;
 
 	if (state->stages_raw != NULL &&
-		VARSIZE(stages) == VARSIZE(state->stages_raw) &&
-		VARSIZE(nexts) == VARSIZE(state->next_raw) &&
-		memcmp(stages, state->stages_raw, VARSIZE(stages)) == 0 &&
-		memcmp(nexts, state->next_raw, VARSIZE(nexts)) == 0)
+		datumIsEqual(PointerGetDatum(stages), PointerGetDatum(state->stages_raw), false, -1) &&
+		datumIsEqual(PointerGetDatum(nexts), PointerGetDatum(state->next_raw), false, -1))
 		return;
 	if (ARR_NDIM(stages) > 1 || ARR_NDIM(nexts) > 1)
 		ereport(ERROR,
@@ -196,10 +182,10 @@ capture_stages(ConvState *state, MemoryContext aggcxt, ArrayType *stages, ArrayT
 	}
 	if (state->stages_raw == NULL)
 	{
-		state->stages_raw = MemoryContextAlloc(aggcxt, VARSIZE(stages));
-		memcpy(state->stages_raw, stages, VARSIZE(stages));
-		state->next_raw = MemoryContextAlloc(aggcxt, VARSIZE(nexts));
-		memcpy(state->next_raw, nexts, VARSIZE(nexts));
+		old = MemoryContextSwitchTo(aggcxt);
+		state->stages_raw = (ArrayType *) DatumGetPointer(datumCopy(PointerGetDatum(stages), false, -1));
+		state->next_raw = (ArrayType *) DatumGetPointer(datumCopy(PointerGetDatum(nexts), false, -1));
+		MemoryContextSwitchTo(old);
 	}
 }
 
@@ -327,8 +313,7 @@ leadmgmt_stage_conversions_deserialize(PG_FUNCTION_ARGS)
 	 * copies what it keeps, so the leader does not hold each worker's
 	 * records twice.
 	 */
-	MemoryContext aggcxt = (lm_aggregate_context(fcinfo, "stage_conversions_deserialize"),
-							CurrentMemoryContext);
+	MemoryContext aggcxt = CurrentMemoryContext;
 	bytea	   *raw = PG_GETARG_BYTEA_PP(0);
 	StringInfoData buf;
 	ConvState  *state;
@@ -337,6 +322,7 @@ leadmgmt_stage_conversions_deserialize(PG_FUNCTION_ARGS)
 				i;
 	MemoryContext old;
 
+	(void) lm_aggregate_context(fcinfo, "stage_conversions_deserialize");
 	buf.data = VARDATA_ANY(raw);
 	buf.len = VARSIZE_ANY_EXHDR(raw);
 	buf.maxlen = buf.len;

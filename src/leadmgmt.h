@@ -27,6 +27,9 @@ extern const char *lm_current_actor(void);
 extern Oid	lm_schema_oid(void);
 extern int	lm_column(Relation rel, const char *colname);
 extern MemoryContext lm_aggregate_context(FunctionCallInfo fcinfo, const char *funcname);
+extern void *lm_grow_array(MemoryContext cxt, void *array, int64 *capacity, int64 need,
+						   Size elem_size, int64 min_elems, int64 max_elems,
+						   const char *aggname, const char *what);
 extern void lm_check_trigger_context(FunctionCallInfo fcinfo, const char *funcname,
 									 bool want_before, bool want_row);
 

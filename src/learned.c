@@ -895,18 +895,8 @@ leadmgmt_logreg_step_result(PG_FUNCTION_ARGS)
 static void
 auc_push(MemoryContext ctx, double **arr, int64 *n, int64 *cap, const double *v, int64 m)
 {
-	if (*n + m > *cap)
-	{
-		int64		c = Max(*cap * 2, 1024);
-
-		while (c < *n + m)
-			c *= 2;
-		if (*arr == NULL)
-			*arr = MemoryContextAllocHuge(ctx, sizeof(double) * c);
-		else
-			*arr = repalloc_huge(*arr, sizeof(double) * c);
-		*cap = c;
-	}
+	*arr = lm_grow_array(ctx, *arr, cap, *n + m, sizeof(double), 1024,
+						 (int64) (MaxAllocHugeSize / sizeof(double)), "auc", "scores");
 	memcpy(*arr + *n, v, sizeof(double) * m);
 	*n += m;
 }

@@ -130,8 +130,7 @@ capture_fractions(PctState *state, MemoryContext aggcxt, Datum arg)
 	int			n;
 
 	if (state->fractions_raw != NULL &&
-		VARSIZE(arr) == VARSIZE(state->fractions_raw) &&
-		memcmp(arr, state->fractions_raw, VARSIZE(arr)) == 0)
+		datumIsEqual(PointerGetDatum(arr), PointerGetDatum(state->fractions_raw), false, -1))
 		return;					/* the same array as the first row */
 	n = read_fractions(arr, fractions);
 	if (state->nfractions < 0)
@@ -143,31 +142,19 @@ capture_fractions(PctState *state, MemoryContext aggcxt, Datum arg)
 		fractions_must_match(state, fractions, n);
 	if (state->fractions_raw == NULL)
 	{
-		state->fractions_raw = MemoryContextAlloc(aggcxt, VARSIZE(arr));
-		memcpy(state->fractions_raw, arr, VARSIZE(arr));
+		MemoryContext old = MemoryContextSwitchTo(aggcxt);
+
+		state->fractions_raw = (ArrayType *) DatumGetPointer(datumCopy(PointerGetDatum(arr), false, -1));
+		MemoryContextSwitchTo(old);
 	}
 }
 
 static void
 reserve(PctState *state, MemoryContext aggcxt, int64 more)
 {
-	int64		need = state->nvalues + more;
-	int64		cap;
-
-	if (need <= state->capacity)
-		return;
-	if (need > PCT_MAX_VALUES)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("interval_percentiles can hold at most " INT64_FORMAT " values per group",
-						PCT_MAX_VALUES)));
-	cap = Max(need, Max(state->capacity * 2, 64));
-	cap = Min(cap, PCT_MAX_VALUES);
-	if (state->values == NULL)
-		state->values = MemoryContextAllocHuge(aggcxt, cap * sizeof(LmSpan));
-	else
-		state->values = repalloc_huge(state->values, cap * sizeof(LmSpan));
-	state->capacity = cap;
+	state->values = lm_grow_array(aggcxt, state->values, &state->capacity,
+								  state->nvalues + more, sizeof(LmSpan), 64, PCT_MAX_VALUES,
+								  "interval_percentiles", "values");
 }
 
 Datum
@@ -271,8 +258,7 @@ leadmgmt_interval_percentiles_deserialize(PG_FUNCTION_ARGS)
 	 * copies what it keeps, so the leader does not hold each worker's values
 	 * twice.
 	 */
-	MemoryContext aggcxt = (lm_aggregate_context(fcinfo, "interval_percentiles_deserialize"),
-							CurrentMemoryContext);
+	MemoryContext aggcxt = CurrentMemoryContext;
 	bytea	   *raw = PG_GETARG_BYTEA_PP(0);
 	StringInfoData buf;
 	PctState   *state;
@@ -280,6 +266,7 @@ leadmgmt_interval_percentiles_deserialize(PG_FUNCTION_ARGS)
 	int64		nvalues,
 				i;
 
+	(void) lm_aggregate_context(fcinfo, "interval_percentiles_deserialize");
 	buf.data = VARDATA_ANY(raw);
 	buf.len = VARSIZE_ANY_EXHDR(raw);
 	buf.maxlen = buf.len;
