@@ -11,7 +11,7 @@
 # not force -Werror on anyone's compiler.
 
 EXTENSION   = leadmgmt
-EXTVERSION  = 1.0.0
+EXTVERSION  = 1.1.0
 
 MODULE_big  = leadmgmt
 SRCS        = $(sort $(wildcard src/*.c)) $(sort $(wildcard src/core/*.c))
