@@ -14,7 +14,7 @@ EXTENSION   = leadmgmt
 EXTVERSION  = 1.1.0
 
 MODULE_big  = leadmgmt
-SRCS        = $(sort $(wildcard src/*.c)) $(sort $(wildcard src/core/*.c))
+SRCS        = $(sort $(wildcard src/*.c)) $(sort $(wildcard src/pg/*.c)) $(sort $(wildcard src/core/*.c))
 OBJS        = $(SRCS:.c=.o)
 
 # The install script is assembled from one file per capability, in the same

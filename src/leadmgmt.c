@@ -70,49 +70,6 @@ lm_schema_oid(void)
 }
 
 /*
- * The memory context an aggregate support function must keep its state in;
- * a clear error when it is called outside an aggregate.
- */
-MemoryContext
-lm_aggregate_context(FunctionCallInfo fcinfo, const char *funcname)
-{
-	MemoryContext aggcontext;
-
-	if (!AggCheckCallContext(fcinfo, &aggcontext))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("%s called in non-aggregate context", funcname)));
-	return aggcontext;
-}
-
-/*
- * The growable arrays of the aggregate states: make room for need elements
- * of elem_size bytes in array (NULL for none yet), at least min_elems and at
- * least doubling, so appends are O(1) amortised; past max_elems a clear
- * 54000 rather than an allocation failure.  Returns the (moved) array.
- */
-void *
-lm_grow_array(MemoryContext cxt, void *array, int64 *capacity, int64 need,
-			  Size elem_size, int64 min_elems, int64 max_elems,
-			  const char *aggname, const char *what)
-{
-	int64		cap;
-
-	if (need <= *capacity)
-		return array;
-	if (need > max_elems)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("%s can hold at most " INT64_FORMAT " %s per group",
-						aggname, max_elems, what)));
-	cap = Min(Max(need, Max(*capacity * 2, min_elems)), max_elems);
-	array = array == NULL ? MemoryContextAllocHuge(cxt, cap * elem_size)
-		: repalloc_huge(array, cap * elem_size);
-	*capacity = cap;
-	return array;
-}
-
-/*
  * Fail clearly when one of our trigger functions is attached the wrong way,
  * as contrib's trigger modules do.
  */
