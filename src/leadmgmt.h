@@ -19,6 +19,7 @@
 #include "pg/kept_plan.h"
 #include "pg/lookup_cache.h"
 #include "pg/merged_into.h"
+#include "pg/trigger.h"
 
 #define ERRCODE_LM_FORBIDDEN_TRANSITION	MAKE_SQLSTATE('L','M','0','0','1')
 #define ERRCODE_LM_UNKNOWN_STAGE		MAKE_SQLSTATE('L','M','0','0','2')
@@ -33,9 +34,6 @@
 extern char *leadmgmt_actor;
 extern const char *lm_current_actor(void);
 extern Oid	lm_schema_oid(void);
-extern int	lm_column(Relation rel, const char *colname);
-extern void lm_check_trigger_context(FunctionCallInfo fcinfo, const char *funcname,
-									 bool want_before, bool want_row);
 
 /* stage.c */
 extern Datum lm_set_stage(int64 lead_id, const char *stage, const char *reason,
