@@ -1,5 +1,5 @@
 /*
- * conversion.c
+ * stage_conversions.c
  *		PostgreSQL glue of the aggregate
  *		leadmgmt.stage_conversions(lead_id, stage, changed_at, stages, next_stages)
  *		-> bigint[]: for each stages[i], how many leads entered next_stages[i]
@@ -11,7 +11,7 @@
  * with itself on the lead, which hashes every history row.  Here the scan
  * appends a 24-byte (lead, stage, time) record per row, and the final
  * function radix-sorts them by (lead, stage) and walks each lead's records
- * once (src/core/entrylog.c): sequential memory traffic instead of a cache
+ * once (src/core/stage_conversions.c): sequential memory traffic instead of a cache
  * miss per row.
  *
  * State (ConvState, type internal), in the aggregate context (a deserialised
@@ -43,7 +43,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "entrylog.h"
+#include "stage_conversions.h"
 #include "leadmgmt.h"
 
 #define CONV_STATE_VERSION	1
