@@ -13,14 +13,15 @@
  *		p		features per row, -1 until the first row fixes it
  *		l2		penalty, captured from the first row (0 for the 2-argument form)
  *		n		rows stored
- *		xcap, ycap	rows allocated in x and in y
+ *		xcap, ycap
+ *				rows allocated in x and in y
  *		x		n * p float8, row-major (a "huge" allocation: may pass 1 GB)
  *		y		n labels, 0 or 1
  *
- * Invariants: n <= xcap, n <= ycap; every stored feature is finite.  Rows whose label
- * or feature array is NULL are skipped.  Memory: 8 p + 1 bytes per row, and
- * up to twice that while the buffer doubles (1 M rows x 50 features: about
- * 400 MB).  Add: amortised O(p); combine: O(n p) copy (concatenation);
+ * Invariants: n <= xcap and n <= ycap; every stored feature is finite.
+ * Rows whose label or feature array is NULL are skipped.  Memory: 8 p + 1
+ * bytes per row, and up to twice that while the buffers double (1 M rows x
+ * 50 features: about 400 MB).  Add: amortised O(p); combine: O(n p) copy (concatenation);
  * final: O(iterations n (p+1)^2) Newton steps, typically 5 to 10.  A
  * serialised partial state must stay under 1 GB (bytea limit): past that,
  * use the O(p^2)-state driver leadmgmt.logreg_train().

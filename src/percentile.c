@@ -24,9 +24,10 @@
  *
  * Cost: transition O(1) amortised; combine O(size of the second state);
  * serialise/deserialise O(size) (the common format of src/pg/agg_state.h:
- * version, fraction count, fractions, value count, values); final O(n) expected per fraction on a copy
- * of the values (FINALFUNC_MODIFY = READ_ONLY: the state is left as it was,
- * so the aggregate also runs as a window function).
+ * version, fraction count, fractions, value count, values); final O(n)
+ * expected per fraction on a copy of the values (FINALFUNC_MODIFY =
+ * READ_ONLY: the state is left as it was, so the aggregate also runs as a
+ * window function).
  */
 #include "postgres.h"
 
