@@ -1,11 +1,12 @@
 /*
  * learned.c
- *		Learned scoring: logistic regression, prediction and ROC AUC as
- *		PostgreSQL aggregates (doc/learned-scoring.md).
+ *		Learned scoring: logistic regression and prediction as PostgreSQL
+ *		aggregates and functions (doc/learned-scoring.md); ROC AUC is in
+ *		auc.c.
  *
- * The numerical work is in src/core/logreg.c and src/core/auc.c; this file
- * is the PostgreSQL glue: argument checks, aggregate states, parallel
- * combine/serialise, errors.
+ * The numerical work is in src/core/logreg.c; this file is the PostgreSQL
+ * glue: argument checks, aggregate states, parallel combine/serialise,
+ * errors.
  *
  * leadmgmt.logreg(label, features [, l2]) and logreg_summary(...) share one
  * transition state, LogregState, in the aggregate memory context:
@@ -21,8 +22,8 @@
  * Invariants: n <= xcap and n <= ycap; every stored feature is finite.
  * Rows whose label or feature array is NULL are skipped.  Memory: 8 p + 1
  * bytes per row, and up to twice that while the buffers double (1 M rows x
- * 50 features: about 400 MB).  Add: amortised O(p); combine: O(n p) copy (concatenation);
- * final: O(iterations n (p+1)^2) Newton steps, typically 5 to 10.  A
+ * 50 features: about 400 MB).  Add: amortised O(p); combine: O(n p) copy
+ * (concatenation); final: O(iterations n (p+1)^2) Newton steps, typically 5 to 10.  A
  * serialised partial state must stay under 1 GB (bytea limit): past that,
  * use the O(p^2)-state driver leadmgmt.logreg_train().
  *
@@ -31,11 +32,6 @@
  * first row and the lr_step accumulator of src/core/logreg.h (rows,
  * positives, negative log-likelihood, misclassified rows, gradient, X'WX):
  * O((p+1)^2) memory, add O((p+1)^2), combine O((p+1)^2).
- *
- * leadmgmt.auc(score, label): AucState keeps the scores of positive and
- * negative rows in two growable float8 arrays (8 bytes per row); combine
- * appends; the final function sorts them in place (FINALFUNC_MODIFY =
- * READ_WRITE) and counts pairs exactly: O(n log n).
  */
 #include "postgres.h"
 
@@ -52,7 +48,6 @@
 #include "utils/memutils.h"
 
 #include "leadmgmt.h"
-#include "auc.h"
 #include "logreg.h"
 
 /* custom SQLSTATEs of this capability (doc/errors.md) */
@@ -66,7 +61,6 @@
 /* serialised state versions (the format of src/pg/agg_state.h) */
 #define LOGREG_STATE_VERSION	1
 #define LOGREG_STEP_VERSION		1
-#define AUC_STATE_VERSION		1
 
 typedef struct LogregState
 {
@@ -85,16 +79,6 @@ typedef struct LogregStepState
 	double	   *beta;			/* k */
 	double	   *acc;			/* lr_step_size(k) */
 } LogregStepState;
-
-typedef struct AucState
-{
-	int64		npos,
-				nneg,
-				cappos,
-				capneg;
-	double	   *pos;
-	double	   *neg;
-} AucState;
 
 /* ---------------------------------------------------------------------
  * helpers
@@ -823,142 +807,4 @@ leadmgmt_logreg_step_result(PG_FUNCTION_ARGS)
 	report_status(st, (int64) acc[0], k - 1, l2);
 	return make_result(fcinfo, beta, se, k, -acc[2], cond, (int64) acc[0],
 					   (int64) acc[1], PG_GETARG_INT32(3), l2);
-}
-
-/* ---------------------------------------------------------------------
- * auc
- * --------------------------------------------------------------------- */
-
-static void
-auc_push(MemoryContext ctx, double **arr, int64 *n, int64 *cap, const double *v, int64 m)
-{
-	*arr = lm_grow_array(ctx, *arr, cap, *n + m, sizeof(double), 1024,
-						 (int64) (MaxAllocHugeSize / sizeof(double)), "auc", "scores");
-	memcpy(*arr + *n, v, sizeof(double) * m);
-	*n += m;
-}
-
-PG_FUNCTION_INFO_V1(leadmgmt_auc_trans);
-Datum
-leadmgmt_auc_trans(PG_FUNCTION_ARGS)
-{
-	MemoryContext ctx = lm_aggregate_context(fcinfo, "auc_trans");
-	AucState   *s = PG_ARGISNULL(0) ? NULL : (AucState *) PG_GETARG_POINTER(0);
-	double		score;
-
-	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
-	{
-		if (s == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(s);
-	}
-	score = PG_GETARG_FLOAT8(1);
-	if (isnan(score))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("auc score must not be NaN"),
-				 errhint("Scores are ranked; NaN has no rank.  Filter such rows out or map them to a value.")));
-	if (s == NULL)
-		s = MemoryContextAllocZero(ctx, sizeof(AucState));
-	if (PG_GETARG_BOOL(2))
-		auc_push(ctx, &s->pos, &s->npos, &s->cappos, &score, 1);
-	else
-		auc_push(ctx, &s->neg, &s->nneg, &s->capneg, &score, 1);
-	PG_RETURN_POINTER(s);
-}
-
-PG_FUNCTION_INFO_V1(leadmgmt_auc_combine);
-Datum
-leadmgmt_auc_combine(PG_FUNCTION_ARGS)
-{
-	MemoryContext ctx = lm_aggregate_context(fcinfo, "auc_combine");
-	AucState   *a = PG_ARGISNULL(0) ? NULL : (AucState *) PG_GETARG_POINTER(0);
-	AucState   *b = PG_ARGISNULL(1) ? NULL : (AucState *) PG_GETARG_POINTER(1);
-
-	if (b == NULL)
-	{
-		if (a == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(a);
-	}
-	if (a == NULL)
-		a = MemoryContextAllocZero(ctx, sizeof(AucState));
-	if (b->npos > 0)
-		auc_push(ctx, &a->pos, &a->npos, &a->cappos, b->pos, b->npos);
-	if (b->nneg > 0)
-		auc_push(ctx, &a->neg, &a->nneg, &a->capneg, b->neg, b->nneg);
-	PG_RETURN_POINTER(a);
-}
-
-/* Serialised: version, int64 npos, int64 nneg, the scores */
-PG_FUNCTION_INFO_V1(leadmgmt_auc_serialize);
-Datum
-leadmgmt_auc_serialize(PG_FUNCTION_ARGS)
-{
-	AucState   *s = (AucState *) PG_GETARG_POINTER(0);
-	StringInfoData buf;
-	int64		i;
-
-	(void) lm_aggregate_context(fcinfo, "auc_serialize");
-	lm_agg_check_size("auc", 8.0 * ((double) s->npos + (double) s->nneg), NULL);
-	lm_agg_write_begin(&buf, AUC_STATE_VERSION);
-	pq_sendint64(&buf, s->npos);
-	pq_sendint64(&buf, s->nneg);
-	for (i = 0; i < s->npos; i++)
-		pq_sendfloat8(&buf, s->pos[i]);
-	for (i = 0; i < s->nneg; i++)
-		pq_sendfloat8(&buf, s->neg[i]);
-	PG_RETURN_BYTEA_P(lm_agg_write_end(&buf));
-}
-
-/* the next m scores of a serialised auc state, appended to *arr */
-static void
-auc_read(LmAggReader *r, double **arr, int64 *n, int64 *cap, int64 m)
-{
-	int64		i;
-
-	*arr = lm_grow_array(CurrentMemoryContext, *arr, cap, *n + m, sizeof(double), 1024,
-						 (int64) (MaxAllocHugeSize / sizeof(double)), "auc", "scores");
-	for (i = 0; i < m; i++)
-		if (isnan((*arr)[(*n)++] = lm_agg_read_float8(r)))
-			lm_agg_bad_state(r, "A score is NaN.");
-}
-
-/* in the per-call context, as every deserialised state (src/pg/agg_state.h) */
-PG_FUNCTION_INFO_V1(leadmgmt_auc_deserialize);
-Datum
-leadmgmt_auc_deserialize(PG_FUNCTION_ARGS)
-{
-	LmAggReader r;
-	int64		npos,
-				nneg;
-	AucState   *s;
-
-	(void) lm_aggregate_context(fcinfo, "auc_deserialize");
-	lm_agg_read_begin(&r, PG_GETARG_BYTEA_PP(0), AUC_STATE_VERSION, "auc");
-	npos = lm_agg_read_int64(&r);
-	nneg = lm_agg_read_int64(&r);
-	if (npos < 0 || nneg < 0 ||
-		(double) lm_agg_left(&r) != 8.0 * ((double) npos + (double) nneg))
-		lm_agg_bad_state(&r, "Score counts do not match the data.");
-	s = palloc0(sizeof(AucState));
-	if (npos > 0)
-		auc_read(&r, &s->pos, &s->npos, &s->cappos, npos);
-	if (nneg > 0)
-		auc_read(&r, &s->neg, &s->nneg, &s->capneg, nneg);
-	lm_agg_read_end(&r);
-	PG_RETURN_POINTER(s);
-}
-
-PG_FUNCTION_INFO_V1(leadmgmt_auc_final);
-Datum
-leadmgmt_auc_final(PG_FUNCTION_ARGS)
-{
-	AucState   *s = PG_ARGISNULL(0) ? NULL : (AucState *) PG_GETARG_POINTER(0);
-
-	(void) lm_aggregate_context(fcinfo, "auc_final");
-	/* undefined without both classes */
-	if (s == NULL || s->npos == 0 || s->nneg == 0)
-		PG_RETURN_NULL();
-	PG_RETURN_FLOAT8(lm_auc(s->pos, (size_t) s->npos, s->neg, (size_t) s->nneg));
 }
