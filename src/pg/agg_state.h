@@ -50,6 +50,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "libpq/pqformat.h"
+#include "utils/memutils.h"
 
 /* a serialised state must fit in a bytea, with room for its header */
 #define LM_AGG_MAX_SERIAL	((double) (MaxAllocSize - 1024 * 1024))
