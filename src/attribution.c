@@ -276,11 +276,7 @@ leadmgmt_attribution_combine(PG_FUNCTION_ARGS)
 
 	aggcxt = lm_aggregate_context(fcinfo, "attribution_combine");
 	if (s2 == NULL)
-	{
-		if (s1 == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(s1);
-	}
+		LM_RETURN_AGG_STATE(s1);
 	if (s1 == NULL)
 	{
 		/* copy: s2 may live in a shorter-lived context */

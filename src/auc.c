@@ -57,11 +57,7 @@ leadmgmt_auc_trans(PG_FUNCTION_ARGS)
 	double		score;
 
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
-	{
-		if (s == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(s);
-	}
+		LM_RETURN_AGG_STATE(s);
 	score = PG_GETARG_FLOAT8(1);
 	if (isnan(score))
 		ereport(ERROR,
@@ -86,11 +82,7 @@ leadmgmt_auc_combine(PG_FUNCTION_ARGS)
 	AucState   *b = PG_ARGISNULL(1) ? NULL : (AucState *) PG_GETARG_POINTER(1);
 
 	if (b == NULL)
-	{
-		if (a == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(a);
-	}
+		LM_RETURN_AGG_STATE(a);
 	if (a == NULL)
 		a = MemoryContextAllocZero(ctx, sizeof(AucState));
 	if (b->npos > 0)

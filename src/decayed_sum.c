@@ -117,11 +117,7 @@ leadmgmt_decayed_sum_trans(PG_FUNCTION_ARGS)
 
 	/* skipped rows leave no state yet as SQL NULL, not as a NULL pointer */
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
-	{
-		if (state == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(state);
-	}
+		LM_RETURN_AGG_STATE(state);
 	if (PG_ARGISNULL(4))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -161,11 +157,7 @@ leadmgmt_decayed_sum_combine(PG_FUNCTION_ARGS)
 	DecayedSumState *b = PG_ARGISNULL(1) ? NULL : (DecayedSumState *) PG_GETARG_POINTER(1);
 
 	if (b == NULL)
-	{
-		if (a == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(a);
-	}
+		LM_RETURN_AGG_STATE(a);
 	if (a == NULL)
 	{
 		/* copy: b may be a deserialised state in the per-call context */

@@ -305,11 +305,7 @@ logreg_trans_common(FunctionCallInfo fcinfo, double l2)
 	int			p;
 
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
-	{
-		if (s == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(s);
-	}
+		LM_RETURN_AGG_STATE(s);
 	arr = PG_GETARG_ARRAYTYPE_P(2);
 	v = float8_array(arr, &p, "features", true);
 	check_feature_count(p);
@@ -352,11 +348,7 @@ leadmgmt_logreg_combine(PG_FUNCTION_ARGS)
 	LogregState *b = PG_ARGISNULL(1) ? NULL : (LogregState *) PG_GETARG_POINTER(1);
 
 	if (b == NULL)
-	{
-		if (a == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(a);
-	}
+		LM_RETURN_AGG_STATE(a);
 	if (a == NULL)
 	{
 		/* copy into the aggregate context */
@@ -598,11 +590,7 @@ leadmgmt_logreg_step_trans(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("coef must not be null")));
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
-	{
-		if (s == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(s);
-	}
+		LM_RETURN_AGG_STATE(s);
 	x = float8_array(PG_GETARG_ARRAYTYPE_P(2), &p, "features", true);
 	check_feature_count(p);
 	if (s == NULL)
@@ -638,11 +626,7 @@ leadmgmt_logreg_step_combine(PG_FUNCTION_ARGS)
 	LogregStepState *b = PG_ARGISNULL(1) ? NULL : (LogregStepState *) PG_GETARG_POINTER(1);
 
 	if (b == NULL)
-	{
-		if (a == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(a);
-	}
+		LM_RETURN_AGG_STATE(a);
 	if (a == NULL)
 		a = step_new(ctx, b->k, b->beta);
 	else if (a->k != b->k)

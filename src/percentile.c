@@ -191,11 +191,7 @@ leadmgmt_interval_percentiles_combine(PG_FUNCTION_ARGS)
 	PctState   *b = PG_ARGISNULL(1) ? NULL : (PctState *) PG_GETARG_POINTER(1);
 
 	if (b == NULL || b->nfractions < 0)
-	{
-		if (a == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(a);
-	}
+		LM_RETURN_AGG_STATE(a);
 	if (a == NULL)
 		a = new_state(aggcxt);
 	if (a->nfractions < 0)

@@ -224,11 +224,7 @@ leadmgmt_stage_conversions_combine(PG_FUNCTION_ARGS)
 	Size		i;
 
 	if (b == NULL || b->nstages < 0)
-	{
-		if (a == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(a);
-	}
+		LM_RETURN_AGG_STATE(a);
 	if (a == NULL || a->nstages < 0)
 	{
 		MemoryContext old = MemoryContextSwitchTo(aggcxt);

@@ -61,6 +61,18 @@ typedef struct LmAggReader
 	const char *aggname;
 } LmAggReader;
 
+/*
+ * Return from a transition or combine function: the state, or SQL NULL
+ * while there is none.  Never a NULL pointer as a non-NULL internal value:
+ * PostgreSQL would hand it to the serialise function, which would crash.
+ */
+#define LM_RETURN_AGG_STATE(state) \
+	do { \
+		if ((state) == NULL) \
+			PG_RETURN_NULL(); \
+		PG_RETURN_POINTER(state); \
+	} while (0)
+
 extern MemoryContext lm_aggregate_context(FunctionCallInfo fcinfo, const char *funcname);
 
 extern void lm_agg_check_size(const char *aggname, double bytes, const char *hint);
