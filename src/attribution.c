@@ -178,7 +178,8 @@ new_state(MemoryContext cxt, LmAttrModel model, int64 half_life_us,
 	memcpy(state->model_text, model_text, model_len);
 	state->model_text[model_len] = '\0';
 	state->model_len = model_len;
-	reserve(state, cxt, capacity, arena_size);
+	/* never a NULL array, even for no touches or only empty ones */
+	reserve(state, cxt, Max(capacity, 1), Max(arena_size, 1));
 	return state;
 }
 
