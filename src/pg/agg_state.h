@@ -14,10 +14,12 @@
  *	  first argument is NULL) and keeps no pointer into it.  So the leader
  *	  never holds a worker's data twice, and the memory goes back at once;
  *	- final functions allocate their scratch and result in the per-call
- *	  context.
- *	Combine functions are therefore declared non-strict (CALLED ON NULL
- *	INPUT): a strict one would let PostgreSQL adopt the deserialised
- *	pointer as the transition value.
+ *	  context;
+ *	- while a group has no state yet, transition and combine functions
+ *	  return SQL NULL, never a NULL pointer: LM_RETURN_AGG_STATE(state).
+ *	Combine functions are declared non-strict (CALLED ON NULL INPUT): a
+ *	strict one would let PostgreSQL adopt the deserialised pointer as the
+ *	transition value.
  *
  * Serialised form (one format for every aggregate): PostgreSQL's pqformat,
  * integers and floats in network byte order, the first byte the state's
