@@ -42,7 +42,8 @@ else
 	notok "META.json"
 fi
 
-name=$(basename "$zip" .zip)
+# the archive's top directory, leadmgmt-<version>
+name=$(unzip -Z1 "$zip" 2>/dev/null | head -1 | cut -d/ -f1)
 (cd "$work" && unzip -q "$zip") || { notok "unzip $zip"; finish; }
 src=$work/$name
 if [ ! -f "$src/META.json" ] || [ -e "$src/.git" ] || [ -e "$src/.ci" ]; then

@@ -29,7 +29,7 @@ TOP=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${LM_MATRIX_CACHE:-/var/cache/leadmgmt-matrix}
 MATRIX=${LM_MATRIX:-bookworm:15 trixie:17 forky:18}
 LOGDIR=$TOP/build/matrix
-PASSON="LM_SUITES REGRESS ISOLATION TAP_TESTS_GLOB FUZZ_SECONDS FUZZ_QUERIES FUZZ_LEADS FUZZ_SEED FUZZ_PARALLEL FUZZ_RUNS"
+PASSON="LM_SUITES REGRESS ISOLATION TAP_TESTS_GLOB FUZZ_SECONDS FUZZ_QUERIES FUZZ_LEADS FUZZ_SEED FUZZ_PARALLEL FUZZ_RUNS LM_DIST_ZIP"
 
 die() { echo "matrix: $*" >&2; exit 1; }
 
@@ -48,8 +48,11 @@ root() {
 	suite=$1
 	r=$CACHE/$suite
 	[ -f "$r/.leadmgmt-root" ] && return 0
-	command -v debootstrap >/dev/null 2>&1 ||
-		die "debootstrap is missing: apt-get install debootstrap"
+	if ! command -v debootstrap >/dev/null 2>&1; then
+		echo "matrix: installing debootstrap"
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap; } >"$CACHE/debootstrap-install.log" 2>&1 ||
+			{ tail -5 "$CACHE/debootstrap-install.log" >&2; die "cannot install debootstrap (apt-get install debootstrap)"; }
+	fi
 	m=$(mirror)
 	mkdir -p "$CACHE"
 	# say so plainly when the mirror cannot be reached, rather than after
@@ -92,6 +95,11 @@ copy() {
 		(cd "$TOP" && tar --exclude=./build -cf - .) | tar -C "$dst" -xf -
 	fi
 	chmod 755 "$dst"
+	# the PGXN archive (make dist needs git, which the roots lack): the
+	# suite dist of make test takes it from LM_DIST_ZIP
+	if [ -n "$DIST_ZIP" ]; then
+		cp "$DIST_ZIP" "$dst/build-dist.zip"
+	fi
 }
 
 # inroot SUITE net|nonet COMMAND: run COMMAND (sh -c) as root in the root
@@ -138,6 +146,18 @@ shell)
 test|deb) ;;
 *) die "usage: $0 [test|deb|shell SUITE]" ;;
 esac
+
+DIST_ZIP=""
+LM_DIST_ZIP=""
+if [ "$mode" = test ] && git -C "$TOP" rev-parse --verify -q HEAD >/dev/null 2>&1; then
+	rm -rf "$LOGDIR/dist"
+	if DIST_ZIP=$("$TOP/scripts/dist.sh" "$LOGDIR/dist" 2>"$LOGDIR/dist.log"); then
+		LM_DIST_ZIP=/srv/leadmgmt/build-dist.zip
+	else
+		cat "$LOGDIR/dist.log" >&2
+		DIST_ZIP=""
+	fi
+fi
 
 passed=0
 failed=0
