@@ -22,7 +22,7 @@ cd "$TOP"
 
 if [ "${1:-}" = deps ]; then
 	missing=""
-	for p in debhelper dpkg-dev postgresql-server-dev-all libicu-dev pkg-config make; do
+	for p in build-essential debhelper dpkg-dev postgresql-server-dev-all libicu-dev pkg-config make; do
 		dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
 	done
 	[ -z "$missing" ] && exit 0
@@ -81,16 +81,20 @@ else
 fi
 
 # CREATE EXTENSION from the packaged files, nothing staged
-if pg_virtualenv -t -v "$PG_MAJOR" -i '--encoding=UTF8 --locale=C.UTF-8' psql -X -q -At -v ON_ERROR_STOP=1 \
-	-c "SELECT name || ' ' || default_version FROM pg_available_extensions WHERE name = 'leadmgmt'" \
-	-c "CREATE EXTENSION leadmgmt" \
-	-c "SELECT extversion FROM pg_extension WHERE extname = 'leadmgmt'" \
-	-c "SELECT count(*) > 0 FROM leadmgmt.stage" > "$OUT/create.log" 2>&1 &&
-	[ "$(sed -n 1p "$OUT/create.log")" = "leadmgmt ${version%-*}" ] &&
-	[ "$(sed -n 3p "$OUT/create.log")" = "t" ]; then
-	ok "CREATE EXTENSION leadmgmt ${version%-*} from the package"
+cat > "$OUT/create.sql" <<'SQL'
+SELECT name || ' ' || default_version FROM pg_available_extensions WHERE name = 'leadmgmt';
+CREATE EXTENSION leadmgmt;
+SELECT extversion FROM pg_extension WHERE extname = 'leadmgmt';
+SELECT leadmgmt.normalize_company('Acme, Inc.');
+SQL
+if pg_virtualenv -t -v "$PG_MAJOR" -i '--encoding=UTF8 --locale=C.UTF-8' \
+	sh -c "psql -X -q -At -v ON_ERROR_STOP=1 -f $OUT/create.sql > $OUT/create.out" > "$OUT/create.log" 2>&1 &&
+	[ "$(sed -n 1p "$OUT/create.out")" = "leadmgmt ${version%-*}" ] &&
+	[ "$(sed -n 2p "$OUT/create.out")" = "${version%-*}" ] &&
+	[ "$(sed -n 3p "$OUT/create.out")" = acme ]; then
+	ok "CREATE EXTENSION leadmgmt ${version%-*} from the package (listed in pg_available_extensions, C functions load)"
 else
-	sed 's/^/# /' "$OUT/create.log"
+	cat "$OUT/create.log" "$OUT/create.out" | sed 's/^/# /'
 	notok "CREATE EXTENSION from the package"
 fi
 

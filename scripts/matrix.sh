@@ -174,7 +174,9 @@ for e in $MATRIX; do
 	else
 		copy "$suite"
 		# with the network: the root's packages (once), then the tests without
-		if ! inroot "$suite" net "cd /srv/leadmgmt && PG_CONFIG=$pgc scripts/bootstrap.sh" >>"$log" 2>&1; then
+		deps="scripts/bootstrap.sh"
+		[ "$mode" = deb ] && deps="$deps && scripts/deb.sh deps"
+		if ! inroot "$suite" net "cd /srv/leadmgmt && export PG_CONFIG=$pgc && $deps" >>"$log" 2>&1; then
 			tail -20 "$log"
 			f=1
 		elif [ "$mode" = test ]; then
