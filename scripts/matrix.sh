@@ -57,7 +57,7 @@ root() {
 	mkdir -p "$CACHE"
 	# say so plainly when the mirror cannot be reached, rather than after
 	# a page of debootstrap output
-	if ! /usr/lib/apt/apt-helper download-file "$m/dists/$suite/Release" "$CACHE/$suite.Release" >"$CACHE/$suite.probe.log" 2>&1; then
+	if ! /usr/lib/apt/apt-helper -o APT::Sandbox::User=root download-file "$m/dists/$suite/Release" "$CACHE/$suite.Release" >"$CACHE/$suite.probe.log" 2>&1; then
 		cat "$CACHE/$suite.probe.log" >&2
 		die "cannot reach the Debian mirror $m for $suite (set LM_MIRROR to another)"
 	fi
@@ -168,8 +168,9 @@ for e in $MATRIX; do
 	start=$(date +%s)
 	p=0 f=0
 	pgc=/usr/lib/postgresql/$major/bin/pg_config
-	if ! root "$suite" >"$log" 2>&1; then
-		cat "$log" >&2
+	# (a subshell: root's die ends this version, not the run)
+	if ! (root "$suite") >"$log" 2>&1; then
+		sed 's/^/   /' "$log"
 		f=1
 	else
 		copy "$suite"
