@@ -31,6 +31,9 @@ MATRIX=${LM_MATRIX:-bookworm:15 trixie:17 forky:18}
 LOGDIR=$TOP/build/matrix
 PASSON="LM_SUITES REGRESS ISOLATION TAP_TESTS_GLOB FUZZ_SECONDS FUZZ_QUERIES FUZZ_LEADS FUZZ_SEED FUZZ_PARALLEL FUZZ_RUNS LM_DIST_ZIP"
 
+DIST_ZIP=""       # the PGXN archive handed to each root (mode test)
+LM_DIST_ZIP=""
+
 die() { echo "matrix: $*" >&2; exit 1; }
 
 # the Debian archive this machine's apt uses (deb822 URIs: or one-line deb)
@@ -147,8 +150,6 @@ test|deb) ;;
 *) die "usage: $0 [test|deb|shell SUITE]" ;;
 esac
 
-DIST_ZIP=""
-LM_DIST_ZIP=""
 if [ "$mode" = test ] && git -C "$TOP" rev-parse --verify -q HEAD >/dev/null 2>&1; then
 	rm -rf "$LOGDIR/dist"
 	if DIST_ZIP=$("$TOP/scripts/dist.sh" "$LOGDIR/dist" 2>"$LOGDIR/dist.log"); then
