@@ -78,11 +78,19 @@ check() {
 	need clang                        command -v clang
 	need sqlsmith                     command -v sqlsmith
 }
-check
-# libclang-rt-NN-dev for the clang this distribution installs as `clang`
-if command -v clang >/dev/null 2>&1 && ! fuzz_runtime >/dev/null 2>&1; then
+# what goes with the clang this distribution installs as `clang`, version NN:
+# libFuzzer's runtime (libclang-rt-NN-dev) and llvm-NN (llvm-symbolizer, for
+# readable sanitizer reports)
+llvm_missing() {
 	llvm=$(readlink -f "$(command -v clang)" | sed -n 's|^/usr/lib/llvm-\([0-9][0-9]*\)/bin/.*|\1|p')
-	missing="$missing libclang-rt-${llvm:-NN}-dev"
+	fuzz_runtime >/dev/null 2>&1 || echo "libclang-rt-${llvm:-NN}-dev"
+	[ -x "/usr/lib/llvm-${llvm:-NN}/bin/llvm-symbolizer" ] || echo "llvm-${llvm:-NN}"
+}
+check
+if command -v clang >/dev/null 2>&1; then
+	missing="$missing $(llvm_missing | tr '\n' ' ')"
+	missing=$(echo $missing)
+	[ -n "$missing" ] && missing=" $missing"
 fi
 
 if [ -z "$missing" ]; then
@@ -101,12 +109,11 @@ echo "leadmgmt: installing for PostgreSQL $major:$missing"
 apt_update
 apt_install $missing
 # clang came with this run: now its version says which runtime to add
-if ! fuzz_runtime >/dev/null 2>&1; then
-	llvm=$(readlink -f "$(command -v clang)" | sed -n 's|^/usr/lib/llvm-\([0-9][0-9]*\)/bin/.*|\1|p')
-	apt_install libclang-rt-$llvm-dev
-fi
+more=$(llvm_missing)
+[ -n "$more" ] && apt_install $more
 check
-if [ -n "$missing" ] || ! fuzz_runtime >/dev/null 2>&1; then
+missing="$missing$(llvm_missing | sed 's/^/ /' | tr -d '\n')"
+if [ -n "$missing" ]; then
 	echo "leadmgmt: still missing after apt-get install:$missing" >&2
 	exit 1
 fi
