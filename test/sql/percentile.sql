@@ -58,8 +58,8 @@ SELECT grp, leadmgmt.interval_percentiles(v, '{0.5,0.9}') FROM pct GROUP BY grp;
 CREATE TEMP TABLE par AS SELECT grp, leadmgmt.interval_percentiles(v, '{0.5,0.9}') AS p FROM pct GROUP BY grp;
 RESET max_parallel_workers_per_gather;
 CREATE TEMP TABLE ser AS SELECT grp, leadmgmt.interval_percentiles(v, '{0.5,0.9}') AS p FROM pct GROUP BY grp;
--- equal lengths written differently tie, and the workers' row order decides
--- which one is picked: compare lengths, as interval = does
+-- compared as values: of equal lengths written differently ('1 mon', '30 days')
+-- either may be picked, and which one depends on which worker read which row
 SELECT count(*) AS groups, count(*) FILTER (WHERE par.p IS DISTINCT FROM ser.p) AS mismatches
   FROM par FULL JOIN ser USING (grp);
 -- whole table in one group through Gather: every partial state combined
