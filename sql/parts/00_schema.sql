@@ -148,7 +148,7 @@ BEGIN
 			PERFORM now() AT TIME ZONE value;
 			canonical := value;
 		WHEN 'stage' THEN
-			IF NOT EXISTS (SELECT 1 FROM leadmgmt.stage st WHERE st.name = value) THEN
+			IF (SELECT count(*) FROM leadmgmt.stage st WHERE st.name = value) = 0 THEN
 				RAISE EXCEPTION 'unknown stage';
 			END IF;
 			canonical := value;
