@@ -238,8 +238,12 @@ SELECT pg_catalog.pg_extension_config_dump('leadmgmt.nurture_step', '');
 CREATE SEQUENCE leadmgmt.nurture_enrollment_id_seq AS bigint;
 CREATE TABLE leadmgmt.nurture_enrollment (
 	id           bigint PRIMARY KEY DEFAULT pg_catalog.nextval('leadmgmt.nurture_enrollment_id_seq'),
-	lead_id      bigint NOT NULL REFERENCES leadmgmt.lead (id) ON DELETE CASCADE,
-	track        text NOT NULL REFERENCES leadmgmt.nurture_track (name),
+	-- no foreign keys: their per-row checks doubled the cost of enrolling a
+	-- million leads; nurture_enroll() is the only writer and enrols existing
+	-- leads into existing tracks, the triggers below cascade deleted leads
+	-- and keep tracks with enrolments from being deleted or renamed
+	lead_id      bigint NOT NULL,
+	track        text NOT NULL,
 	enrolled_at  timestamptz NOT NULL,
 	step_no      integer NOT NULL DEFAULT 0,
 	status       text NOT NULL
@@ -485,10 +489,61 @@ CREATE TRIGGER lead_nurture_left
 	      OR OLD.forgotten_at IS NULL AND NEW.forgotten_at IS NOT NULL)
 	EXECUTE FUNCTION leadmgmt.nurture_lead_left();
 
+-- What the foreign keys would do: a deleted lead takes its enrolments
+-- along; a track with enrolments keeps its name and cannot be deleted (its
+-- history would lose its meaning): pause it instead.
+CREATE FUNCTION leadmgmt.nurture_lead_deleted()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM leadmgmt.nurture_enrollment e WHERE e.lead_id IN (SELECT o.id FROM deleted_leads o);
+	RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION leadmgmt.nurture_lead_deleted() FROM PUBLIC;
+COMMENT ON FUNCTION leadmgmt.nurture_lead_deleted() IS
+	'Trigger: deleting leads deletes their nurture enrolments';
+CREATE TRIGGER lead_nurture_deleted
+	AFTER DELETE ON leadmgmt.lead
+	REFERENCING OLD TABLE AS deleted_leads
+	FOR EACH STATEMENT EXECUTE FUNCTION leadmgmt.nurture_lead_deleted();
+
+CREATE FUNCTION leadmgmt.nurture_track_in_use()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF (TG_OP = 'DELETE' OR NEW.name IS DISTINCT FROM OLD.name)
+	   AND EXISTS (SELECT 1 FROM leadmgmt.nurture_enrollment e WHERE e.track = OLD.name) THEN
+		RAISE EXCEPTION 'nurture track "%" has enrolments', OLD.name
+			USING ERRCODE = 'LM093',
+			      DETAIL = 'Its enrolments, touches and measurement refer to it by name.',
+			      HINT = 'Set active = false to stop it; make a new track for a new program.';
+	END IF;
+	RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+REVOKE ALL ON FUNCTION leadmgmt.nurture_track_in_use() FROM PUBLIC;
+COMMENT ON FUNCTION leadmgmt.nurture_track_in_use() IS
+	'Trigger: a nurture track with enrolments cannot be deleted or renamed';
+CREATE TRIGGER nurture_track_in_use
+	BEFORE DELETE OR UPDATE OF name ON leadmgmt.nurture_track
+	FOR EACH ROW EXECUTE FUNCTION leadmgmt.nurture_track_in_use();
+
 CREATE FUNCTION leadmgmt.nurture_enroll(at timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (enrolled bigint, held_out bigint, exited bigint)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- Set operations over every lead and enrolment: hash joins are right, and
+-- the statistics of nurture_enrollment lag behind the rows this very
+-- function adds (a nested loop planned for an "empty" table is quadratic);
+-- JIT costs a second of compilation for a statement that runs in a few.
+SET enable_nestloop = off
+SET jit = off
+SET work_mem = '64MB'
 AS $$
 DECLARE
 	convert_rank integer;
@@ -562,8 +617,8 @@ BEGIN
 	GET DIAGNOSTICS exited = ROW_COUNT;
 
 	-- 2. enrolment, track by track in priority order; the unique indexes
-	-- decide between concurrent runs (ON CONFLICT DO NOTHING), and rows go
-	-- in lead id order, the order merge_leads() locks leads in
+	-- decide between concurrent runs (ON CONFLICT DO NOTHING).  No lead row
+	-- is locked, so merges and stage changes never wait for a run.
 	FOR t IN SELECT * FROM leadmgmt.nurture_track tr WHERE tr.active ORDER BY tr.priority DESC, tr.name LOOP
 		SELECT s.channel, c.consent_channel, s.wait INTO first_channel, first_consent, first_wait
 		  FROM leadmgmt.nurture_step s JOIN leadmgmt.nurture_channel c ON c.name = s.channel
@@ -610,6 +665,12 @@ BEGIN
 		enrolled := enrolled + n_new;
 		held_out := held_out + n_held;
 	END LOOP;
+	-- a run that grew the table by a tenth or more refreshes its statistics
+	-- for the next run and for nurture_due (autovacuum comes later)
+	IF enrolled > 1000 AND enrolled * 10 > (SELECT c.reltuples FROM pg_catalog.pg_class c
+	                                        WHERE c.oid = 'leadmgmt.nurture_enrollment'::regclass) THEN
+		ANALYZE leadmgmt.nurture_enrollment;
+	END IF;
 	RETURN NEXT;
 END
 $$;
