@@ -554,6 +554,8 @@ DECLARE
 	first_wait interval;
 	n_new bigint;
 	n_held bigint;
+	exit_ids bigint[];
+	exit_reasons text[];
 BEGIN
 	IF at IS NULL OR NOT isfinite(at) THEN
 		RAISE EXCEPTION 'enrolment time must be finite and not null' USING ERRCODE = '22004';
@@ -605,15 +607,19 @@ BEGIN
 		  LEFT JOIN withdrawn wd ON wd.lead_id = e.lead_id AND wd.channel = ch.consent_channel
 		 WHERE e.exited_at IS NULL
 	)
+	SELECT array_agg(cur.id), array_agg(cur.reason) INTO exit_ids, exit_reasons
+	  FROM cur WHERE cur.reason IS NOT NULL;
+	-- read first, then write the few that leave (a concurrent run or a merge
+	-- may have ended some meanwhile: the exited_at test sees its result)
 	UPDATE leadmgmt.nurture_enrollment e
 	   SET status = CASE WHEN e.status = 'holdout' THEN 'holdout'
-	                     WHEN cur.reason = 'finished' THEN 'completed'
+	                     WHEN x.reason = 'finished' THEN 'completed'
 	                     ELSE 'exited' END,
 	       exited_at = greatest(nurture_enroll.at, e.enrolled_at, e.last_sent_at),
-	       exit_reason = cur.reason,
+	       exit_reason = x.reason,
 	       next_due_at = NULL
-	  FROM cur
-	 WHERE cur.id = e.id AND cur.reason IS NOT NULL AND e.exited_at IS NULL;
+	  FROM unnest(exit_ids, exit_reasons) AS x(id, reason)
+	 WHERE e.id = x.id AND e.exited_at IS NULL;
 	GET DIAGNOSTICS exited = ROW_COUNT;
 
 	-- 2. enrolment, track by track in priority order; the unique indexes
