@@ -86,6 +86,10 @@ psql -X -q -At -c "SELECT 'active enrolments: ' || count(*) || ', due now: ' || 
                      FROM leadmgmt.nurture_enrollment WHERE status = 'active'"
 echo "plan of SELECT * FROM leadmgmt.nurture_due:"
 psql -X -q -c "EXPLAIN (COSTS OFF) SELECT * FROM leadmgmt.nurture_due" | sed 's/^/  /'
+# one untimed pass of each, so that neither is measured on a cold cache
+psql -X -q -c "SELECT count(*) FROM leadmgmt.nurture_due" >/dev/null
+psql -X -q -c 'SET enable_indexscan = off' -c 'SET enable_bitmapscan = off' \
+	-c "SELECT count(*) FROM leadmgmt.nurture_due" >/dev/null
 best_idx=""; best_seq=""
 i=0
 while [ $i -lt "$rounds" ]; do

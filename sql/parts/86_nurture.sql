@@ -554,10 +554,10 @@ CREATE VIEW leadmgmt.nurture_due WITH (security_invoker = true) AS
 	   AND (SELECT x.granted FROM leadmgmt.consent x
 	         WHERE x.lead_id = e.lead_id AND x.channel = c.consent_channel
 	         ORDER BY x.at DESC, x.id DESC LIMIT 1) IS NOT FALSE
-	   -- the frequency cap, across tracks
+	   -- the frequency cap, across tracks (the bound is computed once)
 	   AND NOT EXISTS (SELECT 1 FROM leadmgmt.activity a
 	                    WHERE a.lead_id = e.lead_id AND a.kind = 'nurture_touch'
-	                      AND a.occurred_at > pg_catalog.now() - leadmgmt.get_setting('nurture_min_gap')::interval);
+	                      AND a.occurred_at > (SELECT pg_catalog.now() - leadmgmt.get_setting('nurture_min_gap')::interval));
 COMMENT ON VIEW leadmgmt.nurture_due IS
 	'Nurture touches to send now: the next step of every active enrolment whose wait has passed, if the lead may be contacted on the step''s channel (consent, email_status) and had no nurture touch within the nurture_min_gap setting; holdout leads never appear';
 COMMENT ON COLUMN leadmgmt.nurture_due.enrollment IS 'the enrolment; pass it to nurture_sent() after sending';
