@@ -404,6 +404,7 @@ DECLARE
 	n_held bigint;
 	exit_ids bigint[];
 	exit_reasons text[];
+	candidates bigint[];
 BEGIN
 	IF at IS NULL OR NOT isfinite(at) THEN
 		RAISE EXCEPTION 'enrolment time must be finite and not null' USING ERRCODE = '22004';
@@ -470,10 +471,23 @@ BEGIN
 	 WHERE e.id = x.id AND e.exited_at IS NULL;
 	GET DIAGNOSTICS exited = ROW_COUNT;
 
-	-- 2. enrolment, track by track in priority order; the unique indexes
-	-- decide between concurrent runs (ON CONFLICT DO NOTHING).  No lead row
-	-- is locked, so merges and stage changes never wait for a run.
-	FOR t IN SELECT * FROM leadmgmt.nurture_track tr WHERE tr.active ORDER BY tr.priority DESC, tr.name LOOP
+	-- 2. enrolment.  The candidates, found in one pass: leads that may be
+	-- nurtured and have no current enrolment (in the steady state, only the
+	-- new ones).  Then track by track in priority order, the candidates
+	-- that match; the unique indexes do the rest: a lead enrolled by a
+	-- higher track (nurture_enrollment_current), one that was in this track
+	-- before (nurture_enrollment_once), and one a concurrent run enrolled
+	-- are all skipped by ON CONFLICT DO NOTHING.  No lead row is locked, so
+	-- merges and stage changes never wait for a run.
+	SELECT array_agg(l.id ORDER BY l.id) INTO candidates
+	  FROM leadmgmt.lead l
+	  JOIN leadmgmt.stage st ON st.name = l.stage
+	 WHERE l.merged_into IS NULL AND l.forgotten_at IS NULL AND st.category <> 'lost'
+	   AND l.created_at <= nurture_enroll.at
+	   AND NOT EXISTS (SELECT 1 FROM leadmgmt.nurture_enrollment x
+	                    WHERE x.lead_id = l.id AND x.exited_at IS NULL);
+	FOR t IN SELECT * FROM leadmgmt.nurture_track tr WHERE tr.active AND candidates IS NOT NULL
+	          ORDER BY tr.priority DESC, tr.name LOOP
 		SELECT s.channel, c.consent_channel, s.wait INTO first_channel, first_consent, first_wait
 		  FROM leadmgmt.nurture_step s JOIN leadmgmt.nurture_channel c ON c.name = s.channel
 		 WHERE s.track = t.name AND s.step_no = 1;
@@ -486,9 +500,7 @@ BEGIN
 				       CASE WHEN leadmgmt.nurture_bucket(l.id, $1) < $3 THEN 'holdout' ELSE 'active' END,
 				       CASE WHEN leadmgmt.nurture_bucket(l.id, $1) < $3 THEN NULL ELSE $2 + $4 END
 				  FROM leadmgmt.lead l
-				  JOIN leadmgmt.stage st ON st.name = l.stage
-				 WHERE l.merged_into IS NULL AND l.forgotten_at IS NULL AND st.category <> 'lost'
-				   AND l.created_at <= $2
+				 WHERE l.id = ANY ($13)
 				   AND ($5::text[] IS NULL OR l.stage = ANY ($5))
 				   AND ($6::text[] IS NULL OR l.grade = ANY ($6))
 				   AND ($7::float8 IS NULL OR l.score >= $7)
@@ -504,9 +516,6 @@ BEGIN
 				                         FROM leadmgmt.consent c WHERE c.channel = $12
 				                        ORDER BY c.lead_id, c.at DESC, c.id DESC) w
 				         WHERE w.lead_id = l.id AND NOT w.granted)
-				   AND NOT EXISTS (
-				        SELECT 1 FROM leadmgmt.nurture_enrollment x
-				         WHERE x.lead_id = l.id AND (x.exited_at IS NULL OR x.track = $1))
 				 ORDER BY l.id
 				ON CONFLICT DO NOTHING
 				RETURNING ne.status)
@@ -515,7 +524,7 @@ BEGIN
 		INTO n_new, n_held
 		USING t.name, nurture_enroll.at, t.holdout_pct, first_wait, t.entry_stages, t.entry_grades,
 		      t.min_score, t.max_score, t.interest_kind, t.interest_pattern, t.interest_within,
-		      first_consent;
+		      first_consent, candidates;
 		enrolled := enrolled + n_new;
 		held_out := held_out + n_held;
 	END LOOP;
