@@ -625,12 +625,11 @@ BEGIN
 
 	-- 2. enrolment.  The candidates, found in one pass: leads that may be
 	-- nurtured and have no current enrolment (in the steady state, only the
-	-- new ones).  Then track by track in priority order, the candidates
-	-- that match; the unique indexes do the rest: a lead enrolled by a
-	-- higher track (nurture_enrollment_current), one that was in this track
-	-- before (nurture_enrollment_once), and one a concurrent run enrolled
-	-- are all skipped by ON CONFLICT DO NOTHING.  No lead row is locked, so
-	-- merges and stage changes never wait for a run.
+	-- new ones; none: no per-track work at all).  Then track by track in
+	-- priority order, those that match and were never in the track; a lead
+	-- a concurrent run enrolled meanwhile is skipped by ON CONFLICT on the
+	-- one-current-enrolment index.  No lead row is locked, so merges and
+	-- stage changes never wait for a run.
 	SELECT array_agg(l.id ORDER BY l.id) INTO candidates
 	  FROM leadmgmt.lead l
 	  JOIN leadmgmt.stage st ON st.name = l.stage
@@ -644,15 +643,21 @@ BEGIN
 		  FROM leadmgmt.nurture_step s JOIN leadmgmt.nurture_channel c ON c.name = s.channel
 		 WHERE s.track = t.name AND s.step_no = 1;
 		CONTINUE WHEN NOT FOUND;
-		-- EXECUTE: a plan for this track's criteria, not a generic one
-		EXECUTE $sql$
+		-- EXECUTE: a plan for this track's criteria, not a generic one.  A
+		-- few candidates (the steady state) are looked up by id; many (a
+		-- first run) are found by a scan of lead.  The arbiter is the
+		-- one-current-enrolment index alone (one probe per row, not three);
+		-- a lead that was in the track before is left out by the query.
+		EXECUTE format($sql$
 			WITH ins AS (
 				INSERT INTO leadmgmt.nurture_enrollment AS ne (lead_id, track, enrolled_at, step_no, status, next_due_at)
 				SELECT l.id, $1, $2, 0,
 				       CASE WHEN leadmgmt.nurture_bucket(l.id, $1) < $3 THEN 'holdout' ELSE 'active' END,
 				       CASE WHEN leadmgmt.nurture_bucket(l.id, $1) < $3 THEN NULL ELSE $2 + $4 END
 				  FROM leadmgmt.lead l
-				 WHERE l.id = ANY ($13)
+				 WHERE %s
+				   AND NOT EXISTS (SELECT 1 FROM leadmgmt.nurture_enrollment x
+				                    WHERE x.lead_id = l.id AND (x.exited_at IS NULL OR x.track = $1) %s)
 				   AND ($5::text[] IS NULL OR l.stage = ANY ($5))
 				   AND ($6::text[] IS NULL OR l.grade = ANY ($6))
 				   AND ($7::float8 IS NULL OR l.score >= $7)
@@ -669,10 +674,13 @@ BEGIN
 				                        ORDER BY c.lead_id, c.at DESC, c.id DESC) w
 				         WHERE w.lead_id = l.id AND NOT w.granted)
 				 ORDER BY l.id
-				ON CONFLICT DO NOTHING
+				ON CONFLICT (lead_id) WHERE exited_at IS NULL DO NOTHING
 				RETURNING ne.status)
 			SELECT count(*), count(*) FILTER (WHERE ins.status = 'holdout') FROM ins
-		$sql$
+		$sql$, CASE WHEN cardinality(candidates) <= 10000 THEN 'l.id = ANY ($13)'
+		            ELSE 'l.merged_into IS NULL AND l.forgotten_at IS NULL AND l.created_at <= $2
+				   AND l.stage IN (SELECT st.name FROM leadmgmt.stage st WHERE st.category <> ''lost'')' END,
+		       CASE WHEN cardinality(candidates) <= 10000 THEN 'AND x.lead_id = ANY ($13)' ELSE '' END)
 		INTO n_new, n_held
 		USING t.name, nurture_enroll.at, t.holdout_pct, first_wait, t.entry_stages, t.entry_grades,
 		      t.min_score, t.max_score, t.interest_kind, t.interest_pattern, t.interest_within,
