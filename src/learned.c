@@ -306,7 +306,7 @@ logreg_reserve(MemoryContext ctx, LogregState *s, int64 extra)
 
 	if (need <= s->cap)
 		return;
-	cap = Max(s->cap * 2, 1024);
+	cap = Max(s->cap * 2, 8);
 	while (cap < need)
 		cap *= 2;
 	/* features of cap rows must be addressable */
@@ -895,7 +895,7 @@ leadmgmt_logreg_step_result(PG_FUNCTION_ARGS)
 static void
 auc_push(MemoryContext ctx, double **arr, int64 *n, int64 *cap, const double *v, int64 m)
 {
-	*arr = lm_grow_array(ctx, *arr, cap, *n + m, sizeof(double), 1024,
+	*arr = lm_grow_array(ctx, *arr, cap, *n + m, sizeof(double), 8,
 						 (int64) (MaxAllocHugeSize / sizeof(double)), "auc", "scores");
 	memcpy(*arr + *n, v, sizeof(double) * m);
 	*n += m;

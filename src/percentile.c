@@ -153,7 +153,7 @@ static void
 reserve(PctState *state, MemoryContext aggcxt, int64 more)
 {
 	state->values = lm_grow_array(aggcxt, state->values, &state->capacity,
-								  state->nvalues + more, sizeof(LmSpan), 64, PCT_MAX_VALUES,
+								  state->nvalues + more, sizeof(LmSpan), 8, PCT_MAX_VALUES,
 								  "interval_percentiles", "values");
 }
 

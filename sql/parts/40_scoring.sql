@@ -285,10 +285,11 @@ RETURNS float8 LANGUAGE c PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'leadmgmt_decayed_sum_final';
 COMMENT ON FUNCTION leadmgmt.decayed_sum_final(internal) IS 'decayed_sum final function';
 
+-- SSPACE: state bytes per group measured by bench/aggregates.sh (doc/scaling.md)
 CREATE AGGREGATE leadmgmt.decayed_sum(points float8, ts timestamptz, half_life interval, at timestamptz) (
 	SFUNC = leadmgmt.decayed_sum_trans,
 	STYPE = internal,
-	SSPACE = 48,
+	SSPACE = 88,
 	FINALFUNC = leadmgmt.decayed_sum_final,
 	COMBINEFUNC = leadmgmt.decayed_sum_combine,
 	SERIALFUNC = leadmgmt.decayed_sum_serialize,

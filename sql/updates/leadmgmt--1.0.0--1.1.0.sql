@@ -23,7 +23,37 @@
 
 
 -- BEGIN ingest (COPY speed, SSPACE)
-
+-- Mirrors the SSPACE of every aggregate with an internal state
+-- (sql/parts/40_scoring.sql, 50_funnel.sql, 60_analytics.sql,
+-- 60_analytics_attribution.sql, 70_learned.sql).
+--
+-- SSPACE is the planner's estimate of a state's bytes per group; without it
+-- the planner assumes 8 kB and partitions hash aggregation (doc/scaling.md).
+-- ALTER AGGREGATE cannot change it, and dropping the aggregates would drop
+-- the views and functions built on them (funnel, stage_velocity,
+-- campaign_attribution, funnel_chart, funnel_svg, snapshot_funnel) together
+-- with the privileges grant_access() gave on them.  The update therefore
+-- sets the one planner figure in the catalog, which leaves every object as
+-- CREATE AGGREGATE ... SSPACE makes it (the update runs as a superuser: the
+-- extension is not trusted).
+UPDATE pg_catalog.pg_aggregate a SET aggtransspace = v.sspace
+  FROM (VALUES
+	('leadmgmt.decayed_sum(float8, timestamptz, interval, timestamptz)'::pg_catalog.regprocedure, 88),
+	('leadmgmt.window_funnel(interval, timestamptz, boolean[])'::pg_catalog.regprocedure, 120),
+	('leadmgmt.window_funnel(interval, text, timestamptz, boolean[])'::pg_catalog.regprocedure, 120),
+	('leadmgmt.funnel_step_times(interval, timestamptz, boolean[])'::pg_catalog.regprocedure, 120),
+	('leadmgmt.funnel_step_times(interval, text, timestamptz, boolean[])'::pg_catalog.regprocedure, 120),
+	('leadmgmt.interval_percentiles(interval, float8[])'::pg_catalog.regprocedure, 1456),
+	('leadmgmt.stage_conversions(bigint, text, timestamptz, text[], text[])'::pg_catalog.regprocedure, 1008),
+	('leadmgmt.attribution(text, text, timestamptz)'::pg_catalog.regprocedure, 984),
+	('leadmgmt.attribution(text, text, timestamptz, boolean)'::pg_catalog.regprocedure, 984),
+	('leadmgmt.logreg(boolean, float8[])'::pg_catalog.regprocedure, 1024),
+	('leadmgmt.logreg(boolean, float8[], float8)'::pg_catalog.regprocedure, 1024),
+	('leadmgmt.logreg_summary(boolean, float8[])'::pg_catalog.regprocedure, 1024),
+	('leadmgmt.logreg_summary(boolean, float8[], float8)'::pg_catalog.regprocedure, 1024),
+	('leadmgmt.logreg_step(boolean, float8[], float8[])'::pg_catalog.regprocedure, 672),
+	('leadmgmt.auc(float8, boolean)'::pg_catalog.regprocedure, 280)) AS v(agg, sspace)
+ WHERE a.aggfnoid OPERATOR(pg_catalog.=) v.agg;
 
 -- END ingest
 
