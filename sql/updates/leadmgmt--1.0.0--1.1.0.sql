@@ -55,6 +55,28 @@ UPDATE pg_catalog.pg_aggregate a SET aggtransspace = v.sspace
 	('leadmgmt.auc(float8, boolean)'::pg_catalog.regprocedure, 280)) AS v(agg, sspace)
  WHERE a.aggfnoid OPERATOR(pg_catalog.=) v.agg;
 
+-- Mirrors sql/parts/40_scoring.sql (activity triggers) and
+-- sql/parts/80_identity.sql (activity_lead_resolve).
+
+-- New activity rows are resolved through merged_into by activity_score_row
+-- (once per lead and statement, no query per row) and checked again once per
+-- statement by activity_score_statement (src/scoring.c): activity_lead_resolve
+-- now covers UPDATEs of lead_id only, so COPY runs no query per row.
+DROP TRIGGER activity_score_row ON leadmgmt.activity;
+CREATE TRIGGER activity_score_row
+	BEFORE INSERT ON leadmgmt.activity
+	FOR EACH ROW EXECUTE FUNCTION leadmgmt.activity_score_row();
+COMMENT ON FUNCTION leadmgmt.activity_score_row() IS
+	'Trigger: a new activity row of a merged lead goes to the lead it was merged into (looked up once per lead and statement, no query per row), and gets the points of matching scoring rules unless it arrives with points';
+DROP TRIGGER activity_lead_resolve ON leadmgmt.activity;
+CREATE TRIGGER activity_lead_resolve
+	BEFORE UPDATE OF lead_id ON leadmgmt.activity
+	FOR EACH ROW EXECUTE FUNCTION leadmgmt.activity_lead_resolve();
+COMMENT ON FUNCTION leadmgmt.activity_lead_resolve() IS
+	'Trigger: an activity whose lead_id is updated to a merged lead goes to the lead it was merged into; waits for a merge in progress';
+COMMENT ON FUNCTION leadmgmt.activity_score_statement() IS
+	'Trigger: for the rows of one statement, moves rows of merged leads to the lead they resolve to, then applies caps, decay components, lead scores and e-mail hygiene in lead order, one write per lead, and hands hot leads to sales';
+
 -- END ingest
 
 
