@@ -349,12 +349,13 @@ forget_at_xact_end(XactEvent event, void *arg)
 /*
  * lead id -> the lead it resolves to, for the leads the current statement
  * has seen: a COPY names each lead many times and looks each up once, by a
- * direct index probe of the lead table's primary key (no SQL).  The lookup
- * takes no lock and may be overtaken by a merge that commits later; the
- * statement trigger checks every lead of the statement again with a fresh
- * snapshot and moves what it finds (resolve_merged), so this map only
- * spares those rows an UPDATE and gives INSERT ... RETURNING the resolved
- * lead.  Lives in TopTransactionContext; the statement trigger forgets it.
+ * direct index probe of the lead table's primary key under a FOR KEY SHARE
+ * row lock (no SQL), so a merge in progress is waited for as the foreign
+ * key check would wait.  The statement trigger checks every lead of the
+ * statement again with a fresh snapshot and moves what it finds
+ * (resolve_merged): a lead merged between two of the statement's rows, or
+ * under a deferred foreign key.  Lives in TopTransactionContext; the
+ * statement trigger forgets it.
  */
 typedef struct ResolvedLead
 {
@@ -370,7 +371,13 @@ forget_resolved_leads(void)
 	resolved_leads = NULL;
 }
 
-/* merged_into of a lead as the active snapshot sees it; false: no such lead */
+/*
+ * merged_into of a lead, read under a FOR KEY SHARE lock of its row, as
+ * SELECT ... FOR KEY SHARE reads it: a merge in progress (FOR UPDATE) is
+ * waited for, and under READ COMMITTED its outcome is read from the row's
+ * latest version.  The foreign key check takes the same lock later anyway.
+ * false: no such lead (the foreign key reports it).
+ */
 static bool
 probe_merged_into(Relation lead_rel, Relation pkey, int merged_attnum, int64 lead_id,
 				  int64 *merged_into)
@@ -378,13 +385,42 @@ probe_merged_into(Relation lead_rel, Relation pkey, int merged_attnum, int64 lea
 	IndexScanDesc scan;
 	ScanKeyData key;
 	TupleTableSlot *slot = table_slot_create(lead_rel, NULL);
+	Snapshot	snapshot = GetActiveSnapshot();
 	bool		found;
 
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(lead_id));
-	scan = index_beginscan(lead_rel, pkey, GetActiveSnapshot(), 1, 0);
+	scan = index_beginscan(lead_rel, pkey, snapshot, 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	*merged_into = 0;
+	if (found)
+	{
+		TM_FailureData tmfd;
+		TM_Result	result;
+
+		result = table_tuple_lock(lead_rel, &slot->tts_tid, snapshot, slot, snapshot->curcid,
+								  LockTupleKeyShare, LockWaitBlock,
+								  IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+								  &tmfd);
+		switch (result)
+		{
+			case TM_Ok:
+				break;			/* slot holds the locked, latest version */
+			case TM_SelfModified:
+				/* changed by this transaction after the statement began: as read */
+				break;
+			case TM_Updated:
+			case TM_Deleted:
+				if (IsolationUsesXactSnapshot())
+					ereport(ERROR,
+							(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+							 errmsg("could not serialize access due to concurrent update")));
+				found = false;	/* deleted meanwhile */
+				break;
+			default:
+				elog(ERROR, "unexpected table_tuple_lock status: %u", result);
+		}
+	}
 	if (found)
 	{
 		bool		isnull;
