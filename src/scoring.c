@@ -330,6 +330,10 @@ rule_matches(const ScoringRule *rule, const ActivityRow *row)
 }
 
 static HTAB *resolved_leads = NULL; /* see resolve_row_lead() */
+static uint32 statement_generation = 1; /* see note_row_seen() */
+static int64 rows_seen = 0;
+static CommandId rows_cid = InvalidCommandId;
+static bool rows_cid_changed = false;
 static bool xact_callback_registered = false;
 
 static void
@@ -338,7 +342,11 @@ forget_at_xact_end(XactEvent event, void *arg)
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
+	{
 		resolved_leads = NULL;	/* freed with TopTransactionContext */
+		rows_seen = 0;
+		rows_cid_changed = false;
+	}
 }
 
 /* ---------------------------------------------------------------------
@@ -361,14 +369,36 @@ typedef struct ResolvedLead
 {
 	int64		lead_id;		/* hash key */
 	int64		target;
+	uint32		generation;		/* statement_generation when looked up */
 } ResolvedLead;
+
+/*
+ * What the row trigger saw of the current statement: entries of
+ * resolved_leads are valid for one statement (generation), and the
+ * statement trigger checks the leads again only when a row may have escaped
+ * the lookup (rows_seen differs from the transition table, a nested
+ * statement) or a command of this transaction ran between two rows (a
+ * merge in the statement's own SELECT): a merge by another session must
+ * wait for the FOR KEY SHARE locks the lookups hold.
+ */
+
+static void
+note_row_seen(void)
+{
+	CommandId	cid = GetCurrentCommandId(false);
+
+	if (rows_seen++ == 0)
+		rows_cid = cid;
+	else if (cid != rows_cid)
+		rows_cid_changed = true;
+}
 
 static void
 forget_resolved_leads(void)
 {
-	if (resolved_leads != NULL)
-		hash_destroy(resolved_leads);
-	resolved_leads = NULL;
+	statement_generation++;
+	rows_seen = 0;
+	rows_cid_changed = false;
 }
 
 /*
@@ -463,7 +493,7 @@ resolve_row_lead(int64 lead_id)
 									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
 	entry = hash_search(resolved_leads, &lead_id, HASH_FIND, NULL);
-	if (entry != NULL)
+	if (entry != NULL && entry->generation == statement_generation)
 		return entry->target;
 
 	lead_relid = get_relname_relid("lead", lm_schema_oid());
@@ -489,6 +519,7 @@ resolve_row_lead(int64 lead_id)
 
 	entry = hash_search(resolved_leads, &lead_id, HASH_ENTER, &found);
 	entry->target = current;
+	entry->generation = statement_generation;
 	return current;
 }
 
@@ -527,6 +558,7 @@ leadmgmt_activity_score_row(PG_FUNCTION_ARGS)
 	read_activity(tuple, desc, cols, &row);
 
 	/* a row for a merged lead goes to the lead it was merged into */
+	note_row_seen();
 	(void) heap_getattr(tuple, cols->lead_id, desc, &nulls[0]);
 	if (!nulls[0])
 	{
@@ -1251,6 +1283,9 @@ static void
 store_states(LeadState *leads, int nleads)
 {
 	static SPIPlanPtr lead_plan = NULL;
+	static SPIPlanPtr score_plan = NULL;
+	Oid			score_types[3] = {INT8ARRAYOID, FLOAT8ARRAYOID, TIMESTAMPTZARRAYOID};
+	bool		any_status = false;
 	Datum	   *ids = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
 	Datum	   *states = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
 	bool	   *is_new = palloc_extended(sizeof(bool) * Max(nleads, 1), MCXT_ALLOC_HUGE);
@@ -1290,6 +1325,7 @@ store_states(LeadState *leads, int nleads)
 		scores[m] = Float8GetDatum(state_changed ? lead->score : 0);
 		ats[m] = TimestampTzGetDatum(state_changed ? lead->score_at : 0);
 		statuses[m] = CStringGetTextDatum(status ? status : "");
+		any_status |= status != NULL;
 		m++;
 	}
 
@@ -1305,6 +1341,19 @@ store_states(LeadState *leads, int nleads)
 	}
 	if (m == 0)
 		return;
+	if (!any_status)
+	{
+		/* the usual statement: scores only */
+		args[0] = PointerGetDatum(datum_array(lead_ids, m, INT8OID));
+		args[1] = PointerGetDatum(datum_array(scores, m, FLOAT8OID));
+		args[2] = PointerGetDatum(datum_array(ats, m, TIMESTAMPTZOID));
+		run_plan(&score_plan,
+				 "UPDATE leadmgmt.lead l SET score = u.score, score_at = u.score_at "
+				 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) "
+				 "AS u(id, score, score_at) WHERE l.id OPERATOR(pg_catalog.=) u.id",
+				 3, score_types, args, SPI_OK_UPDATE);
+		return;
+	}
 	args[0] = PointerGetDatum(datum_array(lead_ids, m, INT8OID));
 	args[1] = PointerGetDatum(datum_array(scored, m, BOOLOID));
 	args[2] = PointerGetDatum(datum_array(scores, m, FLOAT8OID));
@@ -1542,13 +1591,20 @@ leadmgmt_activity_score_statement(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	/* 1. identity: the leads the rows name, through merged_into */
+	/*
+	 * 1. identity: the row trigger put each row on its resolved lead under a
+	 * lock; check the statement's leads again in one query only when a row
+	 * may have escaped it (see note_row_seen)
+	 */
 	ids = palloc_extended(sizeof(int64) * nrows, MCXT_ALLOC_HUGE);
-	for (i = 0; i < nrows; i++)
-		ids[i] = rows[i].lead_id;
-	nids = sort_unique(ids, nrows);
-	resolve_merged(&map, ids, nids);
-	apply_map(&map, matches, nmatches, &hygiene);
+	if (rows_seen != nrows || rows_cid_changed)
+	{
+		for (i = 0; i < nrows; i++)
+			ids[i] = rows[i].lead_id;
+		nids = sort_unique(ids, nrows);
+		resolve_merged(&map, ids, nids);
+		apply_map(&map, matches, nmatches, &hygiene);
+	}
 
 	/*
 	 * 2. lock and read the leads to score; a lead merged since step 1 looked
