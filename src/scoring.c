@@ -9,17 +9,18 @@
  *
  *	activity_score_row (BEFORE INSERT, FOR EACH ROW)
  *		Puts the row on the lead its lead_id resolves to through merged_into,
- *		looked up once per lead and statement by an index probe (no SQL,
- *		resolve_row_lead), and, unless the row arrives with points (a restore
- *		or a migration), sets points to the sum of the matching rules'
- *		points, matched against the cached rules in C.
+ *		looked up once per lead and statement by an index probe under a FOR
+ *		KEY SHARE row lock (no SQL, resolve_row_lead), and, unless the row
+ *		arrives with points (a restore or a migration), sets points to the
+ *		sum of the matching rules' points, matched against the cached rules
+ *		in C.
  *
  *	activity_score_statement (AFTER INSERT, FOR EACH STATEMENT, with the
  *	transition table new_activity)
  *		Running as the extension owner, in one pass per statement:
- *		 0. resolves the statement's distinct leads again with a fresh
- *			snapshot (one query), and moves the rows of a lead merged since
- *			the row trigger looked (one UPDATE; normally none);
+ *		 0. when a row may have escaped the row trigger's lookup (see
+ *			note_row_seen), resolves the statement's distinct leads again
+ *			(one query) and moves the rows of a merged lead (one UPDATE);
  *		 1. locks the affected leads in id order (FOR NO KEY UPDATE, which
  *			does not conflict with the foreign keys' KEY SHARE), so
  *			concurrent COPYs neither deadlock nor lose updates; a lead found
