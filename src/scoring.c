@@ -3,9 +3,10 @@
  *		Incremental behaviour scoring: points on activity rows, decayed lead
  *		scores, caps, and the automatic hand-off to sales.
  *
- * Two triggers on leadmgmt.activity share the work of ingest, and neither
- * runs a query per row, so a COPY costs little more than into a plain table
- * with the same indexes and foreign keys (doc/activity.md, bench/ingest.sh):
+ * Two triggers on leadmgmt.activity share the work of ingest (doc/design.md),
+ * and neither runs a query per row, so a COPY costs little more than into a
+ * plain table with the same indexes and foreign keys (doc/activity.md,
+ * bench/ingest.sh):
  *
  *	activity_score_row (BEFORE INSERT, FOR EACH ROW)
  *		Puts the row on the lead its lead_id resolves to through merged_into,
