@@ -114,7 +114,8 @@ CREATE VIEW leadmgmt.funnel WITH (security_invoker = true) AS
 	       coalesce(cur.leads, 0) AS leads_current,
 	       CASE WHEN s.next_stage IS NOT NULL AND coalesce(en.leads, 0) > 0
 	            THEN coalesce(nx.leads, 0)::float8 / en.leads END AS conversion_to_next,
-	       md.median AS median_time_in_stage
+	       md.median AS median_time_in_stage,
+	       date_part('epoch', md.median) / 86400 AS median_time_in_stage_days
 	  FROM leadmgmt.stage s
 	  LEFT JOIN (SELECT h.to_stage AS stage, count(*) AS leads
 	               FROM leadmgmt.stage_history h
@@ -153,6 +154,7 @@ COMMENT ON COLUMN leadmgmt.funnel.leads_entered IS 'live leads that ever entered
 COMMENT ON COLUMN leadmgmt.funnel.leads_current IS 'live leads in the stage now';
 COMMENT ON COLUMN leadmgmt.funnel.conversion_to_next IS 'share of leads_entered that later entered stage.next_stage (NULL without a next stage)';
 COMMENT ON COLUMN leadmgmt.funnel.median_time_in_stage IS 'median time from entering the stage to the next stage change (completed stays only)';
+COMMENT ON COLUMN leadmgmt.funnel.median_time_in_stage_days IS 'median_time_in_stage in days (fractional), for charting';
 
 CREATE VIEW leadmgmt.funnel_by_source WITH (security_invoker = true) AS
 	WITH src AS (
@@ -197,7 +199,10 @@ COMMENT ON COLUMN leadmgmt.funnel_cohort.conversion_from_first IS 'leads_entered
 
 CREATE VIEW leadmgmt.stage_velocity WITH (security_invoker = true) AS
 	SELECT t.from_stage, t.to_stage, t.transitions, t.avg_time,
-	       justify_hours(t.p[1]) AS median_time, justify_hours(t.p[2]) AS p90_time
+	       justify_hours(t.p[1]) AS median_time, justify_hours(t.p[2]) AS p90_time,
+	       date_part('epoch', t.avg_time) / 86400 AS avg_time_days,
+	       date_part('epoch', t.p[1]) / 86400 AS median_time_days,
+	       date_part('epoch', t.p[2]) / 86400 AS p90_time_days
 	  FROM (SELECT h.from_stage, h.to_stage, count(*) AS transitions,
 	               justify_hours(avg(h.time_in_from_stage)) AS avg_time,
 	               leadmgmt.interval_percentiles(h.time_in_from_stage, '{0.5,0.9}') AS p
@@ -213,13 +218,17 @@ COMMENT ON COLUMN leadmgmt.stage_velocity.transitions IS 'number of such moves';
 COMMENT ON COLUMN leadmgmt.stage_velocity.avg_time IS 'average time in from_stage before the move';
 COMMENT ON COLUMN leadmgmt.stage_velocity.median_time IS 'median time in from_stage before the move';
 COMMENT ON COLUMN leadmgmt.stage_velocity.p90_time IS '90th percentile of the time in from_stage before the move';
+COMMENT ON COLUMN leadmgmt.stage_velocity.avg_time_days IS 'avg_time in days (fractional), for charting';
+COMMENT ON COLUMN leadmgmt.stage_velocity.median_time_days IS 'median_time in days (fractional), for charting';
+COMMENT ON COLUMN leadmgmt.stage_velocity.p90_time_days IS 'p90_time in days (fractional), for charting';
 
 -- "A seminar a year ago, the pricing page this week"
 CREATE VIEW leadmgmt.reengaged WITH (security_invoker = true) AS
 	SELECT l.id AS lead_id, l.stage, l.owner, l.score,
 	       p.occurred_at AS previous_touch_at, p.kind AS previous_kind, p.detail AS previous_detail,
 	       n.occurred_at AS new_touch_at, n.kind AS new_kind, n.detail AS new_detail,
-	       n.occurred_at - p.occurred_at AS quiet_for
+	       n.occurred_at - p.occurred_at AS quiet_for,
+	       date_part('epoch', n.occurred_at - p.occurred_at) / 86400 AS quiet_for_days
 	  FROM leadmgmt.lead l
 	  -- the first touch of the current burst
 	  JOIN LATERAL (SELECT a.occurred_at, a.kind, a.detail, a.id FROM leadmgmt.activity a
@@ -246,6 +255,7 @@ COMMENT ON COLUMN leadmgmt.reengaged.new_touch_at IS 'the first touch after the 
 COMMENT ON COLUMN leadmgmt.reengaged.new_kind IS 'its kind';
 COMMENT ON COLUMN leadmgmt.reengaged.new_detail IS 'its detail';
 COMMENT ON COLUMN leadmgmt.reengaged.quiet_for IS 'length of the silence';
+COMMENT ON COLUMN leadmgmt.reengaged.quiet_for_days IS 'quiet_for in days (fractional), for charting';
 
 CREATE VIEW leadmgmt.sales_queue WITH (security_invoker = true) AS
 	WITH waiting AS (
@@ -264,7 +274,8 @@ CREATE VIEW leadmgmt.sales_queue WITH (security_invoker = true) AS
 	       (SELECT string_agg(x.kind || coalesce(' ' || x.detail, '') || ' (' || to_char(x.occurred_at, 'YYYY-MM-DD') || ')',
 	                          ', ' ORDER BY x.occurred_at DESC, x.id DESC)
 	          FROM (SELECT a.kind, a.detail, a.occurred_at, a.id FROM leadmgmt.activity a
-	                 WHERE a.lead_id = w.lead_id ORDER BY a.occurred_at DESC, a.id DESC LIMIT 3) x) AS last_activities
+	                 WHERE a.lead_id = w.lead_id ORDER BY a.occurred_at DESC, a.id DESC LIMIT 3) x) AS last_activities,
+	       date_part('epoch', now() - w.handed_off_at) / 86400 AS waiting_days
 	  FROM waiting w JOIN leadmgmt.lead l ON l.id = w.lead_id
 	 ORDER BY score_now DESC, w.handed_off_at, w.lead_id;
 COMMENT ON VIEW leadmgmt.sales_queue IS
@@ -281,6 +292,7 @@ COMMENT ON COLUMN leadmgmt.sales_queue.handed_off_at IS 'when it became an MQL, 
 COMMENT ON COLUMN leadmgmt.sales_queue.waiting IS 'time since handed_off_at (speed-to-lead)';
 COMMENT ON COLUMN leadmgmt.sales_queue.overdue IS 'waiting longer than the handoff_window setting';
 COMMENT ON COLUMN leadmgmt.sales_queue.last_activities IS 'the three latest activities, newest first';
+COMMENT ON COLUMN leadmgmt.sales_queue.waiting_days IS 'waiting in days (fractional), for charting';
 
 -- Point-in-time trends
 CREATE TABLE leadmgmt.funnel_snapshot (
