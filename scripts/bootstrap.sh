@@ -27,6 +27,9 @@ need make                     command -v make
 need clang                    command -v clang
 need libclang-rt-14-dev       sh -c 'ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a'
 need sqlsmith                 command -v sqlsmith
+# the BI-client test (test/t/004_bi_client.pl): PgJDBC, as BI tools connect
+need default-jdk-headless     command -v javac
+need libpostgresql-jdbc-java  test -f /usr/share/java/postgresql.jar
 
 if [ -z "$missing" ]; then
 	exit 0
