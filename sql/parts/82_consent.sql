@@ -86,7 +86,7 @@ CREATE VIEW leadmgmt.stale_leads WITH (security_invoker = true) AS
 	 WHERE l.merged_into IS NULL
 	   AND s.category IN ('open', 'nurture')
 	   AND coalesce(a.last_activity_at, l.created_at)
-	       < pg_catalog.now() - leadmgmt.get_setting('stale_after')::interval;
+	       < pg_catalog.now() - (SELECT leadmgmt.get_setting('stale_after')::interval);
 COMMENT ON VIEW leadmgmt.stale_leads IS
 	'Open and nurture leads without activity for the stale_after setting (default 30 days)';
 COMMENT ON COLUMN leadmgmt.stale_leads.lead_id IS 'the lead';

@@ -187,7 +187,7 @@ CREATE OR REPLACE VIEW leadmgmt.reengaged WITH (security_invoker = true) AS
 	  -- the first touch of the current burst
 	  JOIN LATERAL (SELECT a.occurred_at, a.kind, a.detail, a.id FROM leadmgmt.activity a
 	                 WHERE a.lead_id = l.id
-	                   AND a.occurred_at >= now() - leadmgmt.get_setting('reengaged_within')::interval
+	                   AND a.occurred_at >= now() - (SELECT leadmgmt.get_setting('reengaged_within')::interval)
 	                   AND a.occurred_at <= now()
 	                 ORDER BY a.occurred_at, a.id LIMIT 1) n ON true
 	  -- the touch before it
@@ -195,7 +195,7 @@ CREATE OR REPLACE VIEW leadmgmt.reengaged WITH (security_invoker = true) AS
 	                 WHERE a.lead_id = l.id AND (a.occurred_at, a.id) < (n.occurred_at, n.id)
 	                 ORDER BY a.occurred_at DESC, a.id DESC LIMIT 1) p ON true
 	 WHERE l.merged_into IS NULL
-	   AND n.occurred_at - p.occurred_at >= leadmgmt.get_setting('dormant_after')::interval;
+	   AND n.occurred_at - p.occurred_at >= (SELECT leadmgmt.get_setting('dormant_after')::interval);
 COMMENT ON VIEW leadmgmt.reengaged IS
 	'Leads quiet for at least dormant_after that have activity within reengaged_within, with the touch before the silence and the new one';
 COMMENT ON COLUMN leadmgmt.reengaged.lead_id IS 'the lead';
@@ -219,19 +219,27 @@ CREATE OR REPLACE VIEW leadmgmt.sales_queue WITH (security_invoker = true) AS
 		SELECT r.lead_id, 're-engaged', r.new_touch_at
 		  FROM leadmgmt.reengaged r
 		 WHERE r.stage IN ('inquiry', 'recycled')
-		   AND leadmgmt.score(r.lead_id) >= leadmgmt.get_setting('queue_min_score')::float8
+	), scored AS (
+		SELECT w.lead_id, w.reason, w.handed_off_at,
+		       CASE WHEN leadmgmt.score_state_latest(st.state) IS NULL THEN 0::float8
+		            WHEN now() >= leadmgmt.score_state_latest(st.state)
+		            THEN leadmgmt.score_state_value(st.state, now())
+		            ELSE leadmgmt.score(w.lead_id) END AS score_now
+		  FROM waiting w LEFT JOIN leadmgmt.score_state st ON st.lead_id = w.lead_id
 	)
 	SELECT w.lead_id, l.name, l.company, l.owner, l.stage, w.reason,
-	       leadmgmt.score(w.lead_id) AS score_now, l.grade,
+	       w.score_now, l.grade,
 	       w.handed_off_at, now() - w.handed_off_at AS waiting,
-	       now() - w.handed_off_at > leadmgmt.get_setting('handoff_window')::interval AS overdue,
+	       now() - w.handed_off_at > (SELECT leadmgmt.get_setting('handoff_window')::interval) AS overdue,
 	       (SELECT string_agg(x.kind || coalesce(' ' || x.detail, '') || ' (' || to_char(x.occurred_at, 'YYYY-MM-DD') || ')',
 	                          ', ' ORDER BY x.occurred_at DESC, x.id DESC)
 	          FROM (SELECT a.kind, a.detail, a.occurred_at, a.id FROM leadmgmt.activity a
 	                 WHERE a.lead_id = w.lead_id ORDER BY a.occurred_at DESC, a.id DESC LIMIT 3) x) AS last_activities,
 	       date_part('epoch', now() - w.handed_off_at) / 86400 AS waiting_days
-	  FROM waiting w JOIN leadmgmt.lead l ON l.id = w.lead_id
-	 ORDER BY score_now DESC, w.handed_off_at, w.lead_id;
+	  FROM scored w JOIN leadmgmt.lead l ON l.id = w.lead_id
+	 WHERE w.reason = 'mql'
+	    OR w.score_now >= (SELECT leadmgmt.get_setting('queue_min_score')::float8)
+	 ORDER BY w.score_now DESC, w.handed_off_at, w.lead_id;
 COMMENT ON VIEW leadmgmt.sales_queue IS
 	'Leads waiting for sales: MQLs not yet accepted and re-engaged leads scoring at least queue_min_score, hottest first';
 COMMENT ON COLUMN leadmgmt.sales_queue.lead_id IS 'the lead';
@@ -260,7 +268,7 @@ CREATE OR REPLACE VIEW leadmgmt.stale_leads WITH (security_invoker = true) AS
 	 WHERE l.merged_into IS NULL
 	   AND s.category IN ('open', 'nurture')
 	   AND coalesce(a.last_activity_at, l.created_at)
-	       < pg_catalog.now() - leadmgmt.get_setting('stale_after')::interval;
+	       < pg_catalog.now() - (SELECT leadmgmt.get_setting('stale_after')::interval);
 COMMENT ON VIEW leadmgmt.stale_leads IS
 	'Open and nurture leads without activity for the stale_after setting (default 30 days)';
 COMMENT ON COLUMN leadmgmt.stale_leads.lead_id IS 'the lead';
