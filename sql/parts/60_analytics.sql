@@ -85,6 +85,310 @@ CREATE AGGREGATE leadmgmt.stage_conversions(lead_id bigint, stage text, changed_
 COMMENT ON AGGREGATE leadmgmt.stage_conversions(bigint, text, timestamptz, text[], text[]) IS
 	'For each stages[i], the number of leads that entered next_stages[i] at or after their first entry into stages[i] (rows are stage entries); rows with a NULL or unlisted stage skipped';
 
+-- Funnel summaries (doc/analytics.md, "Summaries"): what the four funnel
+-- views count, kept as history is appended, so that a view reads a few
+-- thousand summary rows instead of scanning the whole history.
+--   funnel_entry_count    first entries per (source, cohort month, stage)
+--   funnel_pair_count     leads that entered later_stage at or after their
+--                         first entry into stage (conversion_to_next for
+--                         any next_stage)
+--   funnel_duration_count every completed stay, as a multiset of
+--                         (from_stage, to_stage, time_in_from_stage) with
+--                         counts: the exact mergeable state that averages
+--                         and percentiles are computed from
+-- Rows are deltas: triggers only append (no row locks, no deadlocks between
+-- concurrent moves); funnel_summary_compact() folds them into one row per
+-- key now and then.  Live leads only (merged leads leave the counts when
+-- merged_into is set).  A data-only restore with triggers disabled brings
+-- these tables with their rows; after loading history any other way, run
+-- leadmgmt.rebuild_funnel_summary().
+CREATE TABLE leadmgmt.funnel_entry_count (
+	zone         text NOT NULL,
+	source       text NOT NULL,
+	cohort_month date NOT NULL,
+	stage        text NOT NULL,
+	leads        bigint NOT NULL
+);
+COMMENT ON TABLE leadmgmt.funnel_entry_count IS
+	'Summary of stage_history for the funnel views: first stage entries of live leads per source and cohort month (delta rows; written by the extension only)';
+COMMENT ON COLUMN leadmgmt.funnel_entry_count.zone IS 'the reporting_timezone setting cohort_month was computed in';
+COMMENT ON COLUMN leadmgmt.funnel_entry_count.source IS 'lead.source ((none) when NULL)';
+COMMENT ON COLUMN leadmgmt.funnel_entry_count.cohort_month IS 'month of lead.created_at in zone';
+COMMENT ON COLUMN leadmgmt.funnel_entry_count.stage IS 'stage entered for the first time';
+COMMENT ON COLUMN leadmgmt.funnel_entry_count.leads IS 'number of leads (a delta: sum the rows of a key)';
+SELECT pg_catalog.pg_extension_config_dump('leadmgmt.funnel_entry_count', '');
+
+CREATE TABLE leadmgmt.funnel_pair_count (
+	stage       text NOT NULL,
+	later_stage text NOT NULL,
+	leads       bigint NOT NULL
+);
+COMMENT ON TABLE leadmgmt.funnel_pair_count IS
+	'Summary of stage_history for the funnel views: live leads that entered later_stage at or after their first entry into stage (delta rows; written by the extension only)';
+COMMENT ON COLUMN leadmgmt.funnel_pair_count.stage IS 'stage entered';
+COMMENT ON COLUMN leadmgmt.funnel_pair_count.later_stage IS 'stage entered at or after the first entry into stage';
+COMMENT ON COLUMN leadmgmt.funnel_pair_count.leads IS 'number of leads (a delta: sum the rows of a key)';
+SELECT pg_catalog.pg_extension_config_dump('leadmgmt.funnel_pair_count', '');
+
+CREATE TABLE leadmgmt.funnel_duration_count (
+	from_stage text NOT NULL,
+	to_stage   text NOT NULL,
+	took       interval NOT NULL,
+	moves      bigint NOT NULL
+);
+COMMENT ON TABLE leadmgmt.funnel_duration_count IS
+	'Summary of stage_history for the funnel views: completed stays of live leads, as counts per exact duration (delta rows; written by the extension only)';
+COMMENT ON COLUMN leadmgmt.funnel_duration_count.from_stage IS 'stage left';
+COMMENT ON COLUMN leadmgmt.funnel_duration_count.to_stage IS 'stage entered';
+COMMENT ON COLUMN leadmgmt.funnel_duration_count.took IS 'stage_history.time_in_from_stage of the move';
+COMMENT ON COLUMN leadmgmt.funnel_duration_count.moves IS 'number of such moves (a delta: sum the rows of a key)';
+SELECT pg_catalog.pg_extension_config_dump('leadmgmt.funnel_duration_count', '');
+
+-- The three summaries of the given live leads' history, times sign, as
+-- delta rows; history rows whose id is in skip are left out (the history
+-- trigger subtracts the leads' summary before the new rows that way).
+-- Lead attributes come from the arguments (the lead trigger passes OLD and
+-- NEW) or, when srcs is NULL, from the lead table.
+CREATE FUNCTION leadmgmt.funnel_summary_add(leads bigint[], srcs text[], created timestamptz[],
+                                            skip bigint[], sign integer)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tz text := leadmgmt.get_setting('reporting_timezone');
+BEGIN
+	INSERT INTO leadmgmt.funnel_entry_count (zone, source, cohort_month, stage, leads)
+	SELECT tz, coalesce(a.source, '(none)'), date_trunc('month', a.created_at AT TIME ZONE tz)::date,
+	       h.to_stage, sign * count(*)
+	  FROM leadmgmt.stage_history h
+	  JOIN (SELECT u.id, u.source, u.created_at
+	          FROM unnest(leads, srcs, created) AS u(id, source, created_at)
+	         WHERE srcs IS NOT NULL
+	        UNION ALL
+	        SELECT l.id, l.source, l.created_at FROM leadmgmt.lead l
+	         WHERE srcs IS NULL AND l.id = ANY (leads)) a ON a.id = h.lead_id
+	 WHERE h.lead_id = ANY (leads) AND (skip IS NULL OR h.id <> ALL (skip))
+	   AND h.entry_number = 1
+	 GROUP BY 2, 3, 4;
+	INSERT INTO leadmgmt.funnel_duration_count (from_stage, to_stage, took, moves)
+	SELECT min(h.from_stage), min(h.to_stage), min(h.time_in_from_stage), sign * count(*)
+	  FROM leadmgmt.stage_history h
+	 WHERE h.lead_id = ANY (leads) AND (skip IS NULL OR h.id <> ALL (skip))
+	   AND h.time_in_from_stage IS NOT NULL AND h.from_stage IS NOT NULL
+	 GROUP BY h.from_stage, h.to_stage, h.time_in_from_stage::text;
+	INSERT INTO leadmgmt.funnel_pair_count (stage, later_stage, leads)
+	WITH e AS (
+		SELECT h.lead_id, h.to_stage AS stage, min(h.changed_at) AS first_at, max(h.changed_at) AS last_at
+		  FROM leadmgmt.stage_history h
+		 WHERE h.lead_id = ANY (leads) AND (skip IS NULL OR h.id <> ALL (skip))
+		   AND h.from_stage IS DISTINCT FROM h.to_stage
+		 GROUP BY 1, 2
+	)
+	SELECT x.stage, y.stage, sign * count(*)
+	  FROM e x JOIN e y ON y.lead_id = x.lead_id AND y.last_at >= x.first_at
+	 GROUP BY 1, 2;
+END
+$$;
+REVOKE ALL ON FUNCTION leadmgmt.funnel_summary_add(bigint[], text[], timestamptz[], bigint[], integer) FROM PUBLIC;
+COMMENT ON FUNCTION leadmgmt.funnel_summary_add(bigint[], text[], timestamptz[], bigint[], integer) IS
+	'Internal: append sign times the funnel summaries of the given leads'' history (attributes given, or NULL to read lead) as delta rows';
+
+-- Fold the delta rows into one row per key (rows that sum to zero go).
+-- One compaction at a time (an advisory lock; a caller that does not get it
+-- skips), and only under READ COMMITTED, where deleting rows another
+-- compaction just rewrote cannot fail a user's transaction.
+CREATE FUNCTION leadmgmt.funnel_summary_compact()
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	kept bigint := 0;
+	n bigint;
+BEGIN
+	IF current_setting('transaction_isolation') <> 'read committed'
+	   OR NOT pg_try_advisory_xact_lock('leadmgmt.funnel_entry_count'::regclass::oid::bigint) THEN
+		RETURN NULL;
+	END IF;
+	WITH d AS (DELETE FROM leadmgmt.funnel_entry_count RETURNING *),
+	i AS (INSERT INTO leadmgmt.funnel_entry_count (zone, source, cohort_month, stage, leads)
+	      SELECT d.zone, d.source, d.cohort_month, d.stage, sum(d.leads)::bigint FROM d
+	       GROUP BY 1, 2, 3, 4 HAVING sum(d.leads) <> 0 RETURNING 1)
+	SELECT count(*) INTO n FROM i;
+	kept := kept + n;
+	WITH d AS (DELETE FROM leadmgmt.funnel_pair_count RETURNING *),
+	i AS (INSERT INTO leadmgmt.funnel_pair_count (stage, later_stage, leads)
+	      SELECT d.stage, d.later_stage, sum(d.leads)::bigint FROM d
+	       GROUP BY 1, 2 HAVING sum(d.leads) <> 0 RETURNING 1)
+	SELECT count(*) INTO n FROM i;
+	kept := kept + n;
+	-- durations: grouped by their fields, not by interval equality, which
+	-- takes '1 day' and '24:00:00' as one value
+	WITH d AS (DELETE FROM leadmgmt.funnel_duration_count RETURNING *),
+	i AS (INSERT INTO leadmgmt.funnel_duration_count (from_stage, to_stage, took, moves)
+	      SELECT d.from_stage, d.to_stage, min(d.took), sum(d.moves)::bigint FROM d
+	       GROUP BY d.from_stage, d.to_stage, d.took::text HAVING sum(d.moves) <> 0 RETURNING 1)
+	SELECT count(*) INTO n FROM i;
+	RETURN kept + n;
+END
+$$;
+REVOKE ALL ON FUNCTION leadmgmt.funnel_summary_compact() FROM PUBLIC;
+COMMENT ON FUNCTION leadmgmt.funnel_summary_compact() IS
+	'Fold the delta rows of the funnel summaries into one row per key; returns the rows kept, NULL when another compaction runs or the transaction is not READ COMMITTED';
+
+-- AFTER INSERT ON stage_history, once per statement: the new rows'
+-- contribution is the affected leads' summary with them minus without them.
+CREATE FUNCTION leadmgmt.funnel_summary_history()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	leads bigint[];
+	ids bigint[];
+	lo bigint;
+	hi bigint;
+BEGIN
+	SELECT array_agg(DISTINCT n.lead_id), array_agg(n.id), min(n.id), max(n.id)
+	  INTO leads, ids, lo, hi
+	  FROM new_rows n
+	  JOIN leadmgmt.lead l ON l.id = n.lead_id AND l.merged_into IS NULL;
+	IF leads IS NULL THEN
+		RETURN NULL;
+	END IF;
+	PERFORM leadmgmt.funnel_summary_add(leads, NULL, NULL, NULL, 1);
+	PERFORM leadmgmt.funnel_summary_add(leads, NULL, NULL, ids, -1);
+	-- fold the deltas every 256 history rows or so
+	IF hi / 256 > (lo - 1) / 256 THEN
+		PERFORM leadmgmt.funnel_summary_compact();
+	END IF;
+	RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION leadmgmt.funnel_summary_history() FROM PUBLIC;
+COMMENT ON FUNCTION leadmgmt.funnel_summary_history() IS
+	'Trigger: adds the stage_history rows of a statement to the funnel summaries';
+
+-- AFTER UPDATE OF source, created_at, merged_into ON lead: the lead's
+-- summary moves to its new source or cohort, or leaves when it is merged.
+-- Named so that it fires before lead_stage_record_update (triggers of an
+-- event fire in name order): the history row of a stage change made by the
+-- same UPDATE is then added under the new attributes only.
+CREATE FUNCTION leadmgmt.funnel_summary_lead()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF OLD.merged_into IS NULL THEN
+		PERFORM leadmgmt.funnel_summary_add(ARRAY[OLD.id], ARRAY[OLD.source], ARRAY[OLD.created_at], NULL, -1);
+	END IF;
+	IF NEW.merged_into IS NULL THEN
+		PERFORM leadmgmt.funnel_summary_add(ARRAY[NEW.id], ARRAY[NEW.source], ARRAY[NEW.created_at], NULL, 1);
+	END IF;
+	RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION leadmgmt.funnel_summary_lead() FROM PUBLIC;
+COMMENT ON FUNCTION leadmgmt.funnel_summary_lead() IS
+	'Trigger: moves a lead''s part of the funnel summaries when its source, created_at or merged_into changes';
+
+-- BEFORE DELETE ON lead: a deleted lead takes its history along (ON DELETE
+-- CASCADE), so its part leaves the summaries while the history is still
+-- there to compute it from (after the delete it is gone).
+CREATE FUNCTION leadmgmt.funnel_summary_lead_delete()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF OLD.merged_into IS NULL THEN
+		PERFORM leadmgmt.funnel_summary_add(ARRAY[OLD.id], ARRAY[OLD.source], ARRAY[OLD.created_at], NULL, -1);
+	END IF;
+	RETURN OLD;
+END
+$$;
+REVOKE ALL ON FUNCTION leadmgmt.funnel_summary_lead_delete() FROM PUBLIC;
+COMMENT ON FUNCTION leadmgmt.funnel_summary_lead_delete() IS
+	'Trigger: takes a deleted lead''s part out of the funnel summaries';
+
+CREATE TRIGGER funnel_summary
+	AFTER INSERT ON leadmgmt.stage_history
+	REFERENCING NEW TABLE AS new_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION leadmgmt.funnel_summary_history();
+CREATE TRIGGER lead_funnel_summary
+	AFTER UPDATE OF source, created_at, merged_into ON leadmgmt.lead
+	FOR EACH ROW
+	WHEN (OLD.source IS DISTINCT FROM NEW.source OR OLD.created_at IS DISTINCT FROM NEW.created_at
+	      OR OLD.merged_into IS DISTINCT FROM NEW.merged_into)
+	EXECUTE FUNCTION leadmgmt.funnel_summary_lead();
+CREATE TRIGGER lead_funnel_summary_delete
+	BEFORE DELETE ON leadmgmt.lead
+	FOR EACH ROW EXECUTE FUNCTION leadmgmt.funnel_summary_lead_delete();
+
+-- Whether the calling role sees every lead, so that the summaries (which
+-- count every live lead) answer for it: false for a sales rep restricted by
+-- rls_by_owner (doc/roles.md).  PL/pgSQL, so that it binds to
+-- rls_restricted() (sql/parts/90_access.sql) when it runs.
+CREATE FUNCTION leadmgmt.funnel_summary_usable()
+RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN NOT leadmgmt.rls_restricted(CURRENT_USER);
+END
+$$;
+COMMENT ON FUNCTION leadmgmt.funnel_summary_usable() IS
+	'Whether the funnel views may answer the calling role from the funnel summaries: true unless row-level security by owner restricts it';
+
+-- After a data-only restore that did not bring the summaries, after
+-- fill_history_facts(), or after loading history with triggers disabled.
+CREATE FUNCTION leadmgmt.rebuild_funnel_summary()
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tz text := leadmgmt.get_setting('reporting_timezone');
+	n bigint;
+	total bigint := 0;
+BEGIN
+	LOCK TABLE leadmgmt.funnel_entry_count, leadmgmt.funnel_pair_count, leadmgmt.funnel_duration_count
+		IN EXCLUSIVE MODE;
+	DELETE FROM leadmgmt.funnel_entry_count;
+	DELETE FROM leadmgmt.funnel_pair_count;
+	DELETE FROM leadmgmt.funnel_duration_count;
+	INSERT INTO leadmgmt.funnel_entry_count (zone, source, cohort_month, stage, leads)
+	SELECT tz, coalesce(l.source, '(none)'), date_trunc('month', l.created_at AT TIME ZONE tz)::date,
+	       h.to_stage, count(*)
+	  FROM leadmgmt.stage_history h JOIN leadmgmt.lead l ON l.id = h.lead_id
+	 WHERE h.entry_number = 1 AND l.merged_into IS NULL
+	 GROUP BY 2, 3, 4;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	total := total + n;
+	INSERT INTO leadmgmt.funnel_duration_count (from_stage, to_stage, took, moves)
+	SELECT min(h.from_stage), min(h.to_stage), min(h.time_in_from_stage), count(*)
+	  FROM leadmgmt.stage_history h
+	 WHERE h.time_in_from_stage IS NOT NULL AND h.from_stage IS NOT NULL
+	   AND NOT EXISTS (SELECT 1 FROM leadmgmt.lead m WHERE m.id = h.lead_id AND m.merged_into IS NOT NULL)
+	 GROUP BY h.from_stage, h.to_stage, h.time_in_from_stage::text;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	total := total + n;
+	INSERT INTO leadmgmt.funnel_pair_count (stage, later_stage, leads)
+	SELECT x.stage, y.stage, count(*)
+	  FROM leadmgmt.stage_entry x
+	  JOIN leadmgmt.stage_entry y ON y.lead_id = x.lead_id AND y.last_entered_at >= x.first_entered_at
+	 GROUP BY 1, 2;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN total + n;
+END
+$$;
+REVOKE ALL ON FUNCTION leadmgmt.rebuild_funnel_summary() FROM PUBLIC;
+COMMENT ON FUNCTION leadmgmt.rebuild_funnel_summary() IS
+	'Admin: recompute the funnel summaries (funnel_entry_count, funnel_pair_count, funnel_duration_count) from stage_history, in the current reporting_timezone; returns the rows written';
+
 -- Shared base: per lead and stage, the first and last time the lead entered
 -- it, for leads that are not merged into another one.
 CREATE VIEW leadmgmt.stage_entry WITH (security_invoker = true) AS
@@ -104,10 +408,34 @@ COMMENT ON COLUMN leadmgmt.stage_entry.first_entered_at IS 'first entry';
 COMMENT ON COLUMN leadmgmt.stage_entry.last_entered_at IS 'latest entry (re-entries after recycling)';
 COMMENT ON COLUMN leadmgmt.stage_entry.entries IS 'number of entries';
 
--- The funnel views read the facts recorded with each history row
--- (entry_number, time_in_from_stage) so that each number is one scan of
--- stage_history, with no sort of the history by lead.
+-- The funnel views read the summaries above when they can: for every role
+-- that row-level security does not restrict (a restricted sales rep sees
+-- only some leads, which the summaries do not know), and for funnel_cohort
+-- only while every summary row was computed in the current
+-- reporting_timezone.  Otherwise, and as the reference the summaries are
+-- tested against (test/sql/funnel_summary.sql), they compute from the
+-- history: from the facts recorded with each history row (entry_number,
+-- time_in_from_stage), so that each number is one scan of stage_history,
+-- with no sort of the history by lead.  The two branches are gated by
+-- InitPlans: only one of them runs.
 CREATE VIEW leadmgmt.funnel WITH (security_invoker = true) AS
+	WITH gate AS MATERIALIZED (SELECT leadmgmt.funnel_summary_usable() AS summary),
+	dur AS (
+		-- completed stays per from_stage, as counts per duration
+		SELECT d.from_stage, min(d.took) AS took, sum(d.moves) AS n
+		  FROM leadmgmt.funnel_duration_count d
+		 WHERE (SELECT g.summary FROM gate g)
+		 GROUP BY d.from_stage, d.took::text HAVING sum(d.moves) > 0
+	), pos AS (
+		SELECT dur.*, sum(dur.n) OVER (PARTITION BY dur.from_stage ORDER BY dur.took ROWS UNBOUNDED PRECEDING) AS upto,
+		       sum(dur.n) OVER (PARTITION BY dur.from_stage) AS total
+		  FROM dur
+	), pick AS (
+		-- percentile_cont(0.5)'s two rows and their proportion
+		SELECT p.from_stage, p.total, x.pos, floor(x.pos) AS lo, least(ceil(x.pos), p.total - 1) AS hi
+		  FROM (SELECT DISTINCT pos.from_stage, pos.total FROM pos) p,
+		       LATERAL (SELECT 0.5::float8 * (p.total - 1)::float8 AS pos) x
+	)
 	SELECT s.name AS stage,
 	       row_number() OVER (ORDER BY s.rank, s.name)::integer AS position,
 	       coalesce(en.leads, 0) AS leads_entered,
@@ -117,9 +445,15 @@ CREATE VIEW leadmgmt.funnel WITH (security_invoker = true) AS
 	       md.median AS median_time_in_stage,
 	       date_part('epoch', md.median) / 86400 AS median_time_in_stage_days
 	  FROM leadmgmt.stage s
-	  LEFT JOIN (SELECT h.to_stage AS stage, count(*) AS leads
+	  LEFT JOIN (SELECT c.stage, sum(c.leads)::bigint AS leads
+	               FROM leadmgmt.funnel_entry_count c
+	              WHERE (SELECT g.summary FROM gate g)
+	              GROUP BY c.stage
+	             UNION ALL
+	             SELECT h.to_stage AS stage, count(*) AS leads
 	               FROM leadmgmt.stage_history h
-	              WHERE h.entry_number = 1
+	              WHERE NOT (SELECT g.summary FROM gate g)
+	                AND h.entry_number = 1
 	                AND NOT EXISTS (SELECT 1 FROM leadmgmt.lead m
 	                                 WHERE m.id = h.lead_id AND m.merged_into IS NOT NULL)
 	              GROUP BY h.to_stage) en ON en.stage = s.name
@@ -127,22 +461,40 @@ CREATE VIEW leadmgmt.funnel WITH (security_invoker = true) AS
 	              WHERE l.merged_into IS NULL GROUP BY l.stage) cur ON cur.stage = s.name
 	  -- converted: the first entry into the stage is followed by an entry
 	  -- into its next stage
-	  LEFT JOIN (SELECT u.stage, u.leads
+	  LEFT JOIN (SELECT p.stage, p.later_stage, sum(p.leads)::bigint AS leads
+	               FROM leadmgmt.funnel_pair_count p
+	              WHERE (SELECT g.summary FROM gate g)
+	              GROUP BY p.stage, p.later_stage
+	             UNION ALL
+	             SELECT u.stage, u.next_stage, u.leads
 	               FROM (SELECT leadmgmt.stage_conversions(
 	                                h.lead_id, h.to_stage, h.changed_at,
 	                                (SELECT array_agg(st.name ORDER BY st.name) FROM leadmgmt.stage st),
 	                                (SELECT array_agg(st.next_stage ORDER BY st.name) FROM leadmgmt.stage st)) AS leads
 	                       FROM leadmgmt.stage_history h
-	                      WHERE h.from_stage IS DISTINCT FROM h.to_stage
+	                      WHERE NOT (SELECT g.summary FROM gate g)
+	                        AND h.from_stage IS DISTINCT FROM h.to_stage
 	                        AND NOT EXISTS (SELECT 1 FROM leadmgmt.lead m
 	                                         WHERE m.id = h.lead_id AND m.merged_into IS NOT NULL)) c,
-	                    unnest((SELECT array_agg(st.name ORDER BY st.name) FROM leadmgmt.stage st), c.leads)
-	                      AS u(stage, leads)) nx ON nx.stage = s.name
+	                    unnest((SELECT array_agg(st.name ORDER BY st.name) FROM leadmgmt.stage st),
+	                           (SELECT array_agg(st.next_stage ORDER BY st.name) FROM leadmgmt.stage st), c.leads)
+	                      AS u(stage, next_stage, leads)
+	              -- the aggregate answers one row even when its input is gated off
+	              WHERE NOT (SELECT g.summary FROM gate g)) nx ON nx.stage = s.name AND nx.later_stage = s.next_stage
 	  -- a stay in a stage ends with the next entry, which records its length
-	  LEFT JOIN (SELECT h.from_stage AS stage,
+	  LEFT JOIN (SELECT k.from_stage AS stage,
+	                    justify_hours(CASE WHEN k.hi > k.lo
+	                                       THEN (vh.took - vl.took) * (k.pos - k.lo) + vl.took
+	                                       ELSE vl.took END) AS median
+	               FROM pick k
+	               JOIN pos vl ON vl.from_stage = k.from_stage AND k.lo >= vl.upto - vl.n AND k.lo < vl.upto
+	               JOIN pos vh ON vh.from_stage = k.from_stage AND k.hi >= vh.upto - vh.n AND k.hi < vh.upto
+	             UNION ALL
+	             SELECT h.from_stage AS stage,
 	                    justify_hours((leadmgmt.interval_percentiles(h.time_in_from_stage, '{0.5}'))[1]) AS median
 	               FROM leadmgmt.stage_history h
-	              WHERE h.time_in_from_stage IS NOT NULL
+	              WHERE NOT (SELECT g.summary FROM gate g)
+	                AND h.time_in_from_stage IS NOT NULL
 	                AND NOT EXISTS (SELECT 1 FROM leadmgmt.lead m
 	                                 WHERE m.id = h.lead_id AND m.merged_into IS NOT NULL)
 	              GROUP BY h.from_stage) md ON md.stage = s.name;
@@ -157,16 +509,23 @@ COMMENT ON COLUMN leadmgmt.funnel.median_time_in_stage IS 'median time from ente
 COMMENT ON COLUMN leadmgmt.funnel.median_time_in_stage_days IS 'median_time_in_stage in days (fractional), for charting';
 
 CREATE VIEW leadmgmt.funnel_by_source WITH (security_invoker = true) AS
-	WITH src AS (
+	WITH gate AS MATERIALIZED (SELECT leadmgmt.funnel_summary_usable() AS summary),
+	src AS (
 		SELECT coalesce(l.source, '(none)') AS source, count(*) AS leads
 		  FROM leadmgmt.lead l WHERE l.merged_into IS NULL GROUP BY 1
 	)
 	SELECT src.source, s.name AS stage, coalesce(x.leads, 0) AS leads_entered,
 	       coalesce(x.leads, 0)::float8 / src.leads AS conversion_from_first
 	  FROM src CROSS JOIN leadmgmt.stage s
-	  LEFT JOIN (SELECT coalesce(l.source, '(none)') AS source, h.to_stage AS stage, count(*) AS leads
+	  LEFT JOIN (SELECT c.source, c.stage, sum(c.leads)::bigint AS leads
+	               FROM leadmgmt.funnel_entry_count c
+	              WHERE (SELECT g.summary FROM gate g)
+	              GROUP BY 1, 2
+	             UNION ALL
+	             SELECT coalesce(l.source, '(none)') AS source, h.to_stage AS stage, count(*) AS leads
 	               FROM leadmgmt.stage_history h JOIN leadmgmt.lead l ON l.id = h.lead_id
-	              WHERE h.entry_number = 1 AND l.merged_into IS NULL
+	              WHERE NOT (SELECT g.summary FROM gate g)
+	                AND h.entry_number = 1 AND l.merged_into IS NULL
 	              GROUP BY 1, 2) x ON x.source = src.source AND x.stage = s.name;
 COMMENT ON VIEW leadmgmt.funnel_by_source IS 'The waterfall per lead source';
 COMMENT ON COLUMN leadmgmt.funnel_by_source.source IS 'lead.source ((none) when NULL)';
@@ -176,6 +535,11 @@ COMMENT ON COLUMN leadmgmt.funnel_by_source.conversion_from_first IS 'leads_ente
 
 CREATE VIEW leadmgmt.funnel_cohort WITH (security_invoker = true) AS
 	WITH tz AS (SELECT leadmgmt.get_setting('reporting_timezone') AS zone),
+	gate AS MATERIALIZED (
+		SELECT leadmgmt.funnel_summary_usable()
+		       AND NOT EXISTS (SELECT 1 FROM leadmgmt.funnel_entry_count c
+		                        WHERE c.zone <> (SELECT zone FROM tz)) AS summary
+	),
 	cohort AS (
 		-- the first stage entry is recorded at created_at (the stage machine
 		-- does so), so the lead row gives the cohort without aggregating history
@@ -186,9 +550,15 @@ CREATE VIEW leadmgmt.funnel_cohort WITH (security_invoker = true) AS
 	SELECT size.cohort_month, s.name AS stage, coalesce(x.leads, 0) AS leads_entered,
 	       coalesce(x.leads, 0)::float8 / size.leads AS conversion_from_first
 	  FROM size CROSS JOIN leadmgmt.stage s
-	  LEFT JOIN (SELECT c.cohort_month, h.to_stage AS stage, count(*) AS leads
+	  LEFT JOIN (SELECT c.cohort_month, c.stage, sum(c.leads)::bigint AS leads
+	               FROM leadmgmt.funnel_entry_count c
+	              WHERE (SELECT g.summary FROM gate g)
+	              GROUP BY 1, 2
+	             UNION ALL
+	             SELECT c.cohort_month, h.to_stage AS stage, count(*) AS leads
 	               FROM leadmgmt.stage_history h JOIN cohort c USING (lead_id)
-	              WHERE h.entry_number = 1
+	              WHERE NOT (SELECT g.summary FROM gate g)
+	                AND h.entry_number = 1
 	              GROUP BY 1, 2) x ON x.cohort_month = size.cohort_month AND x.stage = s.name;
 COMMENT ON VIEW leadmgmt.funnel_cohort IS
 	'The waterfall per monthly cohort (month of the lead''s first stage entry, in the reporting_timezone setting)';
@@ -198,19 +568,66 @@ COMMENT ON COLUMN leadmgmt.funnel_cohort.leads_entered IS 'live leads of the coh
 COMMENT ON COLUMN leadmgmt.funnel_cohort.conversion_from_first IS 'leads_entered / all live leads of the cohort';
 
 CREATE VIEW leadmgmt.stage_velocity WITH (security_invoker = true) AS
-	SELECT t.from_stage, t.to_stage, t.transitions, t.avg_time,
+	WITH gate AS MATERIALIZED (SELECT leadmgmt.funnel_summary_usable() AS summary),
+	dur AS (
+		-- completed stays per move, as counts per duration
+		SELECT d.from_stage, d.to_stage, min(d.took) AS took, sum(d.moves) AS n
+		  FROM leadmgmt.funnel_duration_count d
+		 WHERE (SELECT g.summary FROM gate g)
+		 GROUP BY d.from_stage, d.to_stage, d.took::text HAVING sum(d.moves) > 0
+	), pos AS (
+		SELECT dur.*, sum(dur.n) OVER (PARTITION BY dur.from_stage, dur.to_stage ORDER BY dur.took
+		                                ROWS UNBOUNDED PRECEDING) AS upto
+		  FROM dur
+	), total AS (
+		-- avg(interval) adds months, days and time separately and divides
+		-- the sum by the count: the same sum, exactly, from the counts
+		SELECT dur.from_stage, dur.to_stage, sum(dur.n) AS n,
+		       sum((extract(year FROM dur.took) * 12 + extract(month FROM dur.took)) * dur.n) AS months,
+		       sum(extract(day FROM dur.took) * dur.n) AS days,
+		       sum((extract(hour FROM dur.took) * 3600000000 + extract(minute FROM dur.took) * 60000000
+		            + extract(microseconds FROM dur.took)) * dur.n) AS us
+		  FROM dur GROUP BY 1, 2
+	), pick AS (
+		-- percentile_cont's two rows for each fraction, and their proportion
+		SELECT t.from_stage, t.to_stage, f.i, x.pos, floor(x.pos) AS lo, least(ceil(x.pos), t.n - 1) AS hi
+		  FROM total t,
+		       unnest('{0.5,0.9}'::float8[]) WITH ORDINALITY AS f(fraction, i),
+		       LATERAL (SELECT f.fraction * (t.n - 1)::float8 AS pos) x
+	), pct AS (
+		SELECT k.from_stage, k.to_stage,
+		       array_agg(CASE WHEN k.hi > k.lo THEN (vh.took - vl.took) * (k.pos - k.lo) + vl.took
+		                      ELSE vl.took END ORDER BY k.i) AS p
+		  FROM pick k
+		  JOIN pos vl ON vl.from_stage = k.from_stage AND vl.to_stage = k.to_stage
+		             AND k.lo >= vl.upto - vl.n AND k.lo < vl.upto
+		  JOIN pos vh ON vh.from_stage = k.from_stage AND vh.to_stage = k.to_stage
+		             AND k.hi >= vh.upto - vh.n AND k.hi < vh.upto
+		 GROUP BY 1, 2
+	), t AS (
+		SELECT t.from_stage, t.to_stage, t.n AS transitions,
+		       justify_hours(format('%s mons %s days %s hours %s minutes %s microseconds',
+		                            t.months, t.days, div(t.us, 3600000000), div(mod(t.us, 3600000000), 60000000),
+		                            mod(t.us, 60000000))::interval / t.n::float8) AS avg_time,
+		       pct.p
+		  FROM total t JOIN pct USING (from_stage, to_stage)
+		UNION ALL
+		SELECT h.from_stage, h.to_stage, count(*) AS transitions,
+		       justify_hours(avg(h.time_in_from_stage)) AS avg_time,
+		       leadmgmt.interval_percentiles(h.time_in_from_stage, '{0.5,0.9}') AS p
+		  FROM leadmgmt.stage_history h
+		 WHERE NOT (SELECT g.summary FROM gate g)
+		   AND h.time_in_from_stage IS NOT NULL AND h.from_stage IS NOT NULL
+		   AND NOT EXISTS (SELECT 1 FROM leadmgmt.lead m
+		                    WHERE m.id = h.lead_id AND m.merged_into IS NOT NULL)
+		 GROUP BY h.from_stage, h.to_stage
+	)
+	SELECT t.from_stage, t.to_stage, t.transitions::bigint AS transitions, t.avg_time,
 	       justify_hours(t.p[1]) AS median_time, justify_hours(t.p[2]) AS p90_time,
 	       date_part('epoch', t.avg_time) / 86400 AS avg_time_days,
 	       date_part('epoch', t.p[1]) / 86400 AS median_time_days,
 	       date_part('epoch', t.p[2]) / 86400 AS p90_time_days
-	  FROM (SELECT h.from_stage, h.to_stage, count(*) AS transitions,
-	               justify_hours(avg(h.time_in_from_stage)) AS avg_time,
-	               leadmgmt.interval_percentiles(h.time_in_from_stage, '{0.5,0.9}') AS p
-	          FROM leadmgmt.stage_history h
-	         WHERE h.time_in_from_stage IS NOT NULL AND h.from_stage IS NOT NULL
-	           AND NOT EXISTS (SELECT 1 FROM leadmgmt.lead m
-	                            WHERE m.id = h.lead_id AND m.merged_into IS NOT NULL)
-	         GROUP BY h.from_stage, h.to_stage) t;
+	  FROM t;
 COMMENT ON VIEW leadmgmt.stage_velocity IS 'How long leads stay in a stage before each move: average, median and 90th percentile';
 COMMENT ON COLUMN leadmgmt.stage_velocity.from_stage IS 'stage left';
 COMMENT ON COLUMN leadmgmt.stage_velocity.to_stage IS 'stage entered';

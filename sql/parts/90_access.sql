@@ -80,7 +80,8 @@ DECLARE
 	admin_seq text[] := ARRAY['scoring_rule_id_seq', 'fit_rule_id_seq'];
 	admin_fn text[] := ARRAY['leadmgmt.rescore()', 'leadmgmt.forget_lead(bigint)',
 	                         'leadmgmt.rebuild_keys()', 'leadmgmt.purge_activity(timestamptz,integer)',
-	                         'leadmgmt.shard_table(text,text[],regclass)'];
+	                         'leadmgmt.shard_table(text,text[],regclass)',
+	                         'leadmgmt.rebuild_funnel_summary()'];
 	views text[];
 BEGIN
 	SELECT e.extowner INTO ext_owner FROM pg_catalog.pg_extension e WHERE e.extname = 'leadmgmt';
