@@ -368,7 +368,7 @@ REVOKE ALL ON FUNCTION leadmgmt.rebuild_funnel_summary() FROM PUBLIC;
 COMMENT ON FUNCTION leadmgmt.rebuild_funnel_summary() IS
 	'Admin: recompute the funnel summaries (funnel_entry_count, funnel_pair_count, funnel_duration_count) from stage_history, in the current reporting_timezone; returns the rows written';
 
--- Shared base: per lead and stageSELECT leadmgmt.rebuild_funnel_summary();
+SELECT leadmgmt.rebuild_funnel_summary();
 
 -- Mirrors sql/parts/20_leads.sql: new facts rebuild the summaries.
 CREATE OR REPLACE FUNCTION leadmgmt.fill_history_facts()
