@@ -116,6 +116,49 @@ SELECT from_stage, to_stage, avg_time, round(avg_time_days::numeric, 6) AS avg_t
 SELECT stage, median_time_in_stage, round(median_time_in_stage_days::numeric, 6) AS days
   FROM leadmgmt_bi.funnel_snapshot WHERE median_time_in_stage IS NOT NULL;
 
+-- the dashboard queries of doc/bi.md, as the BI tool's role
+SET ROLE bi_tool;
+SELECT f.stage, f.leads_entered, f.leads_current,
+       round((100 * f.conversion_to_next)::numeric, 1) AS conversion_pct,
+       round(f.median_time_in_stage_days::numeric, 1) AS median_days
+  FROM leadmgmt_bi.funnel f JOIN leadmgmt_bi.stage s ON s.name = f.stage
+ WHERE s.category IN ('open', 'won')
+ ORDER BY f.position;
+SELECT source, stage, leads_entered, round(conversion_from_first::numeric, 3) AS conversion
+  FROM leadmgmt_bi.funnel_by_source
+ WHERE stage IN ('mql', 'sql', 'won')
+ ORDER BY source, stage;
+
+SELECT cohort_month, stage, round(conversion_from_first::numeric, 3) AS conversion
+  FROM leadmgmt_bi.funnel_cohort
+ WHERE stage IN ('mql', 'sql', 'won')
+ ORDER BY cohort_month, stage;
+SELECT from_stage || ' → ' || to_stage AS move, transitions,
+       round(avg_time_days::numeric, 1) AS avg_days,
+       round(median_time_days::numeric, 1) AS median_days,
+       round(p90_time_days::numeric, 1) AS p90_days
+  FROM leadmgmt_bi.stage_velocity
+ ORDER BY transitions DESC;
+
+-- (depends on now(): rows only)
+SELECT count(*) AS rows FROM (
+SELECT coalesce(owner, '(unassigned)') AS owner, count(*) AS waiting,
+       round(avg(waiting_days)::numeric, 1) AS avg_days_waiting,
+       count(*) FILTER (WHERE overdue) AS overdue
+  FROM leadmgmt_bi.sales_queue
+ GROUP BY 1 ORDER BY overdue DESC, waiting DESC) q;
+SELECT campaign, round(won_deals::numeric, 2) AS won_deals, won_amount,
+       round(pipeline_deals::numeric, 2) AS pipeline_deals, pipeline_amount
+  FROM leadmgmt_bi.campaign_attribution
+ ORDER BY won_amount DESC, campaign;
+-- (depends on now(): rows only)
+SELECT count(*) AS rows FROM (
+SELECT date_trunc('week', new_touch_at)::date AS week, count(*) AS reengaged,
+       round(avg(quiet_for_days)::numeric, 0) AS avg_days_quiet
+  FROM leadmgmt_bi.reengaged
+ GROUP BY 1 ORDER BY 1) q;
+RESET ROLE;
+
 SET client_min_messages = warning;
 DROP OWNED BY bi_admin, bi_marketing, bi_sales, bi_reader, bi_rep1, bi_rep2, bi_tool;
 DROP ROLE bi_admin, bi_marketing, bi_sales, bi_reader, bi_rep1, bi_rep2, bi_tool;
