@@ -237,31 +237,84 @@ REVOKE ALL ON FUNCTION leadmgmt.funnel_summary_compact() FROM PUBLIC;
 COMMENT ON FUNCTION leadmgmt.funnel_summary_compact() IS
 	'Fold the delta rows of the funnel summaries into one row per key; returns the rows kept, NULL when another compaction runs or the transaction is not READ COMMITTED';
 
--- AFTER INSERT ON stage_history, once per statement: the new rows'
--- contribution is the affected leads' summary with them minus without them.
+-- AFTER INSERT ON stage_history, once per statement: first entries and
+-- stays come straight from the new rows; the stage pairs of the affected
+-- leads are counted with and without the new rows, and the difference added.
+CREATE FUNCTION leadmgmt.funnel_summary_apply(ids bigint[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+-- a generic plan cannot know that ids and the leads are a handful: it scans
+SET plan_cache_mode = force_custom_plan
+AS $$
+DECLARE
+	tz text;
+	live bigint[];
+BEGIN
+	SELECT array_agg(l.id) INTO live
+	  FROM leadmgmt.lead l
+	 WHERE l.id = ANY (ARRAY(SELECT DISTINCT h.lead_id FROM leadmgmt.stage_history h WHERE h.id = ANY (ids)))
+	   AND l.merged_into IS NULL;
+	IF live IS NOT NULL THEN
+		tz := leadmgmt.get_setting('reporting_timezone');
+		INSERT INTO leadmgmt.funnel_entry_count (zone, source, cohort_month, stage, leads)
+		SELECT tz, coalesce(l.source, '(none)'), date_trunc('month', l.created_at AT TIME ZONE tz)::date,
+		       h.to_stage, count(*)
+		  FROM leadmgmt.stage_history h JOIN leadmgmt.lead l ON l.id = h.lead_id
+		 WHERE h.id = ANY (ids) AND h.lead_id = ANY (live) AND l.id = ANY (live)
+		   AND h.entry_number = 1
+		 GROUP BY 2, 3, 4;
+		INSERT INTO leadmgmt.funnel_duration_count (from_stage, to_stage, took, moves)
+		SELECT min(h.from_stage), min(h.to_stage), min(h.time_in_from_stage), count(*)
+		  FROM leadmgmt.stage_history h
+		 WHERE h.id = ANY (ids) AND h.lead_id = ANY (live)
+		   AND h.time_in_from_stage IS NOT NULL AND h.from_stage IS NOT NULL
+		 GROUP BY h.from_stage, h.to_stage, h.time_in_from_stage::text;
+		INSERT INTO leadmgmt.funnel_pair_count (stage, later_stage, leads)
+		WITH e AS (
+			-- per lead and stage: first and last entry with the new rows, and without
+			SELECT h.lead_id, h.to_stage AS stage,
+			       min(h.changed_at) AS first_at, max(h.changed_at) AS last_at,
+			       min(h.changed_at) FILTER (WHERE h.id <> ALL (ids)) AS first_old,
+			       max(h.changed_at) FILTER (WHERE h.id <> ALL (ids)) AS last_old
+			  FROM leadmgmt.stage_history h
+			 WHERE h.lead_id = ANY (live) AND h.from_stage IS DISTINCT FROM h.to_stage
+			 GROUP BY 1, 2
+		)
+		SELECT x.stage, y.stage,
+		       count(*) FILTER (WHERE y.last_at >= x.first_at)
+		       - count(*) FILTER (WHERE y.last_old >= x.first_old)
+		  FROM e x JOIN e y ON y.lead_id = x.lead_id
+		 GROUP BY 1, 2
+		HAVING count(*) FILTER (WHERE y.last_at >= x.first_at)
+		       <> count(*) FILTER (WHERE y.last_old >= x.first_old);
+	END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION leadmgmt.funnel_summary_apply(bigint[]) FROM PUBLIC;
+COMMENT ON FUNCTION leadmgmt.funnel_summary_apply(bigint[]) IS
+	'Internal: add the stage_history rows with the given ids to the funnel summaries';
+
+-- The trigger itself only collects the new rows' ids: queries on a
+-- transition table are planned anew at every call, those of
+-- funnel_summary_apply() are kept.
 CREATE FUNCTION leadmgmt.funnel_summary_history()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	leads bigint[];
 	ids bigint[];
 	lo bigint;
 	hi bigint;
 BEGIN
-	SELECT array_agg(DISTINCT n.lead_id), array_agg(n.id), min(n.id), max(n.id)
-	  INTO leads, ids, lo, hi
-	  FROM new_rows n
-	  JOIN leadmgmt.lead l ON l.id = n.lead_id AND l.merged_into IS NULL;
-	IF leads IS NULL THEN
-		RETURN NULL;
-	END IF;
-	PERFORM leadmgmt.funnel_summary_add(leads, NULL, NULL, NULL, 1);
-	PERFORM leadmgmt.funnel_summary_add(leads, NULL, NULL, ids, -1);
-	-- fold the deltas every 256 history rows or so
-	IF hi / 256 > (lo - 1) / 256 THEN
-		PERFORM leadmgmt.funnel_summary_compact();
+	SELECT array_agg(n.id), min(n.id), max(n.id) INTO ids, lo, hi FROM new_rows n;
+	IF ids IS NOT NULL THEN
+		PERFORM leadmgmt.funnel_summary_apply(ids);
+		-- fold the deltas every 256 history rows or so
+		IF hi / 256 > (lo - 1) / 256 THEN
+			PERFORM leadmgmt.funnel_summary_compact();
+		END IF;
 	END IF;
 	RETURN NULL;
 END

@@ -20,8 +20,8 @@ ok(system('javac -version >/dev/null 2>&1') == 0, 'javac available')
 
 my $node = PostgreSQL::Test::Cluster->new('bi');
 $node->init(extra => [ '--encoding=UTF8', '--locale=C.UTF-8' ]);
-$node->append_conf('postgresql.conf',
-	"extension_destdir = '$ENV{LEADMGMT_STAGE}'\n") if $ENV{LEADMGMT_STAGE};
+$node->append_conf('postgresql.conf', slurp_file($ENV{LEADMGMT_STAGE_CONF}))
+  if $ENV{LEADMGMT_STAGE_CONF};
 # PgJDBC speaks TCP only; initdb's pg_hba.conf trusts 127.0.0.1 in tests
 $node->append_conf('postgresql.conf', "listen_addresses = '127.0.0.1'\n");
 $node->start;
