@@ -88,6 +88,8 @@ COMMENT ON AGGREGATE leadmgmt.stage_conversions(bigint, text, timestamptz, text[
 -- Funnel summaries (doc/analytics.md, "Summaries"): what the four funnel
 -- views count, kept as history is appended, so that a view reads a few
 -- thousand summary rows instead of scanning the whole history.
+--   funnel_lead_count     live leads per (source, cohort month), counted
+--                         by their first history row (every lead has one)
 --   funnel_entry_count    first entries per (source, cohort month, stage)
 --   funnel_pair_count     leads that entered later_stage at or after their
 --                         first entry into stage (conversion_to_next for
@@ -117,6 +119,20 @@ COMMENT ON COLUMN leadmgmt.funnel_entry_count.cohort_month IS 'month of lead.cre
 COMMENT ON COLUMN leadmgmt.funnel_entry_count.stage IS 'stage entered for the first time';
 COMMENT ON COLUMN leadmgmt.funnel_entry_count.leads IS 'number of leads (a delta: sum the rows of a key)';
 SELECT pg_catalog.pg_extension_config_dump('leadmgmt.funnel_entry_count', '');
+
+CREATE TABLE leadmgmt.funnel_lead_count (
+	zone         text NOT NULL,
+	source       text NOT NULL,
+	cohort_month date NOT NULL,
+	leads        bigint NOT NULL
+);
+COMMENT ON TABLE leadmgmt.funnel_lead_count IS
+	'Summary of stage_history for the funnel views: live leads per source and cohort month, by their first history row (delta rows; written by the extension only)';
+COMMENT ON COLUMN leadmgmt.funnel_lead_count.zone IS 'the reporting_timezone setting cohort_month was computed in';
+COMMENT ON COLUMN leadmgmt.funnel_lead_count.source IS 'lead.source ((none) when NULL)';
+COMMENT ON COLUMN leadmgmt.funnel_lead_count.cohort_month IS 'month of lead.created_at in zone';
+COMMENT ON COLUMN leadmgmt.funnel_lead_count.leads IS 'number of leads (a delta: sum the rows of a key)';
+SELECT pg_catalog.pg_extension_config_dump('leadmgmt.funnel_lead_count', '');
 
 CREATE TABLE leadmgmt.funnel_pair_count (
 	stage       text NOT NULL,
@@ -171,6 +187,19 @@ BEGIN
 	 WHERE h.lead_id = ANY (leads) AND (skip IS NULL OR h.id <> ALL (skip))
 	   AND h.entry_number = 1
 	 GROUP BY 2, 3, 4;
+		INSERT INTO leadmgmt.funnel_lead_count (zone, source, cohort_month, leads)
+	SELECT tz, coalesce(a.source, '(none)'), date_trunc('month', a.created_at AT TIME ZONE tz)::date,
+	       sign * count(*)
+	  FROM leadmgmt.stage_history h
+	  JOIN (SELECT u.id, u.source, u.created_at
+	          FROM unnest(leads, srcs, created) AS u(id, source, created_at)
+	         WHERE srcs IS NOT NULL
+	        UNION ALL
+	        SELECT l.id, l.source, l.created_at FROM leadmgmt.lead l
+	         WHERE srcs IS NULL AND l.id = ANY (leads)) a ON a.id = h.lead_id
+	 WHERE h.lead_id = ANY (leads) AND (skip IS NULL OR h.id <> ALL (skip))
+	   AND h.from_stage IS NULL
+	 GROUP BY 2, 3;
 	INSERT INTO leadmgmt.funnel_duration_count (from_stage, to_stage, took, moves)
 	SELECT min(h.from_stage), min(h.to_stage), min(h.time_in_from_stage), sign * count(*)
 	  FROM leadmgmt.stage_history h
@@ -215,6 +244,12 @@ BEGIN
 	i AS (INSERT INTO leadmgmt.funnel_entry_count (zone, source, cohort_month, stage, leads)
 	      SELECT d.zone, d.source, d.cohort_month, d.stage, sum(d.leads)::bigint FROM d
 	       GROUP BY 1, 2, 3, 4 HAVING sum(d.leads) <> 0 RETURNING 1)
+	SELECT count(*) INTO n FROM i;
+	kept := kept + n;
+	WITH d AS (DELETE FROM leadmgmt.funnel_lead_count RETURNING *),
+	i AS (INSERT INTO leadmgmt.funnel_lead_count (zone, source, cohort_month, leads)
+	      SELECT d.zone, d.source, d.cohort_month, sum(d.leads)::bigint FROM d
+	       GROUP BY 1, 2, 3 HAVING sum(d.leads) <> 0 RETURNING 1)
 	SELECT count(*) INTO n FROM i;
 	kept := kept + n;
 	WITH d AS (DELETE FROM leadmgmt.funnel_pair_count RETURNING *),
@@ -264,6 +299,13 @@ BEGIN
 		 WHERE h.id = ANY (ids) AND h.lead_id = ANY (live) AND l.id = ANY (live)
 		   AND h.entry_number = 1
 		 GROUP BY 2, 3, 4;
+		INSERT INTO leadmgmt.funnel_lead_count (zone, source, cohort_month, leads)
+		SELECT tz, coalesce(l.source, '(none)'), date_trunc('month', l.created_at AT TIME ZONE tz)::date,
+		       count(*)
+		  FROM leadmgmt.stage_history h JOIN leadmgmt.lead l ON l.id = h.lead_id
+		 WHERE h.id = ANY (ids) AND h.lead_id = ANY (live) AND l.id = ANY (live)
+		   AND h.from_stage IS NULL
+		 GROUP BY 2, 3;
 		INSERT INTO leadmgmt.funnel_duration_count (from_stage, to_stage, took, moves)
 		SELECT min(h.from_stage), min(h.to_stage), min(h.time_in_from_stage), count(*)
 		  FROM leadmgmt.stage_history h
@@ -408,11 +450,19 @@ DECLARE
 	n bigint;
 	total bigint := 0;
 BEGIN
-	LOCK TABLE leadmgmt.funnel_entry_count, leadmgmt.funnel_pair_count, leadmgmt.funnel_duration_count
-		IN EXCLUSIVE MODE;
+	LOCK TABLE leadmgmt.funnel_lead_count, leadmgmt.funnel_entry_count, leadmgmt.funnel_pair_count,
+		leadmgmt.funnel_duration_count IN EXCLUSIVE MODE;
+	DELETE FROM leadmgmt.funnel_lead_count;
 	DELETE FROM leadmgmt.funnel_entry_count;
 	DELETE FROM leadmgmt.funnel_pair_count;
 	DELETE FROM leadmgmt.funnel_duration_count;
+	INSERT INTO leadmgmt.funnel_lead_count (zone, source, cohort_month, leads)
+	SELECT tz, coalesce(l.source, '(none)'), date_trunc('month', l.created_at AT TIME ZONE tz)::date, count(*)
+	  FROM leadmgmt.stage_history h JOIN leadmgmt.lead l ON l.id = h.lead_id
+	 WHERE h.from_stage IS NULL AND l.merged_into IS NULL
+	 GROUP BY 2, 3;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	total := total + n;
 	INSERT INTO leadmgmt.funnel_entry_count (zone, source, cohort_month, stage, leads)
 	SELECT tz, coalesce(l.source, '(none)'), date_trunc('month', l.created_at AT TIME ZONE tz)::date,
 	       h.to_stage, count(*)
@@ -440,7 +490,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION leadmgmt.rebuild_funnel_summary() FROM PUBLIC;
 COMMENT ON FUNCTION leadmgmt.rebuild_funnel_summary() IS
-	'Admin: recompute the funnel summaries (funnel_entry_count, funnel_pair_count, funnel_duration_count) from stage_history, in the current reporting_timezone; returns the rows written';
+	'Admin: recompute the funnel summaries (funnel_lead_count, funnel_entry_count, funnel_pair_count, funnel_duration_count) from stage_history, in the current reporting_timezone; returns the rows written';
 
 -- Shared base: per lead and stage, the first and last time the lead entered
 -- it, for leads that are not merged into another one.
@@ -564,8 +614,13 @@ COMMENT ON COLUMN leadmgmt.funnel.median_time_in_stage_days IS 'median_time_in_s
 CREATE VIEW leadmgmt.funnel_by_source WITH (security_invoker = true) AS
 	WITH gate AS MATERIALIZED (SELECT leadmgmt.funnel_summary_usable() AS summary),
 	src AS (
+		SELECT c.source, sum(c.leads)::bigint AS leads
+		  FROM leadmgmt.funnel_lead_count c
+		 WHERE (SELECT g.summary FROM gate g)
+		 GROUP BY 1 HAVING sum(c.leads) <> 0
+		UNION ALL
 		SELECT coalesce(l.source, '(none)') AS source, count(*) AS leads
-		  FROM leadmgmt.lead l WHERE l.merged_into IS NULL GROUP BY 1
+		  FROM leadmgmt.lead l WHERE NOT (SELECT g.summary FROM gate g) AND l.merged_into IS NULL GROUP BY 1
 	)
 	SELECT src.source, s.name AS stage, coalesce(x.leads, 0) AS leads_entered,
 	       coalesce(x.leads, 0)::float8 / src.leads AS conversion_from_first
@@ -591,6 +646,8 @@ CREATE VIEW leadmgmt.funnel_cohort WITH (security_invoker = true) AS
 	gate AS MATERIALIZED (
 		SELECT leadmgmt.funnel_summary_usable()
 		       AND NOT EXISTS (SELECT 1 FROM leadmgmt.funnel_entry_count c
+		                        WHERE c.zone <> (SELECT zone FROM tz))
+		       AND NOT EXISTS (SELECT 1 FROM leadmgmt.funnel_lead_count c
 		                        WHERE c.zone <> (SELECT zone FROM tz)) AS summary
 	),
 	cohort AS (
@@ -599,7 +656,14 @@ CREATE VIEW leadmgmt.funnel_cohort WITH (security_invoker = true) AS
 		SELECT l.id AS lead_id,
 		       date_trunc('month', l.created_at AT TIME ZONE (SELECT zone FROM tz))::date AS cohort_month
 		  FROM leadmgmt.lead l WHERE l.merged_into IS NULL
-	), size AS (SELECT cohort_month, count(*) AS leads FROM cohort GROUP BY 1)
+	), size AS (
+		SELECT c.cohort_month, sum(c.leads)::bigint AS leads
+		  FROM leadmgmt.funnel_lead_count c
+		 WHERE (SELECT g.summary FROM gate g)
+		 GROUP BY 1 HAVING sum(c.leads) <> 0
+		UNION ALL
+		SELECT cohort.cohort_month, count(*) AS leads FROM cohort WHERE NOT (SELECT g.summary FROM gate g) GROUP BY 1
+	)
 	SELECT size.cohort_month, s.name AS stage, coalesce(x.leads, 0) AS leads_entered,
 	       coalesce(x.leads, 0)::float8 / size.leads AS conversion_from_first
 	  FROM size CROSS JOIN leadmgmt.stage s

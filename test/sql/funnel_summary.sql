@@ -115,6 +115,9 @@ CREATE FUNCTION pg_temp.summary() RETURNS SETOF text LANGUAGE sql AS $$
 	SELECT format('e %s %s %s %s %s', zone, source, cohort_month, stage, sum(leads))
 	  FROM leadmgmt.funnel_entry_count GROUP BY zone, source, cohort_month, stage HAVING sum(leads) <> 0
 	UNION ALL
+	SELECT format('l %s %s %s %s', zone, source, cohort_month, sum(leads))
+	  FROM leadmgmt.funnel_lead_count GROUP BY zone, source, cohort_month HAVING sum(leads) <> 0
+	UNION ALL
 	SELECT format('p %s %s %s', stage, later_stage, sum(leads))
 	  FROM leadmgmt.funnel_pair_count GROUP BY stage, later_stage HAVING sum(leads) <> 0
 	UNION ALL
@@ -166,6 +169,7 @@ SELECT * FROM pg_temp.differences();
 
 -- compaction keeps the answers and folds the rows; a rebuild gives the same rows
 SELECT (SELECT count(*) FROM leadmgmt.funnel_entry_count) + (SELECT count(*) FROM leadmgmt.funnel_pair_count)
+       + (SELECT count(*) FROM leadmgmt.funnel_lead_count)
        + (SELECT count(*) FROM leadmgmt.funnel_duration_count) > leadmgmt.funnel_summary_compact() AS folded;
 SELECT * FROM pg_temp.differences();
 CREATE TEMP TABLE incremental AS SELECT * FROM pg_temp.summary();
@@ -183,7 +187,8 @@ SELECT count(leadmgmt.set_stage(id, 'mql', at => stage_entered_at + interval '1 
 SELECT * FROM pg_temp.differences();
 SELECT leadmgmt.rebuild_funnel_summary() > 0 AS rebuilt;
 SELECT * FROM pg_temp.differences();
-SELECT EXISTS (SELECT 1 FROM leadmgmt.funnel_entry_count WHERE zone <> 'Pacific/Chatham') AS other_zone_left;
+SELECT EXISTS (SELECT 1 FROM leadmgmt.funnel_entry_count WHERE zone <> 'Pacific/Chatham')
+       OR EXISTS (SELECT 1 FROM leadmgmt.funnel_lead_count WHERE zone <> 'Pacific/Chatham') AS other_zone_left;
 
 -- a rep restricted by row-level security gets the reference answers over
 -- the leads it sees

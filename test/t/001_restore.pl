@@ -114,6 +114,8 @@ my $summary_sql = q{
 	SELECT string_agg(k, E'\n' ORDER BY k) FROM (
 		SELECT format('e %s %s %s %s %s', zone, source, cohort_month, stage, sum(leads)) AS k
 		  FROM leadmgmt.funnel_entry_count GROUP BY zone, source, cohort_month, stage HAVING sum(leads) <> 0
+		UNION ALL SELECT format('l %s %s %s %s', zone, source, cohort_month, sum(leads))
+		  FROM leadmgmt.funnel_lead_count GROUP BY zone, source, cohort_month HAVING sum(leads) <> 0
 		UNION ALL SELECT format('p %s %s %s', stage, later_stage, sum(leads))
 		  FROM leadmgmt.funnel_pair_count GROUP BY stage, later_stage HAVING sum(leads) <> 0
 		UNION ALL SELECT format('d %s %s %s %s', from_stage, to_stage, took::text, sum(moves))
@@ -126,7 +128,7 @@ $node->safe_psql('dst', q{SELECT leadmgmt.rebuild_funnel_summary()});
 is($node->safe_psql('dst', $summary_sql), $restored_summary,
 	'rebuild_funnel_summary() from the restored history gives the restored summaries');
 $node->safe_psql('dst', q{
-	DELETE FROM leadmgmt.funnel_entry_count; DELETE FROM leadmgmt.funnel_pair_count;
+	DELETE FROM leadmgmt.funnel_lead_count; DELETE FROM leadmgmt.funnel_entry_count; DELETE FROM leadmgmt.funnel_pair_count;
 	DELETE FROM leadmgmt.funnel_duration_count;});
 isnt($node->safe_psql('dst', $views_sql), $src_views, 'without summaries the funnel views are wrong');
 $node->safe_psql('dst', q{SELECT leadmgmt.rebuild_funnel_summary()});
