@@ -522,6 +522,14 @@ CREATE OR REPLACE VIEW leadmgmt.funnel WITH (security_invoker = true) AS
 		SELECT p.from_stage, p.total, x.pos, floor(x.pos) AS lo, least(ceil(x.pos), p.total - 1) AS hi
 		  FROM (SELECT DISTINCT pos.from_stage, pos.total FROM pos) p,
 		       LATERAL (SELECT 0.5::float8 * (p.total - 1)::float8 AS pos) x
+	), rows AS (
+		-- the durations at the two rows (each covers a range of positions)
+		SELECT k.from_stage, k.pos, k.lo, k.hi,
+		       min(p.took) FILTER (WHERE k.lo >= p.upto - p.n AND k.lo < p.upto) AS v_lo,
+		       min(p.took) FILTER (WHERE k.hi >= p.upto - p.n AND k.hi < p.upto) AS v_hi
+		  FROM pick k JOIN pos p ON p.from_stage = k.from_stage
+		 WHERE (k.lo >= p.upto - p.n AND k.lo < p.upto) OR (k.hi >= p.upto - p.n AND k.hi < p.upto)
+		 GROUP BY 1, 2, 3, 4
 	)
 	SELECT s.name AS stage,
 	       row_number() OVER (ORDER BY s.rank, s.name)::integer AS position,
@@ -569,13 +577,11 @@ CREATE OR REPLACE VIEW leadmgmt.funnel WITH (security_invoker = true) AS
 	              -- the aggregate answers one row even when its input is gated off
 	              WHERE NOT (SELECT g.summary FROM gate g)) nx ON nx.stage = s.name AND nx.later_stage = s.next_stage
 	  -- a stay in a stage ends with the next entry, which records its length
-	  LEFT JOIN (SELECT k.from_stage AS stage,
-	                    justify_hours(CASE WHEN k.hi > k.lo
-	                                       THEN (vh.took - vl.took) * (k.pos - k.lo) + vl.took
-	                                       ELSE vl.took END) AS median
-	               FROM pick k
-	               JOIN pos vl ON vl.from_stage = k.from_stage AND k.lo >= vl.upto - vl.n AND k.lo < vl.upto
-	               JOIN pos vh ON vh.from_stage = k.from_stage AND k.hi >= vh.upto - vh.n AND k.hi < vh.upto
+	  LEFT JOIN (SELECT r.from_stage AS stage,
+	                    justify_hours(CASE WHEN r.hi > r.lo
+	                                       THEN (r.v_hi - r.v_lo) * (r.pos - r.lo) + r.v_lo
+	                                       ELSE r.v_lo END) AS median
+	               FROM rows r
 	             UNION ALL
 	             SELECT h.from_stage AS stage,
 	                    justify_hours((leadmgmt.interval_percentiles(h.time_in_from_stage, '{0.5}'))[1]) AS median
@@ -695,15 +701,19 @@ CREATE OR REPLACE VIEW leadmgmt.stage_velocity WITH (security_invoker = true) AS
 		  FROM total t,
 		       unnest('{0.5,0.9}'::float8[]) WITH ORDINALITY AS f(fraction, i),
 		       LATERAL (SELECT f.fraction * (t.n - 1)::float8 AS pos) x
+	), rows AS (
+		-- the durations at the two rows (each covers a range of positions)
+		SELECT k.from_stage, k.to_stage, k.i, k.pos, k.lo, k.hi,
+		       min(p.took) FILTER (WHERE k.lo >= p.upto - p.n AND k.lo < p.upto) AS v_lo,
+		       min(p.took) FILTER (WHERE k.hi >= p.upto - p.n AND k.hi < p.upto) AS v_hi
+		  FROM pick k JOIN pos p ON p.from_stage = k.from_stage AND p.to_stage = k.to_stage
+		 WHERE (k.lo >= p.upto - p.n AND k.lo < p.upto) OR (k.hi >= p.upto - p.n AND k.hi < p.upto)
+		 GROUP BY 1, 2, 3, 4, 5, 6
 	), pct AS (
-		SELECT k.from_stage, k.to_stage,
-		       array_agg(CASE WHEN k.hi > k.lo THEN (vh.took - vl.took) * (k.pos - k.lo) + vl.took
-		                      ELSE vl.took END ORDER BY k.i) AS p
-		  FROM pick k
-		  JOIN pos vl ON vl.from_stage = k.from_stage AND vl.to_stage = k.to_stage
-		             AND k.lo >= vl.upto - vl.n AND k.lo < vl.upto
-		  JOIN pos vh ON vh.from_stage = k.from_stage AND vh.to_stage = k.to_stage
-		             AND k.hi >= vh.upto - vh.n AND k.hi < vh.upto
+		SELECT r.from_stage, r.to_stage,
+		       array_agg(CASE WHEN r.hi > r.lo THEN (r.v_hi - r.v_lo) * (r.pos - r.lo) + r.v_lo
+		                      ELSE r.v_lo END ORDER BY r.i) AS p
+		  FROM rows r
 		 GROUP BY 1, 2
 	), t AS (
 		SELECT t.from_stage, t.to_stage, t.n AS transitions,
