@@ -5,6 +5,11 @@
 # as a restore would, to build it quickly.
 set -eu
 leads=${ANALYTICS_LEADS:-$(awk -v s="${BENCH_SCALE:-1}" 'BEGIN { printf "%d", 1000000 * s }')}
+# ANALYTICS_DURATIONS=distinct: every stay a different length (jitter of up
+# to 5 days), so the duration summary holds about one row per history row;
+# the default gives each lead's stays the same length (9 days)
+jitter=0
+[ "${ANALYTICS_DURATIONS:-}" = distinct ] && jitter=1
 psql -X -q -v ON_ERROR_STOP=1 <<SQL
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS leadmgmt CASCADE;
@@ -27,7 +32,8 @@ SELECT w.lead_id,
             WHEN s > 1 THEN (ARRAY['inquiry','mql','sal','sql','lost','recycled','mql','sal','sql','won'])[s - 1] END,
        CASE WHEN s = 1 AND w.lead_id % 10 = 0 THEN 'sgl'
             ELSE (ARRAY['inquiry','mql','sal','sql','lost','recycled','mql','sal','sql','won'])[s] END,
-       w.created_at + (s - 1) * interval '9 days' + (w.lead_id % 97) * interval '1 hour', 'bench',
+       w.created_at + (s - 1) * interval '9 days' + (w.lead_id % 97) * interval '1 hour'
+         + $jitter * random() * interval '5 days', 'bench',
        CASE WHEN s BETWEEN 7 AND 9 THEN 2 ELSE 1 END,
        CASE WHEN s > 1 THEN interval '9 days' END
   FROM walk w, generate_series(1, w.steps) s;
@@ -38,6 +44,13 @@ SELECT w.lead_id, w.source, h.to_stage, h.changed_at, w.created_at
 RESET session_replication_role;
 -- the generated facts are the ones the stage machine would have written
 SELECT leadmgmt.fill_history_facts() AS facts_corrected;
+-- history written with triggers off: build the funnel summaries from it
+\timing on
+SELECT leadmgmt.rebuild_funnel_summary() AS summary_rows;
+\timing off
+SELECT (SELECT count(*) FROM leadmgmt.funnel_entry_count) AS entry_rows,
+       (SELECT count(*) FROM leadmgmt.funnel_pair_count) AS pair_rows,
+       (SELECT count(*) FROM leadmgmt.funnel_duration_count) AS duration_rows;
 ANALYZE leadmgmt.lead, leadmgmt.stage_history;
 SELECT count(*) AS leads FROM leadmgmt.lead;
 SELECT count(*) AS history_rows FROM leadmgmt.stage_history;
@@ -96,4 +109,31 @@ SELECT 'table: views|' || v.name || ' (' || $leads || ' leads, ' || (SELECT coun
        AS v(n, name, base, goal)
   JOIN bench_times a ON a.name = v.name JOIN bench_times b ON b.name = v.base
  ORDER BY v.n;
+\pset format aligned
+\pset tuples_only off
+-- What the summaries cost each move: 5,000 new leads and one move each,
+-- with the summary triggers on, then 5,000 more with them off.
+CREATE FUNCTION pg_temp.moves(label text, n int) RETURNS void LANGUAGE plpgsql AS \$\$
+DECLARE t0 timestamptz; t1 timestamptz; first bigint;
+BEGIN
+	t0 := clock_timestamp();
+	INSERT INTO leadmgmt.lead (source, created_at)
+	SELECT 'web_form', now() - interval '1 day' FROM generate_series(1, n);
+	first := currval('leadmgmt.lead_id_seq') - n + 1;
+	t1 := clock_timestamp();
+	PERFORM leadmgmt.set_stage(g, 'mql') FROM generate_series(first, first + n - 1) g;
+	INSERT INTO bench_times VALUES (label || ': new lead', extract(epoch FROM t1 - t0) * 1000 / n),
+	                               (label || ': set_stage', extract(epoch FROM clock_timestamp() - t1) * 1000 / n);
+END \$\$;
+TRUNCATE bench_times;
+-- the generator gave explicit lead ids
+SELECT setval('leadmgmt.lead_id_seq', (SELECT max(id) FROM leadmgmt.lead)) > 0 AS seq_moved;
+SELECT pg_temp.moves('summaries on', 5000);
+ALTER TABLE leadmgmt.stage_history DISABLE TRIGGER funnel_summary;
+ALTER TABLE leadmgmt.lead DISABLE TRIGGER lead_funnel_summary;
+SELECT pg_temp.moves('summaries off', 5000);
+ALTER TABLE leadmgmt.stage_history ENABLE TRIGGER funnel_summary;
+ALTER TABLE leadmgmt.lead ENABLE TRIGGER lead_funnel_summary;
+\echo per-lead and per-move cost, ms (summaries on vs off):
+SELECT name, round(ms::numeric, 3) AS ms FROM bench_times;
 SQL

@@ -77,6 +77,9 @@ check() {
 	# libFuzzer runtime (only a Recommends of clang)
 	need clang                        command -v clang
 	need sqlsmith                     command -v sqlsmith
+	# the BI-client test (test/t/004_bi_client.pl): PgJDBC, as BI tools connect
+	need default-jdk-headless         command -v javac
+	need libpostgresql-jdbc-java      test -f /usr/share/java/postgresql.jar
 }
 # what goes with the clang this distribution installs as `clang`, version NN:
 # libFuzzer's runtime (libclang-rt-NN-dev) and llvm-NN (llvm-symbolizer, for

@@ -168,6 +168,10 @@ BEGIN
 	   AND (h.entry_number IS DISTINCT FROM f.entry_number::integer
 	        OR h.time_in_from_stage IS DISTINCT FROM f.time_in_from_stage);
 	GET DIAGNOSTICS filled = ROW_COUNT;
+	-- the funnel summaries count these facts
+	IF filled > 0 THEN
+		PERFORM leadmgmt.rebuild_funnel_summary();
+	END IF;
 	RETURN filled;
 END
 $$;

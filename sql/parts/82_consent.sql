@@ -77,7 +77,8 @@ COMMENT ON FUNCTION leadmgmt.consent(bigint, text, boolean, text, timestamptz) I
 CREATE VIEW leadmgmt.stale_leads WITH (security_invoker = true) AS
 	SELECT l.id AS lead_id, l.stage, l.owner, l.stage_entered_at,
 	       a.last_activity_at,
-	       pg_catalog.now() - coalesce(a.last_activity_at, l.created_at) AS idle
+	       pg_catalog.now() - coalesce(a.last_activity_at, l.created_at) AS idle,
+	       pg_catalog.date_part('epoch', pg_catalog.now() - coalesce(a.last_activity_at, l.created_at)) / 86400 AS idle_days
 	  FROM leadmgmt.lead l
 	  JOIN leadmgmt.stage s ON s.name = l.stage
 	  LEFT JOIN LATERAL (SELECT max(x.occurred_at) AS last_activity_at
@@ -85,7 +86,7 @@ CREATE VIEW leadmgmt.stale_leads WITH (security_invoker = true) AS
 	 WHERE l.merged_into IS NULL
 	   AND s.category IN ('open', 'nurture')
 	   AND coalesce(a.last_activity_at, l.created_at)
-	       < pg_catalog.now() - leadmgmt.get_setting('stale_after')::interval;
+	       < pg_catalog.now() - (SELECT leadmgmt.get_setting('stale_after')::interval);
 COMMENT ON VIEW leadmgmt.stale_leads IS
 	'Open and nurture leads without activity for the stale_after setting (default 30 days)';
 COMMENT ON COLUMN leadmgmt.stale_leads.lead_id IS 'the lead';
@@ -94,6 +95,7 @@ COMMENT ON COLUMN leadmgmt.stale_leads.owner IS 'sales rep';
 COMMENT ON COLUMN leadmgmt.stale_leads.stage_entered_at IS 'when it entered its stage';
 COMMENT ON COLUMN leadmgmt.stale_leads.last_activity_at IS 'latest activity (NULL: none)';
 COMMENT ON COLUMN leadmgmt.stale_leads.idle IS 'time since the latest activity, or since creation';
+COMMENT ON COLUMN leadmgmt.stale_leads.idle_days IS 'idle in days (fractional), for charting';
 
 -- Erasure: personal data goes, counts, stages, scores and history stay, so
 -- funnel metrics remain correct.

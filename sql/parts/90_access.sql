@@ -85,7 +85,8 @@ DECLARE
 	admin_seq text[] := ARRAY['scoring_rule_id_seq', 'fit_rule_id_seq'];
 	admin_fn text[] := ARRAY['leadmgmt.rescore()', 'leadmgmt.forget_lead(bigint)',
 	                         'leadmgmt.rebuild_keys()', 'leadmgmt.purge_activity(timestamptz,integer)',
-	                         'leadmgmt.shard_table(text,text[],regclass)'];
+	                         'leadmgmt.shard_table(text,text[],regclass)',
+	                         'leadmgmt.rebuild_funnel_summary()'];
 	views text[];
 BEGIN
 	SELECT e.extowner INTO ext_owner FROM pg_catalog.pg_extension e WHERE e.extname = 'leadmgmt';
@@ -120,20 +121,25 @@ BEGIN
 		EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA leadmgmt FROM %s', r);
 		EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA leadmgmt FROM %s', r);
 		EXECUTE format('REVOKE ALL ON SCHEMA leadmgmt FROM %s', r);
+		EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA leadmgmt_bi FROM %s', r);
+		EXECUTE format('REVOKE ALL ON SCHEMA leadmgmt_bi FROM %s', r);
 	END LOOP;
 
-	-- every view of the schema at call time (BI views added later: call again)
-	SELECT array_agg(c.relname::text ORDER BY c.relname) INTO views
+	-- every view of the two schemas at call time (BI views added later:
+	-- call again); leadmgmt_bi is the surface for BI tools (doc/bi.md)
+	SELECT array_agg(c.oid::regclass::text ORDER BY c.oid::regclass::text) INTO views
 	  FROM pg_catalog.pg_class c
-	 WHERE c.relnamespace = 'leadmgmt'::regnamespace AND c.relkind IN ('v', 'm');
+	 WHERE c.relnamespace IN ('leadmgmt'::regnamespace, 'leadmgmt_bi'::regnamespace)
+	   AND c.relkind IN ('v', 'm');
 
 	FOR i IN 1 .. 4 LOOP
 		r := roles[i]::text;
 		EXECUTE format('GRANT USAGE ON SCHEMA leadmgmt TO %s', r);
+		EXECUTE format('GRANT USAGE ON SCHEMA leadmgmt_bi TO %s', r);
 		-- the views are security_invoker: their readers need SELECT on the
 		-- columns they read, so grant exactly those (from the views' rules)
 		FOREACH obj IN ARRAY COALESCE(views, '{}') LOOP
-			EXECUTE format('GRANT SELECT ON leadmgmt.%I TO %s', obj, r);
+			EXECUTE format('GRANT SELECT ON %s TO %s', obj, r);
 		END LOOP;
 		FOR obj IN
 			SELECT format('GRANT SELECT (%s) ON %s TO %s',
@@ -145,7 +151,8 @@ BEGIN
 			                             AND d.refclassid = 'pg_catalog.pg_class'::regclass
 			  JOIN pg_catalog.pg_class t ON t.oid = d.refobjid AND t.relkind = 'r'
 			  JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
-			 WHERE v.relnamespace = 'leadmgmt'::regnamespace AND v.relkind IN ('v', 'm')
+			 WHERE v.relnamespace IN ('leadmgmt'::regnamespace, 'leadmgmt_bi'::regnamespace)
+			   AND v.relkind IN ('v', 'm')
 			   AND d.refobjsubid > 0
 			 GROUP BY t.oid
 		LOOP
@@ -153,10 +160,14 @@ BEGIN
 		END LOOP;
 		-- get_setting() runs as the caller; settings are no secret
 		EXECUTE format('GRANT SELECT ON leadmgmt.setting TO %s', r);
+		-- the vocabularies hold nothing personal: every role reads them whole
+		FOREACH obj IN ARRAY vocab LOOP
+			EXECUTE format('GRANT SELECT ON leadmgmt.%I TO %s', obj, r);
+		END LOOP;
 		CONTINUE WHEN kinds[i] = 'reader';
 
-		-- sales and up: vocabulary, leads, activity and their history
-		FOREACH obj IN ARRAY vocab || sales_read LOOP
+		-- sales and up: leads, activity and their history
+		FOREACH obj IN ARRAY sales_read LOOP
 			EXECUTE format('GRANT SELECT ON leadmgmt.%I TO %s', obj, r);
 		END LOOP;
 		IF kinds[i] = 'sales' THEN

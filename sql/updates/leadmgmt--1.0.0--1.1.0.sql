@@ -1179,6 +1179,1152 @@ REVOKE ALL ON FUNCTION leadmgmt.grant_access(regrole, regrole, regrole, regrole)
 
 
 -- BEGIN bi (chartable durations, reader surface)
+-- Mirrors sql/parts/60_analytics.sql and 82_consent.sql: a numeric
+-- companion <column>_days (fractional days) for every interval column of a
+-- view, appended as the last columns (CREATE OR REPLACE VIEW can only add
+-- columns at the end; a fresh install has them in the same place).
+-- Mirrors sql/parts/60_analytics.sql: the funnel summaries, built from the
+-- history already there.
+-- Funnel summaries (doc/analytics.md, "Summaries"): what the four funnel
+-- views count, kept as history is appended, so that a view reads a few
+-- thousand summary rows instead of scanning the whole history.
+--   funnel_lead_count     live leads per (source, cohort month), counted
+--                         by their first history row (every lead has one)
+--   funnel_entry_count    first entries per (source, cohort month, stage)
+--   funnel_pair_count     leads that entered later_stage at or after their
+--                         first entry into stage (conversion_to_next for
+--                         any next_stage)
+--   funnel_duration_count every completed stay, as a multiset of
+--                         (from_stage, to_stage, time_in_from_stage) with
+--                         counts: the exact mergeable state that averages
+--                         and percentiles are computed from
+-- Rows are deltas: triggers only append (no row locks, no deadlocks between
+-- concurrent moves); funnel_summary_compact() folds them into one row per
+-- key now and then.  Live leads only (merged leads leave the counts when
+-- merged_into is set).  A data-only restore with triggers disabled brings
+-- these tables with their rows; after loading history any other way, run
+-- leadmgmt.rebuild_funnel_summary().
+CREATE TABLE leadmgmt.funnel_entry_count (
+	zone         text NOT NULL,
+	source       text NOT NULL,
+	cohort_month date NOT NULL,
+	stage        text NOT NULL,
+	leads        bigint NOT NULL
+);
+COMMENT ON TABLE leadmgmt.funnel_entry_count IS
+	'Summary of stage_history for the funnel views: first stage entries of live leads per source and cohort month (delta rows; written by the extension only)';
+COMMENT ON COLUMN leadmgmt.funnel_entry_count.zone IS 'the reporting_timezone setting cohort_month was computed in';
+COMMENT ON COLUMN leadmgmt.funnel_entry_count.source IS 'lead.source ((none) when NULL)';
+COMMENT ON COLUMN leadmgmt.funnel_entry_count.cohort_month IS 'month of lead.created_at in zone';
+COMMENT ON COLUMN leadmgmt.funnel_entry_count.stage IS 'stage entered for the first time';
+COMMENT ON COLUMN leadmgmt.funnel_entry_count.leads IS 'number of leads (a delta: sum the rows of a key)';
+SELECT pg_catalog.pg_extension_config_dump('leadmgmt.funnel_entry_count', '');
 
+CREATE TABLE leadmgmt.funnel_lead_count (
+	zone         text NOT NULL,
+	source       text NOT NULL,
+	cohort_month date NOT NULL,
+	leads        bigint NOT NULL
+);
+COMMENT ON TABLE leadmgmt.funnel_lead_count IS
+	'Summary of stage_history for the funnel views: live leads per source and cohort month, by their first history row (delta rows; written by the extension only)';
+COMMENT ON COLUMN leadmgmt.funnel_lead_count.zone IS 'the reporting_timezone setting cohort_month was computed in';
+COMMENT ON COLUMN leadmgmt.funnel_lead_count.source IS 'lead.source ((none) when NULL)';
+COMMENT ON COLUMN leadmgmt.funnel_lead_count.cohort_month IS 'month of lead.created_at in zone';
+COMMENT ON COLUMN leadmgmt.funnel_lead_count.leads IS 'number of leads (a delta: sum the rows of a key)';
+SELECT pg_catalog.pg_extension_config_dump('leadmgmt.funnel_lead_count', '');
+
+CREATE TABLE leadmgmt.funnel_pair_count (
+	stage       text NOT NULL,
+	later_stage text NOT NULL,
+	leads       bigint NOT NULL
+);
+COMMENT ON TABLE leadmgmt.funnel_pair_count IS
+	'Summary of stage_history for the funnel views: live leads that entered later_stage at or after their first entry into stage (delta rows; written by the extension only)';
+COMMENT ON COLUMN leadmgmt.funnel_pair_count.stage IS 'stage entered';
+COMMENT ON COLUMN leadmgmt.funnel_pair_count.later_stage IS 'stage entered at or after the first entry into stage';
+COMMENT ON COLUMN leadmgmt.funnel_pair_count.leads IS 'number of leads (a delta: sum the rows of a key)';
+SELECT pg_catalog.pg_extension_config_dump('leadmgmt.funnel_pair_count', '');
+
+CREATE TABLE leadmgmt.funnel_duration_count (
+	from_stage text NOT NULL,
+	to_stage   text NOT NULL,
+	took       interval NOT NULL,
+	moves      bigint NOT NULL
+);
+COMMENT ON TABLE leadmgmt.funnel_duration_count IS
+	'Summary of stage_history for the funnel views: completed stays of live leads, as counts per exact duration (delta rows; written by the extension only)';
+COMMENT ON COLUMN leadmgmt.funnel_duration_count.from_stage IS 'stage left';
+COMMENT ON COLUMN leadmgmt.funnel_duration_count.to_stage IS 'stage entered';
+COMMENT ON COLUMN leadmgmt.funnel_duration_count.took IS 'stage_history.time_in_from_stage of the move';
+COMMENT ON COLUMN leadmgmt.funnel_duration_count.moves IS 'number of such moves (a delta: sum the rows of a key)';
+SELECT pg_catalog.pg_extension_config_dump('leadmgmt.funnel_duration_count', '');
+
+-- The three summaries of the given live leads' history, times sign, as
+-- delta rows; history rows whose id is in skip are left out (the history
+-- trigger subtracts the leads' summary before the new rows that way).
+-- Lead attributes come from the arguments (the lead trigger passes OLD and
+-- NEW) or, when srcs is NULL, from the lead table.
+CREATE FUNCTION leadmgmt.funnel_summary_add(leads bigint[], srcs text[], created timestamptz[],
+                                            skip bigint[], sign integer)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tz text := leadmgmt.get_setting('reporting_timezone');
+BEGIN
+	INSERT INTO leadmgmt.funnel_entry_count (zone, source, cohort_month, stage, leads)
+	SELECT tz, coalesce(a.source, '(none)'), date_trunc('month', a.created_at AT TIME ZONE tz)::date,
+	       h.to_stage, sign * count(*)
+	  FROM leadmgmt.stage_history h
+	  JOIN (SELECT u.id, u.source, u.created_at
+	          FROM unnest(leads, srcs, created) AS u(id, source, created_at)
+	         WHERE srcs IS NOT NULL
+	        UNION ALL
+	        SELECT l.id, l.source, l.created_at FROM leadmgmt.lead l
+	         WHERE srcs IS NULL AND l.id = ANY (leads)) a ON a.id = h.lead_id
+	 WHERE h.lead_id = ANY (leads) AND (skip IS NULL OR h.id <> ALL (skip))
+	   AND h.entry_number = 1
+	 GROUP BY 2, 3, 4;
+		INSERT INTO leadmgmt.funnel_lead_count (zone, source, cohort_month, leads)
+	SELECT tz, coalesce(a.source, '(none)'), date_trunc('month', a.created_at AT TIME ZONE tz)::date,
+	       sign * count(*)
+	  FROM leadmgmt.stage_history h
+	  JOIN (SELECT u.id, u.source, u.created_at
+	          FROM unnest(leads, srcs, created) AS u(id, source, created_at)
+	         WHERE srcs IS NOT NULL
+	        UNION ALL
+	        SELECT l.id, l.source, l.created_at FROM leadmgmt.lead l
+	         WHERE srcs IS NULL AND l.id = ANY (leads)) a ON a.id = h.lead_id
+	 WHERE h.lead_id = ANY (leads) AND (skip IS NULL OR h.id <> ALL (skip))
+	   AND h.from_stage IS NULL
+	 GROUP BY 2, 3;
+	INSERT INTO leadmgmt.funnel_duration_count (from_stage, to_stage, took, moves)
+	SELECT min(h.from_stage), min(h.to_stage), min(h.time_in_from_stage), sign * count(*)
+	  FROM leadmgmt.stage_history h
+	 WHERE h.lead_id = ANY (leads) AND (skip IS NULL OR h.id <> ALL (skip))
+	   AND h.time_in_from_stage IS NOT NULL AND h.from_stage IS NOT NULL
+	 GROUP BY h.from_stage, h.to_stage, h.time_in_from_stage::text;
+	INSERT INTO leadmgmt.funnel_pair_count (stage, later_stage, leads)
+	WITH e AS (
+		SELECT h.lead_id, h.to_stage AS stage, min(h.changed_at) AS first_at, max(h.changed_at) AS last_at
+		  FROM leadmgmt.stage_history h
+		 WHERE h.lead_id = ANY (leads) AND (skip IS NULL OR h.id <> ALL (skip))
+		   AND h.from_stage IS DISTINCT FROM h.to_stage
+		 GROUP BY 1, 2
+	)
+	SELECT x.stage, y.stage, sign * count(*)
+	  FROM e x JOIN e y ON y.lead_id = x.lead_id AND y.last_at >= x.first_at
+	 GROUP BY 1, 2;
+END
+$$;
+REVOKE ALL ON FUNCTION leadmgmt.funnel_summary_add(bigint[], text[], timestamptz[], bigint[], integer) FROM PUBLIC;
+COMMENT ON FUNCTION leadmgmt.funnel_summary_add(bigint[], text[], timestamptz[], bigint[], integer) IS
+	'Internal: append sign times the funnel summaries of the given leads'' history (attributes given, or NULL to read lead) as delta rows';
+
+-- Fold the delta rows into one row per key (rows that sum to zero go).
+-- One compaction at a time (an advisory lock; a caller that does not get it
+-- skips), and only under READ COMMITTED, where deleting rows another
+-- compaction just rewrote cannot fail a user's transaction.
+CREATE FUNCTION leadmgmt.funnel_summary_compact()
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	kept bigint := 0;
+	n bigint;
+BEGIN
+	IF current_setting('transaction_isolation') <> 'read committed'
+	   OR NOT pg_try_advisory_xact_lock('leadmgmt.funnel_entry_count'::regclass::oid::bigint) THEN
+		RETURN NULL;
+	END IF;
+	WITH d AS (DELETE FROM leadmgmt.funnel_entry_count RETURNING *),
+	i AS (INSERT INTO leadmgmt.funnel_entry_count (zone, source, cohort_month, stage, leads)
+	      SELECT d.zone, d.source, d.cohort_month, d.stage, sum(d.leads)::bigint FROM d
+	       GROUP BY 1, 2, 3, 4 HAVING sum(d.leads) <> 0 RETURNING 1)
+	SELECT count(*) INTO n FROM i;
+	kept := kept + n;
+	WITH d AS (DELETE FROM leadmgmt.funnel_lead_count RETURNING *),
+	i AS (INSERT INTO leadmgmt.funnel_lead_count (zone, source, cohort_month, leads)
+	      SELECT d.zone, d.source, d.cohort_month, sum(d.leads)::bigint FROM d
+	       GROUP BY 1, 2, 3 HAVING sum(d.leads) <> 0 RETURNING 1)
+	SELECT count(*) INTO n FROM i;
+	kept := kept + n;
+	WITH d AS (DELETE FROM leadmgmt.funnel_pair_count RETURNING *),
+	i AS (INSERT INTO leadmgmt.funnel_pair_count (stage, later_stage, leads)
+	      SELECT d.stage, d.later_stage, sum(d.leads)::bigint FROM d
+	       GROUP BY 1, 2 HAVING sum(d.leads) <> 0 RETURNING 1)
+	SELECT count(*) INTO n FROM i;
+	kept := kept + n;
+	-- durations: grouped by their fields, not by interval equality, which
+	-- takes '1 day' and '24:00:00' as one value
+	WITH d AS (DELETE FROM leadmgmt.funnel_duration_count RETURNING *),
+	i AS (INSERT INTO leadmgmt.funnel_duration_count (from_stage, to_stage, took, moves)
+	      SELECT d.from_stage, d.to_stage, min(d.took), sum(d.moves)::bigint FROM d
+	       GROUP BY d.from_stage, d.to_stage, d.took::text HAVING sum(d.moves) <> 0 RETURNING 1)
+	SELECT count(*) INTO n FROM i;
+	RETURN kept + n;
+END
+$$;
+REVOKE ALL ON FUNCTION leadmgmt.funnel_summary_compact() FROM PUBLIC;
+COMMENT ON FUNCTION leadmgmt.funnel_summary_compact() IS
+	'Fold the delta rows of the funnel summaries into one row per key; returns the rows kept, NULL when another compaction runs or the transaction is not READ COMMITTED';
+
+-- AFTER INSERT ON stage_history, once per statement: first entries and
+-- stays come straight from the new rows; the stage pairs of the affected
+-- leads are counted with and without the new rows, and the difference added.
+CREATE FUNCTION leadmgmt.funnel_summary_apply(ids bigint[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+-- a generic plan cannot know that ids and the leads are a handful: it scans
+SET plan_cache_mode = force_custom_plan
+AS $$
+DECLARE
+	tz text;
+	live bigint[];
+BEGIN
+	SELECT array_agg(l.id) INTO live
+	  FROM leadmgmt.lead l
+	 WHERE l.id = ANY (ARRAY(SELECT DISTINCT h.lead_id FROM leadmgmt.stage_history h WHERE h.id = ANY (ids)))
+	   AND l.merged_into IS NULL;
+	IF live IS NOT NULL THEN
+		tz := leadmgmt.get_setting('reporting_timezone');
+		INSERT INTO leadmgmt.funnel_entry_count (zone, source, cohort_month, stage, leads)
+		SELECT tz, coalesce(l.source, '(none)'), date_trunc('month', l.created_at AT TIME ZONE tz)::date,
+		       h.to_stage, count(*)
+		  FROM leadmgmt.stage_history h JOIN leadmgmt.lead l ON l.id = h.lead_id
+		 WHERE h.id = ANY (ids) AND h.lead_id = ANY (live) AND l.id = ANY (live)
+		   AND h.entry_number = 1
+		 GROUP BY 2, 3, 4;
+		INSERT INTO leadmgmt.funnel_lead_count (zone, source, cohort_month, leads)
+		SELECT tz, coalesce(l.source, '(none)'), date_trunc('month', l.created_at AT TIME ZONE tz)::date,
+		       count(*)
+		  FROM leadmgmt.stage_history h JOIN leadmgmt.lead l ON l.id = h.lead_id
+		 WHERE h.id = ANY (ids) AND h.lead_id = ANY (live) AND l.id = ANY (live)
+		   AND h.from_stage IS NULL
+		 GROUP BY 2, 3;
+		INSERT INTO leadmgmt.funnel_duration_count (from_stage, to_stage, took, moves)
+		SELECT min(h.from_stage), min(h.to_stage), min(h.time_in_from_stage), count(*)
+		  FROM leadmgmt.stage_history h
+		 WHERE h.id = ANY (ids) AND h.lead_id = ANY (live)
+		   AND h.time_in_from_stage IS NOT NULL AND h.from_stage IS NOT NULL
+		 GROUP BY h.from_stage, h.to_stage, h.time_in_from_stage::text;
+		INSERT INTO leadmgmt.funnel_pair_count (stage, later_stage, leads)
+		WITH e AS (
+			-- per lead and stage: first and last entry with the new rows, and without
+			SELECT h.lead_id, h.to_stage AS stage,
+			       min(h.changed_at) AS first_at, max(h.changed_at) AS last_at,
+			       min(h.changed_at) FILTER (WHERE h.id <> ALL (ids)) AS first_old,
+			       max(h.changed_at) FILTER (WHERE h.id <> ALL (ids)) AS last_old
+			  FROM leadmgmt.stage_history h
+			 WHERE h.lead_id = ANY (live) AND h.from_stage IS DISTINCT FROM h.to_stage
+			 GROUP BY 1, 2
+		)
+		SELECT x.stage, y.stage,
+		       count(*) FILTER (WHERE y.last_at >= x.first_at)
+		       - count(*) FILTER (WHERE y.last_old >= x.first_old)
+		  FROM e x JOIN e y ON y.lead_id = x.lead_id
+		 GROUP BY 1, 2
+		HAVING count(*) FILTER (WHERE y.last_at >= x.first_at)
+		       <> count(*) FILTER (WHERE y.last_old >= x.first_old);
+	END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION leadmgmt.funnel_summary_apply(bigint[]) FROM PUBLIC;
+COMMENT ON FUNCTION leadmgmt.funnel_summary_apply(bigint[]) IS
+	'Internal: add the stage_history rows with the given ids to the funnel summaries';
+
+-- The trigger itself only collects the new rows' ids: queries on a
+-- transition table are planned anew at every call, those of
+-- funnel_summary_apply() are kept.
+CREATE FUNCTION leadmgmt.funnel_summary_history()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ids bigint[];
+	lo bigint;
+	hi bigint;
+BEGIN
+	SELECT array_agg(n.id), min(n.id), max(n.id) INTO ids, lo, hi FROM new_rows n;
+	IF ids IS NOT NULL THEN
+		PERFORM leadmgmt.funnel_summary_apply(ids);
+		-- fold the deltas every 256 history rows or so
+		IF hi / 256 > (lo - 1) / 256 THEN
+			PERFORM leadmgmt.funnel_summary_compact();
+		END IF;
+	END IF;
+	RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION leadmgmt.funnel_summary_history() FROM PUBLIC;
+COMMENT ON FUNCTION leadmgmt.funnel_summary_history() IS
+	'Trigger: adds the stage_history rows of a statement to the funnel summaries';
+
+-- AFTER UPDATE OF source, created_at, merged_into ON lead: the lead's
+-- summary moves to its new source or cohort, or leaves when it is merged.
+-- Named so that it fires before lead_stage_record_update (triggers of an
+-- event fire in name order): the history row of a stage change made by the
+-- same UPDATE is then added under the new attributes only.
+CREATE FUNCTION leadmgmt.funnel_summary_lead()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF OLD.merged_into IS NULL THEN
+		PERFORM leadmgmt.funnel_summary_add(ARRAY[OLD.id], ARRAY[OLD.source], ARRAY[OLD.created_at], NULL, -1);
+	END IF;
+	IF NEW.merged_into IS NULL THEN
+		PERFORM leadmgmt.funnel_summary_add(ARRAY[NEW.id], ARRAY[NEW.source], ARRAY[NEW.created_at], NULL, 1);
+	END IF;
+	RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION leadmgmt.funnel_summary_lead() FROM PUBLIC;
+COMMENT ON FUNCTION leadmgmt.funnel_summary_lead() IS
+	'Trigger: moves a lead''s part of the funnel summaries when its source, created_at or merged_into changes';
+
+-- BEFORE DELETE ON lead: a deleted lead takes its history along (ON DELETE
+-- CASCADE), so its part leaves the summaries while the history is still
+-- there to compute it from (after the delete it is gone).
+CREATE FUNCTION leadmgmt.funnel_summary_lead_delete()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF OLD.merged_into IS NULL THEN
+		PERFORM leadmgmt.funnel_summary_add(ARRAY[OLD.id], ARRAY[OLD.source], ARRAY[OLD.created_at], NULL, -1);
+	END IF;
+	RETURN OLD;
+END
+$$;
+REVOKE ALL ON FUNCTION leadmgmt.funnel_summary_lead_delete() FROM PUBLIC;
+COMMENT ON FUNCTION leadmgmt.funnel_summary_lead_delete() IS
+	'Trigger: takes a deleted lead''s part out of the funnel summaries';
+
+CREATE TRIGGER funnel_summary
+	AFTER INSERT ON leadmgmt.stage_history
+	REFERENCING NEW TABLE AS new_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION leadmgmt.funnel_summary_history();
+CREATE TRIGGER lead_funnel_summary
+	AFTER UPDATE OF source, created_at, merged_into ON leadmgmt.lead
+	FOR EACH ROW
+	WHEN (OLD.source IS DISTINCT FROM NEW.source OR OLD.created_at IS DISTINCT FROM NEW.created_at
+	      OR OLD.merged_into IS DISTINCT FROM NEW.merged_into)
+	EXECUTE FUNCTION leadmgmt.funnel_summary_lead();
+CREATE TRIGGER lead_funnel_summary_delete
+	BEFORE DELETE ON leadmgmt.lead
+	FOR EACH ROW EXECUTE FUNCTION leadmgmt.funnel_summary_lead_delete();
+
+-- Whether the calling role sees every lead, so that the summaries (which
+-- count every live lead) answer for it: false for a sales rep restricted by
+-- rls_by_owner (doc/roles.md).  PL/pgSQL, so that it binds to
+-- rls_restricted() (sql/parts/90_access.sql) when it runs.
+CREATE FUNCTION leadmgmt.funnel_summary_usable()
+RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN NOT leadmgmt.rls_restricted(CURRENT_USER);
+END
+$$;
+COMMENT ON FUNCTION leadmgmt.funnel_summary_usable() IS
+	'Whether the funnel views may answer the calling role from the funnel summaries: true unless row-level security by owner restricts it';
+
+-- After a data-only restore that did not bring the summaries, after
+-- fill_history_facts(), or after loading history with triggers disabled.
+CREATE FUNCTION leadmgmt.rebuild_funnel_summary()
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tz text := leadmgmt.get_setting('reporting_timezone');
+	n bigint;
+	total bigint := 0;
+BEGIN
+	LOCK TABLE leadmgmt.funnel_lead_count, leadmgmt.funnel_entry_count, leadmgmt.funnel_pair_count,
+		leadmgmt.funnel_duration_count IN EXCLUSIVE MODE;
+	DELETE FROM leadmgmt.funnel_lead_count;
+	DELETE FROM leadmgmt.funnel_entry_count;
+	DELETE FROM leadmgmt.funnel_pair_count;
+	DELETE FROM leadmgmt.funnel_duration_count;
+	INSERT INTO leadmgmt.funnel_lead_count (zone, source, cohort_month, leads)
+	SELECT tz, coalesce(l.source, '(none)'), date_trunc('month', l.created_at AT TIME ZONE tz)::date, count(*)
+	  FROM leadmgmt.stage_history h JOIN leadmgmt.lead l ON l.id = h.lead_id
+	 WHERE h.from_stage IS NULL AND l.merged_into IS NULL
+	 GROUP BY 2, 3;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	total := total + n;
+	INSERT INTO leadmgmt.funnel_entry_count (zone, source, cohort_month, stage, leads)
+	SELECT tz, coalesce(l.source, '(none)'), date_trunc('month', l.created_at AT TIME ZONE tz)::date,
+	       h.to_stage, count(*)
+	  FROM leadmgmt.stage_history h JOIN leadmgmt.lead l ON l.id = h.lead_id
+	 WHERE h.entry_number = 1 AND l.merged_into IS NULL
+	 GROUP BY 2, 3, 4;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	total := total + n;
+	INSERT INTO leadmgmt.funnel_duration_count (from_stage, to_stage, took, moves)
+	SELECT min(h.from_stage), min(h.to_stage), min(h.time_in_from_stage), count(*)
+	  FROM leadmgmt.stage_history h
+	 WHERE h.time_in_from_stage IS NOT NULL AND h.from_stage IS NOT NULL
+	   AND NOT EXISTS (SELECT 1 FROM leadmgmt.lead m WHERE m.id = h.lead_id AND m.merged_into IS NOT NULL)
+	 GROUP BY h.from_stage, h.to_stage, h.time_in_from_stage::text;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	total := total + n;
+	INSERT INTO leadmgmt.funnel_pair_count (stage, later_stage, leads)
+	SELECT x.stage, y.stage, count(*)
+	  FROM leadmgmt.stage_entry x
+	  JOIN leadmgmt.stage_entry y ON y.lead_id = x.lead_id AND y.last_entered_at >= x.first_entered_at
+	 GROUP BY 1, 2;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN total + n;
+END
+$$;
+REVOKE ALL ON FUNCTION leadmgmt.rebuild_funnel_summary() FROM PUBLIC;
+COMMENT ON FUNCTION leadmgmt.rebuild_funnel_summary() IS
+	'Admin: recompute the funnel summaries (funnel_lead_count, funnel_entry_count, funnel_pair_count, funnel_duration_count) from stage_history, in the current reporting_timezone; returns the rows written';
+
+SELECT leadmgmt.rebuild_funnel_summary();
+
+-- Mirrors sql/parts/20_leads.sql: new facts rebuild the summaries.
+CREATE OR REPLACE FUNCTION leadmgmt.fill_history_facts()
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET session_replication_role = replica
+AS $$
+DECLARE
+	filled bigint;
+BEGIN
+	UPDATE leadmgmt.stage_history h
+	   SET entry_number = f.entry_number, time_in_from_stage = f.time_in_from_stage
+	  FROM (SELECT x.id,
+	               CASE WHEN x.entry THEN pg_catalog.row_number() OVER (
+	                        PARTITION BY x.lead_id, x.to_stage, x.entry ORDER BY x.changed_at, x.id) END AS entry_number,
+	               CASE WHEN x.entry THEN x.changed_at OPERATOR(pg_catalog.-) pg_catalog.lag(x.changed_at) OVER (
+	                        PARTITION BY x.lead_id, x.entry ORDER BY x.changed_at, x.id) END AS time_in_from_stage
+	          FROM (SELECT y.*, y.from_stage IS DISTINCT FROM y.to_stage AS entry
+	                  FROM leadmgmt.stage_history y) x) f
+	 WHERE h.id OPERATOR(pg_catalog.=) f.id
+	   AND (h.entry_number IS DISTINCT FROM f.entry_number::integer
+	        OR h.time_in_from_stage IS DISTINCT FROM f.time_in_from_stage);
+	GET DIAGNOSTICS filled = ROW_COUNT;
+	-- the funnel summaries count these facts
+	IF filled > 0 THEN
+		PERFORM leadmgmt.rebuild_funnel_summary();
+	END IF;
+	RETURN filled;
+END
+$$;
+
+CREATE OR REPLACE VIEW leadmgmt.funnel WITH (security_invoker = true) AS
+	WITH gate AS MATERIALIZED (SELECT leadmgmt.funnel_summary_usable() AS summary),
+	dur AS (
+		-- completed stays per from_stage, as counts per duration
+		SELECT d.from_stage, min(d.took) AS took, sum(d.moves) AS n
+		  FROM leadmgmt.funnel_duration_count d
+		 WHERE (SELECT g.summary FROM gate g)
+		 GROUP BY d.from_stage, d.took::text HAVING sum(d.moves) > 0
+	), pos AS (
+		SELECT dur.*, sum(dur.n) OVER (PARTITION BY dur.from_stage ORDER BY dur.took ROWS UNBOUNDED PRECEDING) AS upto,
+		       sum(dur.n) OVER (PARTITION BY dur.from_stage) AS total
+		  FROM dur
+	), pick AS (
+		-- percentile_cont(0.5)'s two rows and their proportion
+		SELECT p.from_stage, p.total, x.pos, floor(x.pos) AS lo, least(ceil(x.pos), p.total - 1) AS hi
+		  FROM (SELECT DISTINCT pos.from_stage, pos.total FROM pos) p,
+		       LATERAL (SELECT 0.5::float8 * (p.total - 1)::float8 AS pos) x
+	), rows AS (
+		-- the durations at the two rows (each covers a range of positions)
+		SELECT k.from_stage, k.pos, k.lo, k.hi,
+		       min(p.took) FILTER (WHERE k.lo >= p.upto - p.n AND k.lo < p.upto) AS v_lo,
+		       min(p.took) FILTER (WHERE k.hi >= p.upto - p.n AND k.hi < p.upto) AS v_hi
+		  FROM pick k JOIN pos p ON p.from_stage = k.from_stage
+		 WHERE (k.lo >= p.upto - p.n AND k.lo < p.upto) OR (k.hi >= p.upto - p.n AND k.hi < p.upto)
+		 GROUP BY 1, 2, 3, 4
+	)
+	SELECT s.name AS stage,
+	       row_number() OVER (ORDER BY s.rank, s.name)::integer AS position,
+	       coalesce(en.leads, 0) AS leads_entered,
+	       coalesce(cur.leads, 0) AS leads_current,
+	       CASE WHEN s.next_stage IS NOT NULL AND coalesce(en.leads, 0) > 0
+	            THEN coalesce(nx.leads, 0)::float8 / en.leads END AS conversion_to_next,
+	       md.median AS median_time_in_stage,
+	       date_part('epoch', md.median) / 86400 AS median_time_in_stage_days
+	  FROM leadmgmt.stage s
+	  LEFT JOIN (SELECT c.stage, sum(c.leads)::bigint AS leads
+	               FROM leadmgmt.funnel_entry_count c
+	              WHERE (SELECT g.summary FROM gate g)
+	              GROUP BY c.stage
+	             UNION ALL
+	             SELECT h.to_stage AS stage, count(*) AS leads
+	               FROM leadmgmt.stage_history h
+	              WHERE NOT (SELECT g.summary FROM gate g)
+	                AND h.entry_number = 1
+	                AND NOT EXISTS (SELECT 1 FROM leadmgmt.lead m
+	                                 WHERE m.id = h.lead_id AND m.merged_into IS NOT NULL)
+	              GROUP BY h.to_stage) en ON en.stage = s.name
+	  LEFT JOIN (SELECT l.stage, count(*) AS leads FROM leadmgmt.lead l
+	              WHERE l.merged_into IS NULL GROUP BY l.stage) cur ON cur.stage = s.name
+	  -- converted: the first entry into the stage is followed by an entry
+	  -- into its next stage
+	  LEFT JOIN (SELECT p.stage, p.later_stage, sum(p.leads)::bigint AS leads
+	               FROM leadmgmt.funnel_pair_count p
+	              WHERE (SELECT g.summary FROM gate g)
+	              GROUP BY p.stage, p.later_stage
+	             UNION ALL
+	             SELECT u.stage, u.next_stage, u.leads
+	               FROM (SELECT leadmgmt.stage_conversions(
+	                                h.lead_id, h.to_stage, h.changed_at,
+	                                (SELECT array_agg(st.name ORDER BY st.name) FROM leadmgmt.stage st),
+	                                (SELECT array_agg(st.next_stage ORDER BY st.name) FROM leadmgmt.stage st)) AS leads
+	                       FROM leadmgmt.stage_history h
+	                      WHERE NOT (SELECT g.summary FROM gate g)
+	                        AND h.from_stage IS DISTINCT FROM h.to_stage
+	                        AND NOT EXISTS (SELECT 1 FROM leadmgmt.lead m
+	                                         WHERE m.id = h.lead_id AND m.merged_into IS NOT NULL)) c,
+	                    unnest((SELECT array_agg(st.name ORDER BY st.name) FROM leadmgmt.stage st),
+	                           (SELECT array_agg(st.next_stage ORDER BY st.name) FROM leadmgmt.stage st), c.leads)
+	                      AS u(stage, next_stage, leads)
+	              -- the aggregate answers one row even when its input is gated off
+	              WHERE NOT (SELECT g.summary FROM gate g)) nx ON nx.stage = s.name AND nx.later_stage = s.next_stage
+	  -- a stay in a stage ends with the next entry, which records its length
+	  LEFT JOIN (SELECT r.from_stage AS stage,
+	                    justify_hours(CASE WHEN r.hi > r.lo
+	                                       THEN (r.v_hi - r.v_lo) * (r.pos - r.lo) + r.v_lo
+	                                       ELSE r.v_lo END) AS median
+	               FROM rows r
+	             UNION ALL
+	             SELECT h.from_stage AS stage,
+	                    justify_hours((leadmgmt.interval_percentiles(h.time_in_from_stage, '{0.5}'))[1]) AS median
+	               FROM leadmgmt.stage_history h
+	              WHERE NOT (SELECT g.summary FROM gate g)
+	                AND h.time_in_from_stage IS NOT NULL
+	                AND NOT EXISTS (SELECT 1 FROM leadmgmt.lead m
+	                                 WHERE m.id = h.lead_id AND m.merged_into IS NOT NULL)
+	              GROUP BY h.from_stage) md ON md.stage = s.name;
+COMMENT ON VIEW leadmgmt.funnel IS
+	'The waterfall: per stage, leads that ever entered it, leads in it now, conversion to stage.next_stage and median time in stage';
+COMMENT ON COLUMN leadmgmt.funnel.stage IS 'stage';
+COMMENT ON COLUMN leadmgmt.funnel.position IS 'position along the waterfall (by stage.rank, then name)';
+COMMENT ON COLUMN leadmgmt.funnel.leads_entered IS 'live leads that ever entered the stage (each lead once)';
+COMMENT ON COLUMN leadmgmt.funnel.leads_current IS 'live leads in the stage now';
+COMMENT ON COLUMN leadmgmt.funnel.conversion_to_next IS 'share of leads_entered that later entered stage.next_stage (NULL without a next stage)';
+COMMENT ON COLUMN leadmgmt.funnel.median_time_in_stage IS 'median time from entering the stage to the next stage change (completed stays only)';
+COMMENT ON COLUMN leadmgmt.funnel.median_time_in_stage_days IS 'median_time_in_stage in days (fractional), for charting';
+
+CREATE OR REPLACE VIEW leadmgmt.funnel_by_source WITH (security_invoker = true) AS
+	WITH gate AS MATERIALIZED (SELECT leadmgmt.funnel_summary_usable() AS summary),
+	src AS (
+		SELECT c.source, sum(c.leads)::bigint AS leads
+		  FROM leadmgmt.funnel_lead_count c
+		 WHERE (SELECT g.summary FROM gate g)
+		 GROUP BY 1 HAVING sum(c.leads) <> 0
+		UNION ALL
+		SELECT coalesce(l.source, '(none)') AS source, count(*) AS leads
+		  FROM leadmgmt.lead l WHERE NOT (SELECT g.summary FROM gate g) AND l.merged_into IS NULL GROUP BY 1
+	)
+	SELECT src.source, s.name AS stage, coalesce(x.leads, 0) AS leads_entered,
+	       coalesce(x.leads, 0)::float8 / src.leads AS conversion_from_first
+	  FROM src CROSS JOIN leadmgmt.stage s
+	  LEFT JOIN (SELECT c.source, c.stage, sum(c.leads)::bigint AS leads
+	               FROM leadmgmt.funnel_entry_count c
+	              WHERE (SELECT g.summary FROM gate g)
+	              GROUP BY 1, 2
+	             UNION ALL
+	             SELECT coalesce(l.source, '(none)') AS source, h.to_stage AS stage, count(*) AS leads
+	               FROM leadmgmt.stage_history h JOIN leadmgmt.lead l ON l.id = h.lead_id
+	              WHERE NOT (SELECT g.summary FROM gate g)
+	                AND h.entry_number = 1 AND l.merged_into IS NULL
+	              GROUP BY 1, 2) x ON x.source = src.source AND x.stage = s.name;
+COMMENT ON VIEW leadmgmt.funnel_by_source IS 'The waterfall per lead source';
+COMMENT ON COLUMN leadmgmt.funnel_by_source.source IS 'lead.source ((none) when NULL)';
+COMMENT ON COLUMN leadmgmt.funnel_by_source.stage IS 'stage';
+COMMENT ON COLUMN leadmgmt.funnel_by_source.leads_entered IS 'live leads of the source that ever entered the stage';
+COMMENT ON COLUMN leadmgmt.funnel_by_source.conversion_from_first IS 'leads_entered / all live leads of the source';
+
+CREATE OR REPLACE VIEW leadmgmt.funnel_cohort WITH (security_invoker = true) AS
+	WITH tz AS (SELECT leadmgmt.get_setting('reporting_timezone') AS zone),
+	gate AS MATERIALIZED (
+		SELECT leadmgmt.funnel_summary_usable()
+		       AND NOT EXISTS (SELECT 1 FROM leadmgmt.funnel_entry_count c
+		                        WHERE c.zone <> (SELECT zone FROM tz))
+		       AND NOT EXISTS (SELECT 1 FROM leadmgmt.funnel_lead_count c
+		                        WHERE c.zone <> (SELECT zone FROM tz)) AS summary
+	),
+	cohort AS (
+		-- the first stage entry is recorded at created_at (the stage machine
+		-- does so), so the lead row gives the cohort without aggregating history
+		SELECT l.id AS lead_id,
+		       date_trunc('month', l.created_at AT TIME ZONE (SELECT zone FROM tz))::date AS cohort_month
+		  FROM leadmgmt.lead l WHERE l.merged_into IS NULL
+	), size AS (
+		SELECT c.cohort_month, sum(c.leads)::bigint AS leads
+		  FROM leadmgmt.funnel_lead_count c
+		 WHERE (SELECT g.summary FROM gate g)
+		 GROUP BY 1 HAVING sum(c.leads) <> 0
+		UNION ALL
+		SELECT cohort.cohort_month, count(*) AS leads FROM cohort WHERE NOT (SELECT g.summary FROM gate g) GROUP BY 1
+	)
+	SELECT size.cohort_month, s.name AS stage, coalesce(x.leads, 0) AS leads_entered,
+	       coalesce(x.leads, 0)::float8 / size.leads AS conversion_from_first
+	  FROM size CROSS JOIN leadmgmt.stage s
+	  LEFT JOIN (SELECT c.cohort_month, c.stage, sum(c.leads)::bigint AS leads
+	               FROM leadmgmt.funnel_entry_count c
+	              WHERE (SELECT g.summary FROM gate g)
+	              GROUP BY 1, 2
+	             UNION ALL
+	             SELECT c.cohort_month, h.to_stage AS stage, count(*) AS leads
+	               FROM leadmgmt.stage_history h JOIN cohort c USING (lead_id)
+	              WHERE NOT (SELECT g.summary FROM gate g)
+	                AND h.entry_number = 1
+	              GROUP BY 1, 2) x ON x.cohort_month = size.cohort_month AND x.stage = s.name;
+COMMENT ON VIEW leadmgmt.funnel_cohort IS
+	'The waterfall per monthly cohort (month of the lead''s first stage entry, in the reporting_timezone setting)';
+COMMENT ON COLUMN leadmgmt.funnel_cohort.cohort_month IS 'first day of the cohort month, in reporting_timezone';
+COMMENT ON COLUMN leadmgmt.funnel_cohort.stage IS 'stage';
+COMMENT ON COLUMN leadmgmt.funnel_cohort.leads_entered IS 'live leads of the cohort that ever entered the stage';
+COMMENT ON COLUMN leadmgmt.funnel_cohort.conversion_from_first IS 'leads_entered / all live leads of the cohort';
+
+CREATE OR REPLACE VIEW leadmgmt.stage_velocity WITH (security_invoker = true) AS
+	WITH gate AS MATERIALIZED (SELECT leadmgmt.funnel_summary_usable() AS summary),
+	dur AS (
+		-- completed stays per move, as counts per duration
+		SELECT d.from_stage, d.to_stage, min(d.took) AS took, sum(d.moves) AS n
+		  FROM leadmgmt.funnel_duration_count d
+		 WHERE (SELECT g.summary FROM gate g)
+		 GROUP BY d.from_stage, d.to_stage, d.took::text HAVING sum(d.moves) > 0
+	), pos AS (
+		SELECT dur.*, sum(dur.n) OVER (PARTITION BY dur.from_stage, dur.to_stage ORDER BY dur.took
+		                                ROWS UNBOUNDED PRECEDING) AS upto
+		  FROM dur
+	), total AS (
+		-- avg(interval) adds months, days and time separately and divides
+		-- the sum by the count: the same sum, exactly, from the counts
+		SELECT dur.from_stage, dur.to_stage, sum(dur.n) AS n,
+		       sum((extract(year FROM dur.took) * 12 + extract(month FROM dur.took)) * dur.n) AS months,
+		       sum(extract(day FROM dur.took) * dur.n) AS days,
+		       sum((extract(hour FROM dur.took) * 3600000000 + extract(minute FROM dur.took) * 60000000
+		            + extract(microseconds FROM dur.took)) * dur.n) AS us
+		  FROM dur GROUP BY 1, 2
+	), pick AS (
+		-- percentile_cont's two rows for each fraction, and their proportion
+		SELECT t.from_stage, t.to_stage, f.i, x.pos, floor(x.pos) AS lo, least(ceil(x.pos), t.n - 1) AS hi
+		  FROM total t,
+		       unnest('{0.5,0.9}'::float8[]) WITH ORDINALITY AS f(fraction, i),
+		       LATERAL (SELECT f.fraction * (t.n - 1)::float8 AS pos) x
+	), rows AS (
+		-- the durations at the two rows (each covers a range of positions)
+		SELECT k.from_stage, k.to_stage, k.i, k.pos, k.lo, k.hi,
+		       min(p.took) FILTER (WHERE k.lo >= p.upto - p.n AND k.lo < p.upto) AS v_lo,
+		       min(p.took) FILTER (WHERE k.hi >= p.upto - p.n AND k.hi < p.upto) AS v_hi
+		  FROM pick k JOIN pos p ON p.from_stage = k.from_stage AND p.to_stage = k.to_stage
+		 WHERE (k.lo >= p.upto - p.n AND k.lo < p.upto) OR (k.hi >= p.upto - p.n AND k.hi < p.upto)
+		 GROUP BY 1, 2, 3, 4, 5, 6
+	), pct AS (
+		SELECT r.from_stage, r.to_stage,
+		       array_agg(CASE WHEN r.hi > r.lo THEN (r.v_hi - r.v_lo) * (r.pos - r.lo) + r.v_lo
+		                      ELSE r.v_lo END ORDER BY r.i) AS p
+		  FROM rows r
+		 GROUP BY 1, 2
+	), t AS (
+		SELECT t.from_stage, t.to_stage, t.n AS transitions,
+		       justify_hours(format('%s mons %s days %s hours %s minutes %s microseconds',
+		                            t.months, t.days, div(t.us, 3600000000), div(mod(t.us, 3600000000), 60000000),
+		                            mod(t.us, 60000000))::interval / t.n::float8) AS avg_time,
+		       pct.p
+		  FROM total t JOIN pct USING (from_stage, to_stage)
+		UNION ALL
+		SELECT h.from_stage, h.to_stage, count(*) AS transitions,
+		       justify_hours(avg(h.time_in_from_stage)) AS avg_time,
+		       leadmgmt.interval_percentiles(h.time_in_from_stage, '{0.5,0.9}') AS p
+		  FROM leadmgmt.stage_history h
+		 WHERE NOT (SELECT g.summary FROM gate g)
+		   AND h.time_in_from_stage IS NOT NULL AND h.from_stage IS NOT NULL
+		   AND NOT EXISTS (SELECT 1 FROM leadmgmt.lead m
+		                    WHERE m.id = h.lead_id AND m.merged_into IS NOT NULL)
+		 GROUP BY h.from_stage, h.to_stage
+	)
+	SELECT t.from_stage, t.to_stage, t.transitions::bigint AS transitions, t.avg_time,
+	       justify_hours(t.p[1]) AS median_time, justify_hours(t.p[2]) AS p90_time,
+	       date_part('epoch', t.avg_time) / 86400 AS avg_time_days,
+	       date_part('epoch', t.p[1]) / 86400 AS median_time_days,
+	       date_part('epoch', t.p[2]) / 86400 AS p90_time_days
+	  FROM t;
+COMMENT ON VIEW leadmgmt.stage_velocity IS 'How long leads stay in a stage before each move: average, median and 90th percentile';
+COMMENT ON COLUMN leadmgmt.stage_velocity.from_stage IS 'stage left';
+COMMENT ON COLUMN leadmgmt.stage_velocity.to_stage IS 'stage entered';
+COMMENT ON COLUMN leadmgmt.stage_velocity.transitions IS 'number of such moves';
+COMMENT ON COLUMN leadmgmt.stage_velocity.avg_time IS 'average time in from_stage before the move';
+COMMENT ON COLUMN leadmgmt.stage_velocity.median_time IS 'median time in from_stage before the move';
+COMMENT ON COLUMN leadmgmt.stage_velocity.p90_time IS '90th percentile of the time in from_stage before the move';
+COMMENT ON COLUMN leadmgmt.stage_velocity.avg_time_days IS 'avg_time in days (fractional), for charting';
+COMMENT ON COLUMN leadmgmt.stage_velocity.median_time_days IS 'median_time in days (fractional), for charting';
+COMMENT ON COLUMN leadmgmt.stage_velocity.p90_time_days IS 'p90_time in days (fractional), for charting';
+
+CREATE OR REPLACE VIEW leadmgmt.reengaged WITH (security_invoker = true) AS
+	SELECT l.id AS lead_id, l.stage, l.owner, l.score,
+	       p.occurred_at AS previous_touch_at, p.kind AS previous_kind, p.detail AS previous_detail,
+	       n.occurred_at AS new_touch_at, n.kind AS new_kind, n.detail AS new_detail,
+	       n.occurred_at - p.occurred_at AS quiet_for,
+	       date_part('epoch', n.occurred_at - p.occurred_at) / 86400 AS quiet_for_days
+	  FROM leadmgmt.lead l
+	  -- the first touch of the current burst
+	  JOIN LATERAL (SELECT a.occurred_at, a.kind, a.detail, a.id FROM leadmgmt.activity a
+	                 WHERE a.lead_id = l.id
+	                   AND a.occurred_at >= now() - (SELECT leadmgmt.get_setting('reengaged_within')::interval)
+	                   AND a.occurred_at <= now()
+	                 ORDER BY a.occurred_at, a.id LIMIT 1) n ON true
+	  -- the touch before it
+	  JOIN LATERAL (SELECT a.occurred_at, a.kind, a.detail FROM leadmgmt.activity a
+	                 WHERE a.lead_id = l.id AND (a.occurred_at, a.id) < (n.occurred_at, n.id)
+	                 ORDER BY a.occurred_at DESC, a.id DESC LIMIT 1) p ON true
+	 WHERE l.merged_into IS NULL
+	   AND n.occurred_at - p.occurred_at >= (SELECT leadmgmt.get_setting('dormant_after')::interval);
+COMMENT ON VIEW leadmgmt.reengaged IS
+	'Leads quiet for at least dormant_after that have activity within reengaged_within, with the touch before the silence and the new one';
+COMMENT ON COLUMN leadmgmt.reengaged.lead_id IS 'the lead';
+COMMENT ON COLUMN leadmgmt.reengaged.stage IS 'current stage';
+COMMENT ON COLUMN leadmgmt.reengaged.owner IS 'sales rep';
+COMMENT ON COLUMN leadmgmt.reengaged.score IS 'stored score (as of the latest scored activity)';
+COMMENT ON COLUMN leadmgmt.reengaged.previous_touch_at IS 'the last touch before the silence';
+COMMENT ON COLUMN leadmgmt.reengaged.previous_kind IS 'its kind';
+COMMENT ON COLUMN leadmgmt.reengaged.previous_detail IS 'its detail';
+COMMENT ON COLUMN leadmgmt.reengaged.new_touch_at IS 'the first touch after the silence (within reengaged_within)';
+COMMENT ON COLUMN leadmgmt.reengaged.new_kind IS 'its kind';
+COMMENT ON COLUMN leadmgmt.reengaged.new_detail IS 'its detail';
+COMMENT ON COLUMN leadmgmt.reengaged.quiet_for IS 'length of the silence';
+COMMENT ON COLUMN leadmgmt.reengaged.quiet_for_days IS 'quiet_for in days (fractional), for charting';
+
+CREATE OR REPLACE VIEW leadmgmt.sales_queue WITH (security_invoker = true) AS
+	WITH waiting AS (
+		SELECT l.id AS lead_id, 'mql'::text AS reason, l.stage_entered_at AS handed_off_at
+		  FROM leadmgmt.lead l WHERE l.stage = 'mql' AND l.merged_into IS NULL
+		UNION ALL
+		SELECT r.lead_id, 're-engaged', r.new_touch_at
+		  FROM leadmgmt.reengaged r
+		 WHERE r.stage IN ('inquiry', 'recycled')
+	), scored AS (
+		SELECT w.lead_id, w.reason, w.handed_off_at,
+		       CASE WHEN leadmgmt.score_state_latest(st.state) IS NULL THEN 0::float8
+		            WHEN now() >= leadmgmt.score_state_latest(st.state)
+		            THEN leadmgmt.score_state_value(st.state, now())
+		            ELSE leadmgmt.score(w.lead_id) END AS score_now
+		  FROM waiting w LEFT JOIN leadmgmt.score_state st ON st.lead_id = w.lead_id
+	)
+	SELECT w.lead_id, l.name, l.company, l.owner, l.stage, w.reason,
+	       w.score_now, l.grade,
+	       w.handed_off_at, now() - w.handed_off_at AS waiting,
+	       now() - w.handed_off_at > (SELECT leadmgmt.get_setting('handoff_window')::interval) AS overdue,
+	       (SELECT string_agg(x.kind || coalesce(' ' || x.detail, '') || ' (' || to_char(x.occurred_at, 'YYYY-MM-DD') || ')',
+	                          ', ' ORDER BY x.occurred_at DESC, x.id DESC)
+	          FROM (SELECT a.kind, a.detail, a.occurred_at, a.id FROM leadmgmt.activity a
+	                 WHERE a.lead_id = w.lead_id ORDER BY a.occurred_at DESC, a.id DESC LIMIT 3) x) AS last_activities,
+	       date_part('epoch', now() - w.handed_off_at) / 86400 AS waiting_days
+	  FROM scored w JOIN leadmgmt.lead l ON l.id = w.lead_id
+	 WHERE w.reason = 'mql'
+	    OR w.score_now >= (SELECT leadmgmt.get_setting('queue_min_score')::float8)
+	 ORDER BY w.score_now DESC, w.handed_off_at, w.lead_id;
+COMMENT ON VIEW leadmgmt.sales_queue IS
+	'Leads waiting for sales: MQLs not yet accepted and re-engaged leads scoring at least queue_min_score, hottest first';
+COMMENT ON COLUMN leadmgmt.sales_queue.lead_id IS 'the lead';
+COMMENT ON COLUMN leadmgmt.sales_queue.name IS 'name';
+COMMENT ON COLUMN leadmgmt.sales_queue.company IS 'company';
+COMMENT ON COLUMN leadmgmt.sales_queue.owner IS 'sales rep';
+COMMENT ON COLUMN leadmgmt.sales_queue.stage IS 'current stage';
+COMMENT ON COLUMN leadmgmt.sales_queue.reason IS 'mql or re-engaged';
+COMMENT ON COLUMN leadmgmt.sales_queue.score_now IS 'engagement score now (decayed)';
+COMMENT ON COLUMN leadmgmt.sales_queue.grade IS 'fit grade';
+COMMENT ON COLUMN leadmgmt.sales_queue.handed_off_at IS 'when it became an MQL, or its first touch after the silence';
+COMMENT ON COLUMN leadmgmt.sales_queue.waiting IS 'time since handed_off_at (speed-to-lead)';
+COMMENT ON COLUMN leadmgmt.sales_queue.overdue IS 'waiting longer than the handoff_window setting';
+COMMENT ON COLUMN leadmgmt.sales_queue.last_activities IS 'the three latest activities, newest first';
+COMMENT ON COLUMN leadmgmt.sales_queue.waiting_days IS 'waiting in days (fractional), for charting';
+
+CREATE OR REPLACE VIEW leadmgmt.stale_leads WITH (security_invoker = true) AS
+	SELECT l.id AS lead_id, l.stage, l.owner, l.stage_entered_at,
+	       a.last_activity_at,
+	       pg_catalog.now() - coalesce(a.last_activity_at, l.created_at) AS idle,
+	       pg_catalog.date_part('epoch', pg_catalog.now() - coalesce(a.last_activity_at, l.created_at)) / 86400 AS idle_days
+	  FROM leadmgmt.lead l
+	  JOIN leadmgmt.stage s ON s.name = l.stage
+	  LEFT JOIN LATERAL (SELECT max(x.occurred_at) AS last_activity_at
+	                       FROM leadmgmt.activity x WHERE x.lead_id = l.id) a ON true
+	 WHERE l.merged_into IS NULL
+	   AND s.category IN ('open', 'nurture')
+	   AND coalesce(a.last_activity_at, l.created_at)
+	       < pg_catalog.now() - (SELECT leadmgmt.get_setting('stale_after')::interval);
+COMMENT ON VIEW leadmgmt.stale_leads IS
+	'Open and nurture leads without activity for the stale_after setting (default 30 days)';
+COMMENT ON COLUMN leadmgmt.stale_leads.lead_id IS 'the lead';
+COMMENT ON COLUMN leadmgmt.stale_leads.stage IS 'current stage';
+COMMENT ON COLUMN leadmgmt.stale_leads.owner IS 'sales rep';
+COMMENT ON COLUMN leadmgmt.stale_leads.stage_entered_at IS 'when it entered its stage';
+COMMENT ON COLUMN leadmgmt.stale_leads.last_activity_at IS 'latest activity (NULL: none)';
+COMMENT ON COLUMN leadmgmt.stale_leads.idle IS 'time since the latest activity, or since creation';
+COMMENT ON COLUMN leadmgmt.stale_leads.idle_days IS 'idle in days (fractional), for charting';
+
+-- Mirrors sql/parts/90_access.sql: grant_access() covers schema leadmgmt_bi
+-- and gives every role the vocabularies whole.
+CREATE OR REPLACE FUNCTION leadmgmt.grant_access(admin regrole, marketing regrole, sales regrole, reader regrole)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ext_owner oid;
+	kinds text[] := ARRAY['admin', 'marketing', 'sales', 'reader'];
+	roles regrole[] := ARRAY[admin, marketing, sales, reader];
+	r text;
+	obj text;
+	i integer;
+	-- object lists per kind; names in leadmgmt
+	vocab text[] := ARRAY['stage', 'stage_transition', 'activity_kind', 'scoring_rule', 'fit_rule'];
+	sales_read text[] := ARRAY['lead', 'activity', 'stage_history', 'score_state', 'consent',
+	                           'lead_external_id', 'lead_merge', 'model', 'purged_score',
+	                           'nurture_channel', 'nurture_track', 'nurture_step', 'nurture_enrollment'];
+	-- marketing runs the nurture programs (doc/nurture.md)
+	mkt_nurture text[] := ARRAY['nurture_track', 'nurture_step'];
+	mkt_fn text[] := ARRAY['leadmgmt.nurture_enroll(timestamptz)',
+	                       'leadmgmt.nurture_sent(bigint,integer,timestamptz)'];
+	mkt_write text[] := ARRAY['lead', 'activity', 'lead_import', 'lead_external_id', 'consent'];
+	mkt_seq text[] := ARRAY['lead_id_seq', 'activity_id_seq', 'lead_import_id_seq',
+	                        'consent_id_seq', 'lead_merge_id_seq'];
+	admin_write text[] := ARRAY['stage', 'stage_transition', 'activity_kind', 'scoring_rule',
+	                            'fit_rule', 'setting', 'model', 'nurture_channel'];
+	admin_seq text[] := ARRAY['scoring_rule_id_seq', 'fit_rule_id_seq'];
+	admin_fn text[] := ARRAY['leadmgmt.rescore()', 'leadmgmt.forget_lead(bigint)',
+	                         'leadmgmt.rebuild_keys()', 'leadmgmt.purge_activity(timestamptz,integer)',
+	                         'leadmgmt.shard_table(text,text[],regclass)',
+	                         'leadmgmt.rebuild_funnel_summary()'];
+	views text[];
+BEGIN
+	SELECT e.extowner INTO ext_owner FROM pg_catalog.pg_extension e WHERE e.extname = 'leadmgmt';
+	IF NOT (SELECT me.rolsuper FROM pg_catalog.pg_roles me WHERE me.rolname = CURRENT_USER)
+	   AND (SELECT me.oid FROM pg_catalog.pg_roles me WHERE me.rolname = CURRENT_USER) <> ext_owner THEN
+		RAISE EXCEPTION 'only the owner of extension leadmgmt or a superuser may call grant_access()'
+			USING ERRCODE = '42501';
+	END IF;
+	FOR i IN 1 .. 4 LOOP
+		IF roles[i] IS NULL OR roles[i]::oid = 0 THEN
+			RAISE EXCEPTION 'the % role must be a role, not %', kinds[i],
+				CASE WHEN roles[i] IS NULL THEN 'NULL' ELSE 'PUBLIC' END
+				USING ERRCODE = '22004',
+				      HINT = 'Create the four roles with CREATE ROLE ... NOLOGIN first (doc/roles.md).';
+		END IF;
+		IF roles[i]::oid = ext_owner THEN
+			RAISE EXCEPTION 'the % role must not be role "%", which owns extension leadmgmt', kinds[i], roles[i]
+				USING ERRCODE = '22023',
+				      HINT = 'Create a separate role and grant it to the users (doc/roles.md).';
+		END IF;
+	END LOOP;
+
+	-- start from nothing, so that the result is exactly the matrix below
+	-- (also when a role changes kind); roles replaced since the last call
+	-- lose what they had
+	FOR r IN
+		SELECT x.role::text FROM (SELECT a.role FROM leadmgmt.access_role a
+		                          UNION SELECT u FROM unnest(roles) u) x
+		 WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_roles p WHERE p.oid = x.role::oid)
+	LOOP
+		EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA leadmgmt FROM %s', r);
+		EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA leadmgmt FROM %s', r);
+		EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA leadmgmt FROM %s', r);
+		EXECUTE format('REVOKE ALL ON SCHEMA leadmgmt FROM %s', r);
+		EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA leadmgmt_bi FROM %s', r);
+		EXECUTE format('REVOKE ALL ON SCHEMA leadmgmt_bi FROM %s', r);
+	END LOOP;
+
+	-- every view of the two schemas at call time (BI views added later:
+	-- call again); leadmgmt_bi is the surface for BI tools (doc/bi.md)
+	SELECT array_agg(c.oid::regclass::text ORDER BY c.oid::regclass::text) INTO views
+	  FROM pg_catalog.pg_class c
+	 WHERE c.relnamespace IN ('leadmgmt'::regnamespace, 'leadmgmt_bi'::regnamespace)
+	   AND c.relkind IN ('v', 'm');
+
+	FOR i IN 1 .. 4 LOOP
+		r := roles[i]::text;
+		EXECUTE format('GRANT USAGE ON SCHEMA leadmgmt TO %s', r);
+		EXECUTE format('GRANT USAGE ON SCHEMA leadmgmt_bi TO %s', r);
+		-- the views are security_invoker: their readers need SELECT on the
+		-- columns they read, so grant exactly those (from the views' rules)
+		FOREACH obj IN ARRAY COALESCE(views, '{}') LOOP
+			EXECUTE format('GRANT SELECT ON %s TO %s', obj, r);
+		END LOOP;
+		FOR obj IN
+			SELECT format('GRANT SELECT (%s) ON %s TO %s',
+			              string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum), t.oid::regclass, r)
+			  FROM pg_catalog.pg_rewrite w
+			  JOIN pg_catalog.pg_class v ON v.oid = w.ev_class
+			  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
+			                             AND d.objid = w.oid
+			                             AND d.refclassid = 'pg_catalog.pg_class'::regclass
+			  JOIN pg_catalog.pg_class t ON t.oid = d.refobjid AND t.relkind = 'r'
+			  JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+			 WHERE v.relnamespace IN ('leadmgmt'::regnamespace, 'leadmgmt_bi'::regnamespace)
+			   AND v.relkind IN ('v', 'm')
+			   AND d.refobjsubid > 0
+			 GROUP BY t.oid
+		LOOP
+			EXECUTE obj;
+		END LOOP;
+		-- get_setting() runs as the caller; settings are no secret
+		EXECUTE format('GRANT SELECT ON leadmgmt.setting TO %s', r);
+		-- the vocabularies hold nothing personal: every role reads them whole
+		FOREACH obj IN ARRAY vocab LOOP
+			EXECUTE format('GRANT SELECT ON leadmgmt.%I TO %s', obj, r);
+		END LOOP;
+		CONTINUE WHEN kinds[i] = 'reader';
+
+		-- sales and up: leads, activity and their history
+		FOREACH obj IN ARRAY sales_read LOOP
+			EXECUTE format('GRANT SELECT ON leadmgmt.%I TO %s', obj, r);
+		END LOOP;
+		IF kinds[i] = 'sales' THEN
+			EXECUTE format('GRANT UPDATE (stage) ON leadmgmt.lead TO %s', r);
+			CONTINUE;
+		END IF;
+
+		-- marketing and admin: leads, activity, consent, imports, merges
+		FOREACH obj IN ARRAY mkt_write LOOP
+			EXECUTE format('GRANT SELECT, INSERT, UPDATE ON leadmgmt.%I TO %s', obj, r);
+		END LOOP;
+		EXECUTE format('GRANT SELECT, INSERT ON leadmgmt.lead_merge TO %s', r);
+		FOREACH obj IN ARRAY mkt_seq LOOP
+			EXECUTE format('GRANT USAGE ON SEQUENCE leadmgmt.%I TO %s', obj, r);
+		END LOOP;
+		-- merge_leads() moves what purged activity earned along
+		EXECUTE format('GRANT EXECUTE ON FUNCTION leadmgmt.purged_score_follow(bigint) TO %s', r);
+		FOREACH obj IN ARRAY mkt_nurture LOOP
+			EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON leadmgmt.%I TO %s', obj, r);
+		END LOOP;
+		FOREACH obj IN ARRAY mkt_fn LOOP
+			EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', obj, r);
+		END LOOP;
+		CONTINUE WHEN kinds[i] = 'marketing';
+
+		-- admin: rules, stages, transitions, settings, models, maintenance
+		FOREACH obj IN ARRAY admin_write LOOP
+			EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON leadmgmt.%I TO %s', obj, r);
+		END LOOP;
+		FOREACH obj IN ARRAY admin_seq LOOP
+			EXECUTE format('GRANT USAGE ON SEQUENCE leadmgmt.%I TO %s', obj, r);
+		END LOOP;
+		FOREACH obj IN ARRAY admin_fn LOOP
+			EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', obj, r);
+		END LOOP;
+	END LOOP;
+
+	DELETE FROM leadmgmt.access_role;
+	INSERT INTO leadmgmt.access_role (kind, role)
+	SELECT k, x FROM unnest(kinds, roles) AS u(k, x);
+END
+$$;
+
+-- Mirrors sql/parts/97_bi.sql (verbatim): the BI surface, last, as in a
+-- fresh install.
+-------------------------------------------------------------------------------
+-- The BI surface: schema leadmgmt_bi (doc/bi.md)
+-------------------------------------------------------------------------------
+-- A BI tool (Metabase, Superset, Grafana, Tableau) lists the relations of a
+-- schema and samples each with SELECT *.  In schema leadmgmt that fails for
+-- the reader: tables carry column grants (lead, activity, stage_history) or
+-- none.  Schema leadmgmt_bi holds only views every role of grant_access()
+-- may read whole: one per view of schema leadmgmt, and views of the tables
+-- with the columns that are no personal data.  They are security_invoker,
+-- so row-level security by owner applies as in schema leadmgmt, and
+-- grant_access() grants their readers the table columns they read.
+-- Created last (after every other part): the views of leadmgmt are copied
+-- from the catalog below, so a view added in an earlier part gets its copy.
+CREATE SCHEMA leadmgmt_bi;
+COMMENT ON SCHEMA leadmgmt_bi IS
+	'leadmgmt for BI tools: every relation here can be read whole (SELECT *) by the roles of leadmgmt.grant_access(); point the BI tool at this schema (doc/bi.md)';
+
+CREATE VIEW leadmgmt_bi.lead WITH (security_invoker = true) AS
+	SELECT l.id, l.source, l.origin, l.owner, l.stage, l.stage_entered_at, l.score, l.score_at,
+	       l.fit_score, l.grade, l.amount, l.currency, l.email_status, l.created_at, l.updated_at,
+	       l.merged_into, l.forgotten_at
+	  FROM leadmgmt.lead l;
+COMMENT ON VIEW leadmgmt_bi.lead IS
+	'Leads without personal data (no e-mail, name, company, phone, attributes, external id or match keys); merged leads included (merged_into set)';
+COMMENT ON COLUMN leadmgmt_bi.lead.id IS 'lead id';
+COMMENT ON COLUMN leadmgmt_bi.lead.source IS 'where the lead came from: web_form, exhibition, seminar, purchased_list, outbound_call, ...';
+COMMENT ON COLUMN leadmgmt_bi.lead.origin IS 'inbound (the lead came to us) or outbound (we reached it)';
+COMMENT ON COLUMN leadmgmt_bi.lead.owner IS 'sales rep who owns the lead';
+COMMENT ON COLUMN leadmgmt_bi.lead.stage IS 'current stage';
+COMMENT ON COLUMN leadmgmt_bi.lead.stage_entered_at IS 'when the lead entered its current stage';
+COMMENT ON COLUMN leadmgmt_bi.lead.score IS 'engagement score as of score_at';
+COMMENT ON COLUMN leadmgmt_bi.lead.score_at IS 'time the score was last brought up to date';
+COMMENT ON COLUMN leadmgmt_bi.lead.fit_score IS 'firmographic fit score';
+COMMENT ON COLUMN leadmgmt_bi.lead.grade IS 'fit grade A to D';
+COMMENT ON COLUMN leadmgmt_bi.lead.amount IS 'deal value';
+COMMENT ON COLUMN leadmgmt_bi.lead.currency IS 'ISO 4217 currency of amount';
+COMMENT ON COLUMN leadmgmt_bi.lead.email_status IS 'ok, bounced or unsubscribed';
+COMMENT ON COLUMN leadmgmt_bi.lead.created_at IS 'when the lead was created';
+COMMENT ON COLUMN leadmgmt_bi.lead.updated_at IS 'last change of the row';
+COMMENT ON COLUMN leadmgmt_bi.lead.merged_into IS 'set when this lead was merged into another one (leave such leads out of counts)';
+COMMENT ON COLUMN leadmgmt_bi.lead.forgotten_at IS 'when forget_lead() erased the personal data of this lead';
+
+CREATE VIEW leadmgmt_bi.activity WITH (security_invoker = true) AS
+	SELECT a.id, a.lead_id, a.kind, a.occurred_at, a.campaign, a.channel, a.duration_s
+	  FROM leadmgmt.activity a;
+COMMENT ON VIEW leadmgmt_bi.activity IS
+	'Every activity of every lead, without detail and props (page URLs, asset names and free-form properties may name the person) and without points (the reader level sees scores, not the points of single activities)';
+COMMENT ON COLUMN leadmgmt_bi.activity.id IS 'activity id';
+COMMENT ON COLUMN leadmgmt_bi.activity.lead_id IS 'the lead';
+COMMENT ON COLUMN leadmgmt_bi.activity.kind IS 'kind of activity (activity_kind)';
+COMMENT ON COLUMN leadmgmt_bi.activity.occurred_at IS 'when it happened';
+COMMENT ON COLUMN leadmgmt_bi.activity.campaign IS 'campaign it belongs to';
+COMMENT ON COLUMN leadmgmt_bi.activity.channel IS 'channel (email, web, event, ...)';
+COMMENT ON COLUMN leadmgmt_bi.activity.duration_s IS 'duration in seconds (page views, calls, visits)';
+
+CREATE VIEW leadmgmt_bi.stage_history WITH (security_invoker = true) AS
+	SELECT h.id, h.lead_id, h.from_stage, h.to_stage, h.changed_at, h.entry_number,
+	       h.time_in_from_stage,
+	       pg_catalog.date_part('epoch', h.time_in_from_stage) / 86400 AS time_in_from_stage_days
+	  FROM leadmgmt.stage_history h;
+COMMENT ON VIEW leadmgmt_bi.stage_history IS
+	'Every stage a lead entered, without who made the change and why';
+COMMENT ON COLUMN leadmgmt_bi.stage_history.id IS 'row id, in the order the changes were recorded';
+COMMENT ON COLUMN leadmgmt_bi.stage_history.lead_id IS 'the lead';
+COMMENT ON COLUMN leadmgmt_bi.stage_history.from_stage IS 'stage left (NULL when the lead was created)';
+COMMENT ON COLUMN leadmgmt_bi.stage_history.to_stage IS 'stage entered';
+COMMENT ON COLUMN leadmgmt_bi.stage_history.changed_at IS 'when the lead entered to_stage';
+COMMENT ON COLUMN leadmgmt_bi.stage_history.entry_number IS '1 for the lead''s first entry into to_stage, 2 for the next, ...; NULL for notes';
+COMMENT ON COLUMN leadmgmt_bi.stage_history.time_in_from_stage IS 'time the lead spent in from_stage';
+COMMENT ON COLUMN leadmgmt_bi.stage_history.time_in_from_stage_days IS 'time_in_from_stage in days (fractional), for charting';
+
+CREATE VIEW leadmgmt_bi.funnel_snapshot WITH (security_invoker = true) AS
+	SELECT f.snapshot_date, f.stage, f.position, f.leads_entered, f.leads_current,
+	       f.conversion_to_next, f.median_time_in_stage,
+	       pg_catalog.date_part('epoch', f.median_time_in_stage) / 86400 AS median_time_in_stage_days,
+	       f.taken_at
+	  FROM leadmgmt.funnel_snapshot f;
+COMMENT ON VIEW leadmgmt_bi.funnel_snapshot IS 'Daily copies of the funnel (snapshot_funnel()), for charting the funnel over time';
+COMMENT ON COLUMN leadmgmt_bi.funnel_snapshot.snapshot_date IS 'day of the snapshot, in reporting_timezone';
+COMMENT ON COLUMN leadmgmt_bi.funnel_snapshot.stage IS 'stage';
+COMMENT ON COLUMN leadmgmt_bi.funnel_snapshot.position IS 'position along the waterfall';
+COMMENT ON COLUMN leadmgmt_bi.funnel_snapshot.leads_entered IS 'as in leadmgmt.funnel that day';
+COMMENT ON COLUMN leadmgmt_bi.funnel_snapshot.leads_current IS 'as in leadmgmt.funnel that day';
+COMMENT ON COLUMN leadmgmt_bi.funnel_snapshot.conversion_to_next IS 'as in leadmgmt.funnel that day';
+COMMENT ON COLUMN leadmgmt_bi.funnel_snapshot.median_time_in_stage IS 'as in leadmgmt.funnel that day';
+COMMENT ON COLUMN leadmgmt_bi.funnel_snapshot.median_time_in_stage_days IS 'median_time_in_stage in days (fractional), for charting';
+COMMENT ON COLUMN leadmgmt_bi.funnel_snapshot.taken_at IS 'when the snapshot was (last) taken';
+
+-- The vocabularies, whole
+CREATE VIEW leadmgmt_bi.stage WITH (security_invoker = true) AS
+	SELECT s.name, s.rank, s.category, s.is_entry, s.next_stage, s.description, s.builtin
+	  FROM leadmgmt.stage s;
+COMMENT ON VIEW leadmgmt_bi.stage IS 'The stages of the waterfall';
+COMMENT ON COLUMN leadmgmt_bi.stage.name IS 'stage name';
+COMMENT ON COLUMN leadmgmt_bi.stage.rank IS 'progress along the waterfall (higher is further)';
+COMMENT ON COLUMN leadmgmt_bi.stage.category IS 'open, nurture, won or lost';
+COMMENT ON COLUMN leadmgmt_bi.stage.is_entry IS 'a lead may start in this stage';
+COMMENT ON COLUMN leadmgmt_bi.stage.next_stage IS 'main-path successor (for conversion_to_next)';
+COMMENT ON COLUMN leadmgmt_bi.stage.description IS 'what the stage means';
+COMMENT ON COLUMN leadmgmt_bi.stage.builtin IS 'shipped with the extension';
+
+CREATE VIEW leadmgmt_bi.stage_transition WITH (security_invoker = true) AS
+	SELECT t.from_stage, t.to_stage, t.description, t.builtin
+	  FROM leadmgmt.stage_transition t;
+COMMENT ON VIEW leadmgmt_bi.stage_transition IS 'The allowed stage moves';
+COMMENT ON COLUMN leadmgmt_bi.stage_transition.from_stage IS 'stage the lead is in';
+COMMENT ON COLUMN leadmgmt_bi.stage_transition.to_stage IS 'stage it may move to';
+COMMENT ON COLUMN leadmgmt_bi.stage_transition.description IS 'when this move happens';
+COMMENT ON COLUMN leadmgmt_bi.stage_transition.builtin IS 'shipped with the extension';
+
+CREATE VIEW leadmgmt_bi.activity_kind WITH (security_invoker = true) AS
+	SELECT k.name, k.description, k.builtin
+	  FROM leadmgmt.activity_kind k;
+COMMENT ON VIEW leadmgmt_bi.activity_kind IS 'The kinds of activity';
+COMMENT ON COLUMN leadmgmt_bi.activity_kind.name IS 'kind name';
+COMMENT ON COLUMN leadmgmt_bi.activity_kind.description IS 'what it records';
+COMMENT ON COLUMN leadmgmt_bi.activity_kind.builtin IS 'shipped with the extension';
+
+CREATE VIEW leadmgmt_bi.scoring_rule WITH (security_invoker = true) AS
+	SELECT r.id, r.name, r.kind, r.detail_pattern, r.campaign, r.min_duration_s, r.points,
+	       r.half_life, r.max_times, r.active, r.overrides, r.description, r.builtin,
+	       pg_catalog.date_part('epoch', r.half_life) / 86400 AS half_life_days
+	  FROM leadmgmt.scoring_rule r;
+COMMENT ON VIEW leadmgmt_bi.scoring_rule IS 'The behaviour scoring rules';
+COMMENT ON COLUMN leadmgmt_bi.scoring_rule.id IS 'rule id';
+COMMENT ON COLUMN leadmgmt_bi.scoring_rule.name IS 'rule name';
+COMMENT ON COLUMN leadmgmt_bi.scoring_rule.kind IS 'activity kind it matches';
+COMMENT ON COLUMN leadmgmt_bi.scoring_rule.detail_pattern IS 'LIKE pattern on activity.detail (NULL: any)';
+COMMENT ON COLUMN leadmgmt_bi.scoring_rule.campaign IS 'campaign it matches (NULL: any)';
+COMMENT ON COLUMN leadmgmt_bi.scoring_rule.min_duration_s IS 'least duration_s it needs (NULL: any)';
+COMMENT ON COLUMN leadmgmt_bi.scoring_rule.points IS 'points per matching activity';
+COMMENT ON COLUMN leadmgmt_bi.scoring_rule.half_life IS 'time for the points to halve (NULL: no decay)';
+COMMENT ON COLUMN leadmgmt_bi.scoring_rule.max_times IS 'most awards per lead (NULL: unlimited)';
+COMMENT ON COLUMN leadmgmt_bi.scoring_rule.active IS 'whether the rule scores';
+COMMENT ON COLUMN leadmgmt_bi.scoring_rule.overrides IS 'name of a built-in rule this user rule replaces';
+COMMENT ON COLUMN leadmgmt_bi.scoring_rule.description IS 'what the rule rewards';
+COMMENT ON COLUMN leadmgmt_bi.scoring_rule.builtin IS 'shipped with the extension';
+COMMENT ON COLUMN leadmgmt_bi.scoring_rule.half_life_days IS 'half_life in days (fractional), for charting';
+
+CREATE VIEW leadmgmt_bi.fit_rule WITH (security_invoker = true) AS
+	SELECT r.id, r.name, r.attribute, r.op, r.value::text AS value, r.min_value, r.max_value,
+	       r.points, r.active, r.description, r.builtin
+	  FROM leadmgmt.fit_rule r;
+COMMENT ON VIEW leadmgmt_bi.fit_rule IS 'The firmographic fit rules';
+COMMENT ON COLUMN leadmgmt_bi.fit_rule.id IS 'rule id';
+COMMENT ON COLUMN leadmgmt_bi.fit_rule.name IS 'rule name';
+COMMENT ON COLUMN leadmgmt_bi.fit_rule.attribute IS 'key of lead.attributes it tests';
+COMMENT ON COLUMN leadmgmt_bi.fit_rule.op IS 'eq (equals value), in (one of the array value), between (numeric min_value..max_value, inclusive, either bound optional)';
+COMMENT ON COLUMN leadmgmt_bi.fit_rule.value IS 'JSON scalar for eq, JSON array for in, as text';
+COMMENT ON COLUMN leadmgmt_bi.fit_rule.min_value IS 'lower bound of a range test';
+COMMENT ON COLUMN leadmgmt_bi.fit_rule.max_value IS 'upper bound of a range test';
+COMMENT ON COLUMN leadmgmt_bi.fit_rule.points IS 'points when it matches';
+COMMENT ON COLUMN leadmgmt_bi.fit_rule.active IS 'whether the rule scores';
+COMMENT ON COLUMN leadmgmt_bi.fit_rule.description IS 'what the rule rewards';
+COMMENT ON COLUMN leadmgmt_bi.fit_rule.builtin IS 'shipped with the extension';
+
+-- One view per view of schema leadmgmt, same name, same columns and
+-- comments, JSON, XML and UUID columns as text (PgJDBC reports them as
+-- Types.OTHER, which BI tools show as opaque text anyway).  Generated from
+-- the catalog so that fresh install and update (which runs this same block
+-- last) agree; an update that adds or changes a view of leadmgmt re-creates
+-- its copy here.
+DO $bi$
+DECLARE
+	v record;
+	cols text;
+BEGIN
+	FOR v IN
+		SELECT c.oid, c.relname FROM pg_catalog.pg_class c
+		 WHERE c.relnamespace = 'leadmgmt'::regnamespace AND c.relkind = 'v'
+		 ORDER BY c.relname
+	LOOP
+		SELECT pg_catalog.string_agg(
+		           CASE WHEN a.atttypid IN ('json'::regtype, 'jsonb'::regtype, 'xml'::regtype, 'uuid'::regtype)
+		                THEN format('v.%1$I::text AS %1$I', a.attname)
+		                ELSE format('v.%I', a.attname) END, ', ' ORDER BY a.attnum)
+		  INTO cols
+		  FROM pg_catalog.pg_attribute a
+		 WHERE a.attrelid = v.oid AND a.attnum > 0 AND NOT a.attisdropped;
+		EXECUTE format('CREATE VIEW leadmgmt_bi.%1$I WITH (security_invoker = true) AS SELECT %2$s FROM leadmgmt.%1$I v',
+		               v.relname, cols);
+		EXECUTE format('COMMENT ON VIEW leadmgmt_bi.%I IS %L', v.relname,
+		               pg_catalog.obj_description(v.oid, 'pg_class'));
+		FOR cols IN
+			SELECT format('COMMENT ON COLUMN leadmgmt_bi.%I.%I IS %L', v.relname, a.attname,
+			              pg_catalog.col_description(v.oid, a.attnum))
+			  FROM pg_catalog.pg_attribute a
+			 WHERE a.attrelid = v.oid AND a.attnum > 0 AND NOT a.attisdropped
+			 ORDER BY a.attnum
+		LOOP
+			EXECUTE cols;
+		END LOOP;
+	END LOOP;
+END
+$bi$;
 
 -- END bi
