@@ -3,6 +3,8 @@
 #   make demo     bootstrap, build, throwaway cluster, demo data, funnel
 #   make test     bootstrap, build with -Werror, every test suite
 #   make bench    benchmarks (never part of make test)
+#   make conformance  the behavioural aggregates against ClickHouse itself
+#                 (installs chdb, the embedded ClickHouse, from npm if missing)
 #   make fuzz     libFuzzer on src/core and sqlsmith on the extension, long
 #                 (FUZZ_SECONDS per target, FUZZ_QUERIES; see scripts/fuzz.sh)
 #   make bench-scale  one node vs two postgres_fdw shards (bench/scale.sh)
@@ -49,7 +51,7 @@ PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_con
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(PGXS),)
 include $(PGXS)
-else ifeq ($(filter deps demo test fuzz,$(MAKECMDGOALS)),)
+else ifeq ($(filter deps demo test fuzz conformance,$(MAKECMDGOALS)),)
 $(error pg_config not found: run "make deps" (or scripts/bootstrap.sh) first)
 endif
 
@@ -73,7 +75,7 @@ check-release: $(DATA_built)
 	done; \
 	echo "release check: $(EXTVERSION) ok"
 
-.PHONY: deps demo test test-core bench bench-scale fuzz check-release
+.PHONY: deps demo test test-core bench bench-scale fuzz check-release conformance
 deps:
 	scripts/bootstrap.sh
 
@@ -88,6 +90,10 @@ test-core:
 
 bench:
 	bench/run.sh
+
+# the behavioural aggregates against the real ClickHouse engine (chdb via npm)
+conformance:
+	conformance/run.sh
 
 fuzz:
 	scripts/bootstrap.sh
