@@ -213,7 +213,7 @@ section('sequences', () => {
 
 // ---------------------------------------------------------------- retention
 section('retention', () => {
-	const sets = [conds, [conds[1], conds[0], conds[2]], [conds[3], conds[2], conds[1], conds[0]], [conds[0]]];
+	const sets = [conds, [conds[1], conds[0], conds[2]], [conds[3], conds[2], conds[1], conds[0]], [conds[2], conds[3]]];
 	let rd = 0, n = 0;
 	console.log(`retention: ${sGroups.size} groups (the sequence data), ${sets.length} condition lists`);
 	sets.forEach((cs) => {
