@@ -304,8 +304,7 @@ scan_once(Scan *s, const FunnelEvent *ev, size_t n, uint32_t stepmask,
 		int64_t		t = ev[i].ts;
 		uint32_t	all = 0;
 		int			marker = 0,
-					multi = 0,
-					steprows = 0;
+					multi = 0;
 		int			general;
 		int			B,
 					k;
@@ -316,7 +315,6 @@ scan_once(Scan *s, const FunnelEvent *ev, size_t n, uint32_t stepmask,
 
 			all |= m;
 			marker |= m == 0;
-			steprows += m != 0;
 			multi |= (m & (m - 1)) != 0;
 		}
 		g1 = i;
