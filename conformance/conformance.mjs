@@ -53,6 +53,10 @@ function table(text) {
 
 let total = 0;
 const summary = [];
+// one check per mode x step list x window, pattern, condition list and case:
+// it passes when both engines agree on every group
+let checksPassed = 0;
+let checksFailed = 0;
 // a section that cannot run (an engine error) counts as a failure
 function section(name, fn) {
 	try {
@@ -61,6 +65,7 @@ function section(name, fn) {
 		const msg = String(e.stderr || e.message || e).split('\n').filter((l) => l).slice(0, 4).join(' | ');
 		console.log(`  ${name}: ERROR ${msg}`);
 		total += 1;
+		checksFailed++;
 		summary.push([name, 0, 'error']);
 	}
 }
@@ -80,6 +85,8 @@ function compare(label, chT, pgT, i, describe) {
 	}
 	if (pgT.size !== chT.size) diff += Math.abs(pgT.size - chT.size);
 	total += diff;
+	if (diff === 0 && n > 0) checksPassed++;
+	else checksFailed++;
 	return { label, n, diff, examples };
 }
 
@@ -254,4 +261,5 @@ console.log('');
 console.log('aggregate            compared  differences');
 for (const [name, n, d] of summary) console.log(`${name.padEnd(20)} ${String(n).padStart(9)}  ${d}`);
 console.log(`conformance: ${total} differences`);
+console.log(`${checksPassed} passed, ${checksFailed} failed`);
 process.exit(total === 0 ? 0 : 1);
