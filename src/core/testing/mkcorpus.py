@@ -165,7 +165,7 @@ def percentile():
     ]
 
 
-def entrylog():
+def stage_conversions():
     # records of 10 bytes: lead (6), stage (1), time (3)
     def rec(lead, stage, t):
         return struct.pack('<Q', lead)[:6] + bytes([stage]) + struct.pack('<i', t)[:3]
@@ -179,5 +179,6 @@ def entrylog():
 if __name__ == '__main__':
     for name, fn in (('attribution', attribution), ('decay', decay), ('funnel', funnel),
                      ('logreg', logreg), ('normalize', normalize), ('score_state', score_state),
-                     ('percentile', percentile), ('entrylog', entrylog), ('sequence', sequence)):
+                     ('percentile', percentile), ('stage_conversions', stage_conversions),
+                     ('sequence', sequence)):
         write(name, fn())
