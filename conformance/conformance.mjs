@@ -32,7 +32,9 @@ const pick = (a) => a[Math.floor(rnd() * a.length)];
 const int = (lo, hi) => lo + Math.floor(rnd() * (hi - lo + 1));
 
 function ch(sql) {
-	return query(sql + ' SETTINGS max_threads = 1', 'TSVRaw');
+	// one thread, and the file read in order (no parallel parsing): rows reach
+	// the aggregates in file order, as they reach PostgreSQL's (ORDER BY rn)
+	return query(sql + ' SETTINGS max_threads = 1, input_format_parallel_parsing = 0', 'TSVRaw');
 }
 function pg(sql) {
 	const f = join(work, 'q.sql');
