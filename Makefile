@@ -3,6 +3,8 @@
 #   make demo     bootstrap, build, throwaway cluster, demo data, funnel
 #   make test     bootstrap, build with -Werror, every test suite
 #   make bench    benchmarks (never part of make test)
+#   make conformance  the behavioural aggregates against ClickHouse itself
+#                 (installs chdb, the embedded ClickHouse, from npm if missing)
 #   make fuzz     libFuzzer on src/core and sqlsmith on the extension, long
 #                 (FUZZ_SECONDS per target, FUZZ_QUERIES; see scripts/fuzz.sh)
 #   make bench-scale  one node vs two postgres_fdw shards (bench/scale.sh)
@@ -56,7 +58,7 @@ PG_CONFIG ?= $(or $(shell sh scripts/pg-config.sh 2>/dev/null),pg_config)
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(PGXS),)
 include $(PGXS)
-else ifeq ($(filter deps demo test fuzz test-matrix deb deb-test dist,$(MAKECMDGOALS)),)
+else ifeq ($(filter deps demo test fuzz test-matrix deb deb-test dist conformance,$(MAKECMDGOALS)),)
 $(error pg_config not found: run "make deps" (or scripts/bootstrap.sh) first)
 endif
 
@@ -80,7 +82,7 @@ check-release: $(DATA_built)
 	done; \
 	echo "release check: $(EXTVERSION) ok"
 
-.PHONY: deps demo test test-core bench bench-scale fuzz check-release test-matrix deb dist
+.PHONY: deps demo test test-core bench bench-scale fuzz check-release test-matrix deb dist conformance
 deps:
 	scripts/bootstrap.sh
 
@@ -104,6 +106,10 @@ test-core:
 
 bench:
 	bench/run.sh
+
+# the behavioural aggregates against the real ClickHouse engine (chdb via npm)
+conformance:
+	conformance/run.sh
 
 fuzz:
 	scripts/bootstrap.sh

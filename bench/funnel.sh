@@ -20,25 +20,34 @@
 #              with workers, sorted partial aggregates merged by Gather Merge)
 # and the floor, both funnel plans and plain_sql again with 2 parallel workers;
 # checks that funnel and plain_sql agree for every lead, and the 2-worker
-# sorted plan with one worker; prints the ratios.
+# sorted plan with one worker; prints the ratios.  Also:
+#   sequence_match   the path '(?1)(?t<=2592000)(?2).*(?3)' per lead over the
+#              same step rows (doc/sequences.md), and seq_plain_sql, the same
+#              pattern in plain SQL (window functions); they must agree
+#   strict_once_ties window_funnel 'strict_once' over one group of 100,000
+#              rows at one instant (each row matching one or all 3 steps),
+#              and ties_group, the same rows grouped with count(*)
+#   clickhouse_*     when chdb is installed (make conformance installs it in
+#              /var/cache/leadmgmt-chdb, LEADMGMT_CHDB_DIR): ClickHouse's
+#              windowFunnel, sequenceMatch and GROUP BY over the same events,
+#              one thread (bench/chdb_funnel.mjs), with the leads per level
+# The last block prints the rows for bench/run.sh's table, one per line:
+#   table: <section>|<query>, <workers> workers|<ms>|<against>, 0 workers|<ms>|
 set -eu
 EVENTS=${FUNNEL_EVENTS:-10000000}
 LEADS=${FUNNEL_LEADS:-1000000}
 RUNS=${FUNNEL_RUNS:-2}
 WORK_MEM=${FUNNEL_WORK_MEM:-2GB}
+CHDB_DIR=${LEADMGMT_CHDB_DIR:-/var/cache/leadmgmt-chdb}
+TMPD=$(mktemp -d /tmp/leadmgmt-bench-funnel.XXXXXX)
+chmod 755 "$TMPD"
+trap 'rm -rf "$TMPD"' EXIT
+HAVE_CHDB=0
+if command -v node >/dev/null 2>&1 && [ -f "$CHDB_DIR/node_modules/chdb/package.json" ]; then
+	HAVE_CHDB=1
+fi
 
 psql_q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
-
-# ClickHouse's time for the bench table, when chdb is installed
-chdb_dir=${LEADMGMT_CHDB_DIR:-/var/cache/leadmgmt-chdb}
-chdb_version=$(command -v node >/dev/null 2>&1 &&
-	node -p "try { require('$chdb_dir/node_modules/chdb/package.json').version } catch (e) { '' }" 2>/dev/null || true)
-chdb_copy=""
-if [ -n "$chdb_version" ]; then
-	# written by the server, read by chdb
-	chdb_csv=/tmp/leadmgmt-bench-funnel-$$.csv
-	chdb_copy="COPY (SELECT lead_id, (extract(epoch FROM ts) * 1000000)::bigint, kind FROM bench_funnel_ev) TO '$chdb_csv' WITH (FORMAT csv);"
-fi
 
 echo "funnel benchmark: $EVENTS events, $LEADS leads, 10 kinds, best of $RUNS, work_mem $WORK_MEM"
 psql_q <<EOF
@@ -162,6 +171,61 @@ RESET enable_hashagg;
 RESET parallel_setup_cost;
 RESET parallel_tuple_cost;
 
+-- sequence_match next to the same pattern in plain SQL.  Events are the
+-- step rows; at one instant they are ordered by condition set, here by kind.
+CREATE VIEW pg_temp.seq_q AS
+SELECT lead_id, leadmgmt.sequence_match('(?1)(?t<=2592000)(?2).*(?3)', ts, kind = 1, kind = 2, kind = 3) AS m
+  FROM bench_funnel_ev WHERE kind IN (1, 2, 3) GROUP BY lead_id;
+CREATE VIEW pg_temp.seq_plain_q AS
+WITH s AS (
+	SELECT lead_id, ts, kind,
+	       max(ts) FILTER (WHERE kind = 1) OVER (PARTITION BY lead_id ORDER BY ts, kind
+	                                             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS last1,
+	       max(ts) FILTER (WHERE kind = 3) OVER (PARTITION BY lead_id) AS last3
+	  FROM bench_funnel_ev WHERE kind IN (1, 2, 3)
+)
+SELECT lead_id, coalesce(bool_or(kind = 2 AND ts - last1 <= interval '30 days' AND last3 >= ts), false) AS m
+  FROM s GROUP BY lead_id;
+SELECT pg_temp.bench('sequence_match', 0, $RUNS, 'SELECT * FROM pg_temp.seq_q');
+SELECT pg_temp.bench('seq_plain_sql', 0, $RUNS, 'SELECT * FROM pg_temp.seq_plain_q');
+\echo agreement of sequence_match and the plain-SQL pattern (leads_that_differ must be 0):
+SELECT count(*) AS leads_compared, count(*) FILTER (WHERE s.m) AS leads_matching,
+       count(*) FILTER (WHERE s.m IS DISTINCT FROM p.m) AS leads_that_differ
+  FROM pg_temp.seq_q s FULL JOIN pg_temp.seq_plain_q p USING (lead_id);
+
+-- strict_once over 100,000 rows at one instant (1.0.0: 5 s at 4,000 rows)
+CREATE TABLE bench_funnel_ties AS
+SELECT 1 AS lead_id, timestamptz '2024-06-01 00:00:00+00' AS ts, 1 + (i % 4) AS k
+  FROM generate_series(1, 100000) i;
+SELECT pg_temp.bench('strict_once_ties', 0, $RUNS, 'SELECT lead_id, leadmgmt.window_funnel(''1 hour'', ''strict_once'', ts, k IN (1, 4), k IN (2, 4), k IN (3, 4)) FROM bench_funnel_ties GROUP BY lead_id');
+SELECT pg_temp.bench('ties_group', 0, $RUNS, 'SELECT lead_id, count(*) FROM bench_funnel_ties GROUP BY lead_id');
+SELECT leadmgmt.window_funnel('1 hour', 'strict_once', ts, k IN (1, 4), k IN (2, 4), k IN (3, 4)) AS strict_once_ties_level
+  FROM bench_funnel_ties;
+DROP TABLE bench_funnel_ties;
+RESET max_parallel_workers_per_gather;
+RESET enable_hashagg;
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+
+\echo leadmgmt leads per level and sequence matches (compare with ClickHouse below):
+SELECT level, count(*) AS leads FROM pg_temp.funnel_q GROUP BY level ORDER BY level;
+SELECT count(*) FILTER (WHERE m) AS sequence_matches FROM pg_temp.seq_q;
+\if $HAVE_CHDB
+\copy (SELECT lead_id, (extract(epoch FROM ts) * 1000000)::bigint, kind FROM bench_funnel_ev WHERE kind IN (1, 2, 3)) TO '$TMPD/events.csv' CSV
+\endif
+EOF
+
+if [ "$HAVE_CHDB" = 1 ]; then
+	echo "ClickHouse (chdb, $CHDB_DIR), max_threads = 1, best of $RUNS:"
+	node "$(dirname "$0")/chdb_funnel.mjs" "$CHDB_DIR" "$TMPD/events.csv" "$RUNS" > "$TMPD/chdb.out"
+	cat "$TMPD/chdb.out"
+	awk '$1 ~ /^clickhouse_(funnel|group_steps|sequence_match)$/ && $2 ~ /^[0-9.]+$/ { printf "INSERT INTO bench_funnel_times VALUES (%c%s%c, 0, 1, %s);\n", 39, $1, 39, $2 }' \
+		"$TMPD/chdb.out" | psql_q
+else
+	echo "ClickHouse peer skipped: no chdb in $CHDB_DIR (make conformance installs it)"
+fi
+
+psql_q <<EOF
 \echo times, best of $RUNS runs:
 SELECT name, workers, round(min(ms)::numeric, 0) AS ms
   FROM bench_funnel_times GROUP BY name, workers ORDER BY workers, min(ms);
@@ -188,34 +252,27 @@ SELECT round((f.ms / f2.ms)::numeric, 2) AS "funnel 1 worker / 2 workers",
    AND p2.name = 'plain_sql' AND p2.workers = 2 AND f2.name = 'funnel' AND f2.workers = 2
    AND fl2.name = 'floor' AND fl2.workers = 2
    AND s2.name = 'funnel_sorted' AND s2.workers = 2;
-$chdb_copy
+\echo rows for the bench table (bench/run.sh):
+\pset format unaligned
+\pset tuples_only on
+WITH best AS (
+	SELECT name, workers, min(ms) AS ms FROM bench_funnel_times GROUP BY name, workers
+), base AS (
+	SELECT name, workers, ms,
+	       CASE WHEN name IN ('sequence_match', 'seq_plain_sql', 'clickhouse_sequence_match') THEN 'seq_plain_sql'
+	            WHEN name IN ('strict_once_ties', 'ties_group') THEN 'ties_group'
+	            ELSE 'group_steps' END AS against,
+	       CASE WHEN name IN ('sequence_match', 'seq_plain_sql', 'clickhouse_sequence_match') THEN 'sequence'
+	            WHEN name IN ('strict_once_ties', 'ties_group') THEN 'strict_once_ties'
+	            ELSE 'funnel' END AS section
+	  FROM best
+)
+SELECT 'table: ' || b.section || '|' || b.name || ', ' || b.workers || ' workers|' || round(b.ms::numeric, 0) || '|' ||
+       b.against || ', ' || a.workers || ' workers|' || round(a.ms::numeric, 0) || '|'
+  FROM base b JOIN best a ON a.name = b.against
+   AND a.workers = 0
+ ORDER BY b.section, b.workers, b.ms;
+\pset tuples_only off
+\pset format aligned
+DROP TABLE bench_funnel_ev, bench_funnel_times CASCADE;
 EOF
-
-# the bench table (bench/run.sh): best times of this run
-psql_q -At <<'EOF'
-WITH best AS (SELECT name, workers, min(ms) AS ms FROM bench_funnel_times GROUP BY name, workers)
-SELECT 'table: funnel|' || v.label || '|' || round(a.ms) || '|' || v.base_label || '|' || round(b.ms) || '|' || v.goal
-  FROM (VALUES (1, 'funnel', 0, 'window_funnel, 3 steps, 30 days', 'group_steps', 0,
-                'grouping floor: count(*) GROUP BY lead_id over the step rows', '<= 1.3x'),
-               (2, 'plain_sql', 0, 'best plain SQL (window functions)', 'funnel', 0, 'window_funnel', '>= 3x'),
-               (3, 'funnel', 2, 'window_funnel, 2 workers', 'funnel', 0, 'window_funnel, 1 worker', ''),
-               (4, 'plain_sql', 2, 'best plain SQL, 2 workers', 'funnel', 2, 'window_funnel, 2 workers', '>= 3x'))
-       AS v(n, name, workers, label, base, base_workers, base_label, goal)
-  JOIN best a ON a.name = v.name AND a.workers = v.workers
-  JOIN best b ON b.name = v.base AND b.workers = v.base_workers
- ORDER BY v.n;
-EOF
-# ClickHouse on the same events, when chdb is installed (make conformance
-# installs it into LEADMGMT_CHDB_DIR; the benchmark never installs it)
-if [ -n "$chdb_copy" ]; then
-	out=$(node "$(dirname "$0")/chdb_funnel.cjs" "$chdb_dir" "$chdb_csv" "$RUNS")
-	rm -f "$chdb_csv"
-	echo "$out"
-	funnel_ms=$(psql_q -At -c "SELECT round(min(ms)) FROM bench_funnel_times WHERE name = 'funnel' AND workers = 0")
-	echo "$out" | awk -v f="$funnel_ms" -v v="$chdb_version" '
-		/^chdb_funnel_ms/ { printf "table: funnel|ClickHouse windowFunnel (chdb %s, max_threads 1)|%s|window_funnel|%s|\n", v, $2, f }
-		/^chdb_group_ms/ { printf "table: funnel|ClickHouse GROUP BY floor (chdb %s, max_threads 1)|%s|window_funnel|%s|\n", v, $2, f }'
-else
-	echo "table: funnel|ClickHouse windowFunnel: chdb not installed in $chdb_dir (make conformance installs it)|||||"
-fi
-psql_q -c "DROP TABLE bench_funnel_ev, bench_funnel_times CASCADE"

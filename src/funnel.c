@@ -769,7 +769,7 @@ funnel_result(FunctionCallInfo fcinfo, const FunnelState *state, int64 *times)
 				{
 					ev[i].ts = state->ts[i];
 					ev[i].mask = m[i];
-					ev[i].pad = 0;
+					ev[i].seq = (uint32) i;
 				}
 			}
 			break;
@@ -778,7 +778,7 @@ funnel_result(FunctionCallInfo fcinfo, const FunnelState *state, int64 *times)
 			{
 				ev[i].ts = state->ts[i];
 				ev[i].mask = get_mask(state, i);
-				ev[i].pad = 0;
+				ev[i].seq = (uint32) i;
 			}
 			break;
 	}

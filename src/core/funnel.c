@@ -1,49 +1,65 @@
 /*
  * funnel.c
- *		Chain scan of the windowed conversion funnel (see funnel.h).
+ *		Scan of the windowed conversion funnel (see funnel.h), with ClickHouse
+ *		26.7's windowFunnel semantics in every mode.
  *
- * The events are scanned once in (timestamp, step, row) order, the order in
- * which ClickHouse's windowFunnel scans its (timestamp, condition) pairs.  For
- * every level k the scan keeps the chain reaching step k whose step-1 event
- * is latest ("first"), because a later start leaves the most room in the
- * window for the steps still to come; among chains with the same start it
- * keeps the one found first.  Timestamps are grouped: all rows with one
- * timestamp form a group, and the modes differ only in how chains may
- * advance inside a group:
+ * ClickHouse turns each row into entries (timestamp, step), one per step the
+ * row matches, plus (timestamp, 0) for a row matching no step under
+ * strict_order, and scans them in (timestamp, step, row) order, rows in the
+ * order they were added.  The scan here visits the same entries in the same
+ * order: for each timestamp, the rows matching no step first, then step 1 of
+ * every row, step 2 of every row, and so on.  The caller sorts the rows by
+ * (timestamp, arrival order): funnel_sort.
  *
- *	in place	default mode: a step-k event extends the level k-1 chain as it
- *				stands, even if that chain advanced at this very timestamp
- *				(one event matching steps 1..k advances k steps);
- *	pending		strict_increase, and strict_once groups made of one row:
- *				a step-k event extends only chains that ended before this
- *				timestamp; the group's results are merged at its end;
- *	slow		strict_once groups of several rows, one of them matching
- *				several steps: which steps distinct rows of the group can
- *				serve is a bipartite matching, solved exactly (Kuhn's
- *				augmenting paths) for every chain that ended before the group.
+ * Without strict_once ClickHouse keeps one chain per level k: (first, last),
+ * the step-1 time and the step-k time of the latest chain that reached k.  A
+ * step-k entry at time t extends the level k-1 chain when t - first <= window
+ * (and, with strict_increase, last < t), and overwrites level k with it.  The
+ * stop rules are checked before each entry:
  *
- * The stop rules (strict_order, strict_deduplication) are checked before each
- * (step, row) entry against "level k is reached by the entries seen so far".
- * The result is the highest level reached before the scan stopped, and the
- * reported chain is the first one that reached it.
+ *	strict_order			a row matching no step after some step 1, or a
+ *							step-k entry while level k-1 was never reached (after
+ *							some step 1; with allow_reentry that entry is only
+ *							skipped);
+ *	strict_deduplication	a step-k entry (k >= 2) when level k was reached.
  *
- * Cost: O(n) for the sort-free scan (each entry touches O(1) levels, or
- * O(steps) when step times are wanted), the slow path O(steps^2 * edges) per
- * entry of such a group.  The caller sorts first: O(n log n).
+ * The answer is the highest level reached (the levels reached are always
+ * 1..L).  scan_direct() does exactly this.
+ *
+ * With strict_once ClickHouse keeps every chain (each row used once per
+ * chain) in a list per level and never forgets one, so that the answer only
+ * depends on whether some chain reaches each level.  scan_once() decides
+ * that without the lists, whose size grows with the product of the rows at a
+ * timestamp (ClickHouse's own cost, and 1.0.0's strict_once slowdown):
+ *
+ *  - chains that end before the current timestamp t are summarised per level
+ *	  b by the latest step-1 time of such a chain ("committed"): it leaves the
+ *	  most room for the steps to come, and it does not increase with b;
+ *  - a step-k entry of row u at time t extends some chain iff, for the
+ *	  highest committed level b < k whose chain is inside the window of t (or
+ *	  b = 0, a chain starting at t), the steps b+1..k-1 can be served by
+ *	  distinct rows at time t other than u: a bipartite matching of at most 31
+ *	  steps (with strict_increase the steps cannot share t: b must be k-1);
+ *  - after the timestamp, level k's committed chain is the one built on the
+ *	  lowest b whose steps b+1..k can be matched at t.
+ *
+ * The matching keeps, for each step, only its first 33 rows at t: a step
+ * with more candidates than the steps to serve (at most 32, one of them
+ * possibly excluded) can always be served last, so the answer is the same,
+ * and the cost of a timestamp is bounded by the steps, not by its rows.
+ *
+ * Cost: O(rows x steps) for the scan; the matching, only at timestamps where
+ * several rows match and one of them matches several steps, at most about
+ * 32^4 elementary steps per such timestamp.  The caller sorts first:
+ * O(n log n).
  */
 #include "funnel.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define NLEVELS (FUNNEL_MAX_STEPS + 2)	/* levels 0..33, 0 and 33 unused */
-
-enum
-{
-	PATH_INPLACE,
-	PATH_PENDING,
-	PATH_SLOW
-};
+#define NLEVELS (FUNNEL_MAX_STEPS + 1)	/* levels 0..32 */
+#define MATCH_KEEP 33			/* rows kept per step for the matching */
 
 typedef struct Scan
 {
@@ -51,34 +67,11 @@ typedef struct Scan
 	int64_t		window;
 	uint32_t	flags;
 	int			want_times;
-
-	/* chains that ended before the current group (or in it, in place) */
-	int			valid[NLEVELS];
-	int64_t		first[NLEVELS];
-	int64_t		times[NLEVELS][FUNNEL_MAX_STEPS];
-
-	/* chains advanced in the current group (pending and slow paths) */
-	int			gvalid[NLEVELS];
-	int64_t		gfirst[NLEVELS];
-	int			gbase[NLEVELS];
-	int64_t		gtimes[NLEVELS][FUNNEL_MAX_STEPS];
-
-	/* highest level reached so far and the first chain that reached it */
 	int			best;
 	int64_t		best_times[FUNNEL_MAX_STEPS];
+	/* the chain of each level: step times (times[k][0..k-1]) */
+	int64_t		times[NLEVELS][FUNNEL_MAX_STEPS];
 } Scan;
-
-/* state of the matching of one slow group */
-typedef struct Slow
-{
-	const FunnelEvent *rows;	/* the group */
-	int			nrows;
-	int			cut_step;		/* entries (row, step) with step < cut_step, */
-	int			cut_row;		/* or step == cut_step and row <= cut_row */
-	int		   *match;			/* match[row] = step served, or -1 */
-	int		   *seen;			/* seen[row] == stamp: visited in this search */
-	int			stamp;
-} Slow;
 
 static inline uint32_t
 step_bit(int step)
@@ -86,35 +79,25 @@ step_bit(int step)
 	return (uint32_t) 1 << (step - 1);
 }
 
+/* range of steps a..c as a bit set (empty when a > c) */
+static inline uint32_t
+step_range(int a, int c)
+{
+	uint32_t	hi,
+				lo;
+
+	if (a > c)
+		return 0;
+	hi = c >= 32 ? 0xFFFFFFFFu : (((uint32_t) 1 << c) - 1);
+	lo = ((uint32_t) 1 << (a - 1)) - 1;
+	return hi & ~lo;
+}
+
 /* t - first <= window, for first <= t, without signed overflow */
 static inline int
 in_window(int64_t first, int64_t t, int64_t window)
 {
 	return (uint64_t) t - (uint64_t) first <= (uint64_t) window;
-}
-
-static inline int
-reached(const Scan *s, int path, int k)
-{
-	if (k <= 0)
-		return 1;
-	if (k > s->nsteps)
-		return 0;
-	if (s->valid[k])
-		return 1;
-	return path != PATH_INPLACE && s->gvalid[k];
-}
-
-/* chain = steps 1..base of chain src (base may be 0), then t up to step k */
-static void
-build_times(int64_t *dst, const int64_t *src, int base, int k, int64_t t)
-{
-	int			i;
-
-	if (base > 0)
-		memmove(dst, src, sizeof(int64_t) * base);
-	for (i = base; i < k; i++)
-		dst[i] = t;
 }
 
 static inline void
@@ -127,144 +110,424 @@ note_best(Scan *s, int k, const int64_t *chain)
 		memcpy(s->best_times, chain, sizeof(int64_t) * k);
 }
 
-/* a step-k entry at time t, in place (default mode, single-step strict_once) */
-static void
-apply_inplace(Scan *s, int k, int64_t t)
+/* times[dst] = times[src][0..b-1], then t for steps b+1..k */
+static inline void
+set_times(Scan *s, int64_t *dst, const int64_t *src, int b, int k, int64_t t)
 {
-	int64_t		cand;
+	int			i;
 
-	if (k == 1)
-		cand = t;
-	else if (s->valid[k - 1] && in_window(s->first[k - 1], t, s->window))
-		cand = s->first[k - 1];
-	else
+	if (!s->want_times)
 		return;
-	if (s->valid[k] && cand <= s->first[k])
-		return;
-	s->valid[k] = 1;
-	s->first[k] = cand;
-	if (s->want_times)
-		build_times(s->times[k], s->times[k - 1], k - 1, k, t);
-	note_best(s, k, s->times[k]);
+	if (b > 0 && dst != src)
+		memmove(dst, src, sizeof(int64_t) * b);
+	for (i = b; i < k; i++)
+		dst[i] = t;
 }
 
-/* a step-k entry at time t that may only extend chains of earlier groups */
+/* ---------------------------------------------------------------------------
+ * Without strict_once: ClickHouse's scan, entry by entry
+ * ---------------------------------------------------------------------------
+ */
 static void
-apply_pending(Scan *s, int k, int64_t t)
+scan_direct(Scan *s, const FunnelEvent *ev, size_t n, uint32_t stepmask,
+			const FunnelHooks *hooks)
 {
-	int64_t		cand;
+	int			valid[NLEVELS + 1] = {0};
+	int64_t		first[NLEVELS + 1];
+	int64_t		last[NLEVELS + 1];
+	uint32_t	flags = s->flags;
+	int			nsteps = s->nsteps;
+	size_t		i = 0;
+	size_t		groups = 0;
 
-	if (k == 1)
-		cand = t;
-	else if (s->valid[k - 1] && in_window(s->first[k - 1], t, s->window))
-		cand = s->first[k - 1];
-	else
-		return;
-	if (s->gvalid[k] && cand <= s->gfirst[k])
-		return;
-	s->gvalid[k] = 1;
-	s->gfirst[k] = cand;
-	s->gbase[k] = k - 1;
-	if (s->want_times)
-		build_times(s->gtimes[k], s->times[k - 1], k - 1, k, t);
-	note_best(s, k, s->gtimes[k]);
-}
-
-/* merge the group's chains into the committed ones (descending: bases intact) */
-static void
-commit_group(Scan *s, int64_t t)
-{
-	int			k;
-
-	for (k = s->nsteps; k >= 1; k--)
+	valid[0] = 1;
+	while (i < n)
 	{
-		if (!s->gvalid[k] || (s->valid[k] && s->gfirst[k] <= s->first[k]))
-			continue;
-		s->valid[k] = 1;
-		s->first[k] = s->gfirst[k];
-		if (s->want_times)
-		{
-			int			b = s->gbase[k];
+		size_t		g0 = i,
+					g1;
+		int64_t		t = ev[i].ts;
+		uint32_t	all = 0;
+		int			marker = 0;
+		int			k;
 
-			build_times(s->times[k], s->times[b], b, k, t);
+		for (; i < n && ev[i].ts == t; i++)
+		{
+			uint32_t	m = ev[i].mask & stepmask;
+
+			all |= m;
+			marker |= m == 0;
+		}
+		g1 = i;
+		if (hooks && hooks->interrupt && (++groups & 0xFFF) == 0)
+			hooks->interrupt();
+
+		/* entries (t, 0) come first */
+		if (marker && (flags & FUNNEL_STRICT_ORDER) && valid[1])
+			return;
+
+		for (k = 1; k <= nsteps; k++)
+		{
+			size_t		r;
+			int			count = 0;
+
+			if (!(all & step_bit(k)))
+				continue;
+			/* equal entries (t, k) act alike: only their number matters */
+			for (r = g0; r < g1 && count < 2; r++)
+				count += (ev[r].mask & step_bit(k)) != 0;
+
+			if (k == 1)
+			{
+				valid[1] = 1;
+				first[1] = last[1] = t;
+				set_times(s, s->times[1], s->times[0], 0, 1, t);
+				note_best(s, 1, s->times[1]);
+				continue;
+			}
+			if ((flags & FUNNEL_STRICT_DEDUPLICATION) && valid[k])
+				return;
+			if ((flags & FUNNEL_STRICT_ORDER) && valid[1] && !valid[k - 1])
+			{
+				if (flags & FUNNEL_ALLOW_REENTRY)
+					continue;
+				return;
+			}
+			if (!valid[k - 1] || !in_window(first[k - 1], t, s->window))
+				continue;
+			if ((flags & FUNNEL_STRICT_INCREASE) && !(last[k - 1] < t))
+				continue;
+			valid[k] = 1;
+			first[k] = first[k - 1];
+			last[k] = t;
+			set_times(s, s->times[k], s->times[k - 1], k - 1, k, t);
+			note_best(s, k, s->times[k]);
+			if (k == nsteps)
+				return;
+			/* a second equal entry finds level k reached */
+			if (count > 1 && (flags & FUNNEL_STRICT_DEDUPLICATION))
+				return;
 		}
 	}
 }
 
-static inline int
-slow_edge(const Slow *sl, int row, int step)
-{
-	if (!(sl->rows[row].mask & step_bit(step)))
-		return 0;
-	return step < sl->cut_step || (step == sl->cut_step && row <= sl->cut_row);
-}
+/* ---------------------------------------------------------------------------
+ * strict_once: existence of chains, with a matching at tied timestamps
+ * ---------------------------------------------------------------------------
+ */
 
-/* Kuhn: find a distinct row for step, moving earlier assignments if needed */
+/* the rows of one timestamp, as seen by the matching */
+typedef struct Tie
+{
+	int			nsteps;
+	int			nrows[NLEVELS];	/* rows kept per step (<= MATCH_KEEP) */
+	int			row[NLEVELS][MATCH_KEEP];	/* their indices in the group */
+	int			match[NLEVELS];	/* step -> row serving it, or -1 */
+	int		   *owner;			/* row -> step it serves, or 0 */
+	int		   *seen;			/* row -> stamp of the last visit */
+	int			stamp;
+	int			excluded;		/* row that may serve nothing, or -1 */
+	size_t		capacity;		/* rows owner and seen have room for */
+} Tie;
+
 static int
-slow_assign(Slow *sl, int step)
+tie_augment(Tie *tie, int step)
 {
-	int			r;
+	int			j;
 
-	for (r = 0; r < sl->nrows; r++)
+	for (j = 0; j < tie->nrows[step]; j++)
 	{
-		if (sl->seen[r] == sl->stamp || !slow_edge(sl, r, step))
+		int			r = tie->row[step][j];
+
+		if (r == tie->excluded || tie->seen[r] == tie->stamp)
 			continue;
-		sl->seen[r] = sl->stamp;
-		if (sl->match[r] < 0 || slow_assign(sl, sl->match[r]))
+		tie->seen[r] = tie->stamp;
+		if (tie->owner[r] == 0 || tie_augment(tie, tie->owner[r]))
 		{
-			sl->match[r] = step;
+			tie->owner[r] = step;
+			tie->match[step] = r;
 			return 1;
 		}
 	}
 	return 0;
 }
 
-/*
- * Levels reachable with at least one step served inside the slow group by the
- * entries up to the cut: for each base level b (0 = a chain starting in the
- * group), steps b+1..k need distinct rows of the group.
- */
 static void
-slow_levels(Scan *s, Slow *sl, int64_t t, const FunnelHooks *hooks)
+tie_reset(Tie *tie, int a, int c)
 {
-	int			b,
-				k,
-				r;
+	int			k;
 
-	memset(s->gvalid, 0, sizeof(s->gvalid));
-	for (b = s->nsteps - 1; b >= 0; b--)
-	{
-		int64_t		base_first;
-
-		if (b == 0)
-			base_first = t;
-		else if (s->valid[b] && in_window(s->first[b], t, s->window))
-			base_first = s->first[b];
-		else
-			continue;
-		if (hooks && hooks->interrupt)
-			hooks->interrupt();
-		for (r = 0; r < sl->nrows; r++)
-			sl->match[r] = -1;
-		for (k = b + 1; k <= s->nsteps; k++)
+	for (k = a; k <= c; k++)
+		if (tie->match[k] >= 0)
 		{
-			sl->stamp++;
-			if (!slow_assign(sl, k))
-				break;
-			if (s->gvalid[k] && base_first <= s->gfirst[k])
-				continue;
-			s->gvalid[k] = 1;
-			s->gfirst[k] = base_first;
-			s->gbase[k] = b;
+			tie->owner[tie->match[k]] = 0;
+			tie->match[k] = -1;
 		}
-	}
-	for (k = s->best + 1; k <= s->nsteps; k++)
+}
+
+/* can steps a..c be served by distinct rows (other than tie->excluded)? */
+static int
+tie_matchable(Tie *tie, int a, int c)
+{
+	int			k,
+				ok = 1;
+
+	for (k = a; k <= c && ok; k++)
 	{
-		if (!s->gvalid[k])
+		tie->stamp++;
+		ok = tie_augment(tie, k);
+	}
+	return ok;
+}
+
+static void
+scan_once(Scan *s, const FunnelEvent *ev, size_t n, uint32_t stepmask,
+		  const FunnelHooks *hooks, Tie *tie, int *status)
+{
+	uint32_t	flags = s->flags;
+	int			nsteps = s->nsteps;
+	int			reached[NLEVELS + 1] = {0};	/* some chain reached level k */
+	int			cvalid[NLEVELS + 1] = {0};	/* committed chains */
+	int64_t		cfirst[NLEVELS + 1];
+	int64_t		ctimes[NLEVELS][FUNNEL_MAX_STEPS];
+	int			newvalid[NLEVELS + 1];
+	int64_t		newfirst[NLEVELS + 1];
+	int			newbase[NLEVELS + 1];
+	size_t		i = 0;
+	size_t		groups = 0;
+
+	tie->nsteps = nsteps;
+	cvalid[0] = 1;
+	while (i < n)
+	{
+		size_t		g0 = i,
+					g1;
+		int64_t		t = ev[i].ts;
+		uint32_t	all = 0;
+		int			marker = 0,
+					multi = 0;
+		int			general;
+		int			B,
+					k;
+
+		for (; i < n && ev[i].ts == t; i++)
+		{
+			uint32_t	m = ev[i].mask & stepmask;
+
+			all |= m;
+			marker |= m == 0;
+			multi |= (m & (m - 1)) != 0;
+		}
+		g1 = i;
+		if (hooks && hooks->interrupt && (++groups & 0xFFF) == 0)
+			hooks->interrupt();
+
+		if (marker && (flags & FUNNEL_STRICT_ORDER) && reached[1])
+			return;
+		if (all == 0)
 			continue;
-		if (s->want_times)
-			build_times(s->gtimes[k], s->times[s->gbase[k]], s->gbase[k], k, t);
-		note_best(s, k, s->gtimes[k]);
+
+		/* highest committed level whose chain is inside the window of t */
+		B = 0;
+		while (B < nsteps && cvalid[B + 1] && in_window(cfirst[B + 1], t, s->window))
+			B++;
+
+		/*
+		 * The matching is needed only when distinct entries may be the same
+		 * row: several rows at t, one of them matching several steps.  (One
+		 * row alone: it serves one step, handled by the same code.)
+		 */
+		general = multi && !(flags & FUNNEL_STRICT_INCREASE);
+		if (general)
+		{
+			size_t		rows = g1 - g0,
+						r;
+
+			if (rows > tie->capacity)
+			{
+				void	   *p;
+				size_t		bytes = sizeof(int) * 2 * rows;
+
+				if (tie->owner)
+				{
+					if (hooks && hooks->release)
+						hooks->release(tie->owner);
+					else if (!(hooks && hooks->alloc))
+						free(tie->owner);
+				}
+				p = hooks && hooks->alloc ? hooks->alloc(bytes) : malloc(bytes);
+				tie->owner = p;
+				if (p == NULL)
+				{
+					*status = -1;
+					return;
+				}
+				tie->seen = tie->owner + rows;
+				tie->capacity = rows;
+			}
+			for (r = 0; r < rows; r++)
+			{
+				tie->owner[r] = 0;
+				tie->seen[r] = 0;
+			}
+			tie->stamp = 0;
+			for (k = 1; k <= nsteps; k++)
+			{
+				tie->nrows[k] = 0;
+				tie->match[k] = -1;
+			}
+			for (r = 0; r < rows; r++)
+			{
+				uint32_t	m = ev[g0 + r].mask & stepmask;
+
+				while (m)
+				{
+					int			st = __builtin_ctz(m) + 1;
+
+					m &= m - 1;
+					if (tie->nrows[st] < MATCH_KEEP)
+						tie->row[st][tie->nrows[st]++] = (int) r;
+				}
+			}
+		}
+
+		for (k = 1; k <= nsteps; k++)
+		{
+			size_t		r;
+			int			b;
+			int			need_rows;	/* the matching for this step's entries */
+			int			all_ok = 0;
+
+			if (!(all & step_bit(k)))
+				continue;
+			if (k == 1)
+			{
+				reached[1] = 1;
+				set_times(s, ctimes[0], ctimes[0], 0, 1, t);
+				note_best(s, 1, ctimes[0]);
+				continue;
+			}
+			b = B < k - 1 ? B : k - 1;
+			need_rows = general && b < k - 1;
+			if (need_rows)
+			{
+				tie->excluded = -1;
+				tie_reset(tie, 1, nsteps);
+				all_ok = tie_matchable(tie, b + 1, k - 1);
+			}
+			for (r = g0; r < g1; r++)
+			{
+				int			ok;
+
+				if (!(ev[r].mask & step_bit(k)))
+					continue;
+				if ((flags & FUNNEL_STRICT_DEDUPLICATION) && reached[k])
+					return;
+				if ((flags & FUNNEL_STRICT_ORDER) && reached[1] && !reached[k - 1])
+				{
+					if (flags & FUNNEL_ALLOW_REENTRY)
+						continue;
+					return;
+				}
+				if (!reached[k - 1])
+					continue;
+				if (flags & FUNNEL_STRICT_INCREASE)
+					ok = cvalid[k - 1] && in_window(cfirst[k - 1], t, s->window);
+				else if (!need_rows)
+					ok = b == k - 1 || (all & step_range(b + 1, k - 1)) == step_range(b + 1, k - 1);
+				else if (!all_ok)
+					ok = 0;
+				else if (tie->owner[r - g0] == 0)
+					ok = 1;		/* a matching without this row */
+				else
+				{
+					int			saved[NLEVELS];
+					int			j;
+
+					/* the same question without row r */
+					for (j = 1; j <= nsteps; j++)
+						saved[j] = tie->match[j];
+					tie_reset(tie, 1, nsteps);
+					tie->excluded = (int) (r - g0);
+					ok = tie_matchable(tie, b + 1, k - 1);
+					tie->excluded = -1;
+					tie_reset(tie, 1, nsteps);
+					for (j = 1; j <= nsteps; j++)
+						if (saved[j] >= 0)
+						{
+							tie->match[j] = saved[j];
+							tie->owner[saved[j]] = j;
+						}
+				}
+				if (!ok)
+					continue;
+				reached[k] = 1;
+				if (s->want_times && k > s->best)
+				{
+					int64_t		chain[FUNNEL_MAX_STEPS];
+					int			base = (flags & FUNNEL_STRICT_INCREASE) ? k - 1 : b;
+
+					memcpy(chain, ctimes[base], sizeof(int64_t) * base);
+					set_times(s, chain, chain, base, k, t);
+					note_best(s, k, chain);
+				}
+				else
+					note_best(s, k, ctimes[0]);	/* not read: k <= best or no times */
+				if (k == nsteps)
+					return;
+			}
+		}
+
+		/* commit: the chains that end at t, on the old committed ones */
+		for (k = 1; k <= nsteps; k++)
+		{
+			newvalid[k] = 0;
+			if (!(all & step_bit(k)))
+				continue;
+			if (flags & FUNNEL_STRICT_INCREASE)
+			{
+				if (k == 1)
+					newbase[k] = 0;
+				else if (cvalid[k - 1] && in_window(cfirst[k - 1], t, s->window))
+					newbase[k] = k - 1;
+				else
+					continue;
+			}
+			else
+			{
+				int			b,
+							top = B < k - 1 ? B : k - 1;
+
+				for (b = 0; b <= top; b++)
+				{
+					uint32_t	need = step_range(b + 1, k);
+
+					if ((all & need) != need)
+						continue;
+					if (general)
+					{
+						tie->excluded = -1;
+						tie_reset(tie, 1, nsteps);
+						if (!tie_matchable(tie, b + 1, k))
+							continue;
+					}
+					break;
+				}
+				if (b > top)
+					continue;
+				newbase[k] = b;
+			}
+			newvalid[k] = 1;
+			newfirst[k] = newbase[k] == 0 ? t : cfirst[newbase[k]];
+		}
+		for (k = nsteps; k >= 1; k--)
+		{
+			if (!newvalid[k] || (cvalid[k] && newfirst[k] <= cfirst[k]))
+				continue;
+			cvalid[k] = 1;
+			cfirst[k] = newfirst[k];
+			/* descending: the base's times are still the old ones */
+			set_times(s, ctimes[k], ctimes[newbase[k]], newbase[k], k, t);
+		}
 	}
 }
 
@@ -272,146 +535,40 @@ int
 funnel_scan(const FunnelEvent *ev, size_t n, int nsteps, int64_t window,
 			uint32_t flags, int64_t *times, const FunnelHooks *hooks)
 {
-	Scan	   *s;
-	Scan		local;
-	Slow		sl;
+	Scan		s;
 	uint32_t	stepmask;
-	size_t		i = 0;
-	size_t		groups = 0;
-	int			stop = 0;
-	int			result;
+	int			status = 0;
 
 	if (nsteps < 1 || nsteps > FUNNEL_MAX_STEPS || window < 0)
 		return 0;
-	s = &local;
-	memset(s->valid, 0, sizeof(s->valid));
-	memset(s->gvalid, 0, sizeof(s->gvalid));
-	s->nsteps = nsteps;
-	s->window = window;
-	s->flags = flags;
-	s->want_times = times != NULL;
-	s->best = 0;
+	s.nsteps = nsteps;
+	s.window = window;
+	s.flags = flags;
+	s.want_times = times != NULL;
+	s.best = 0;
 	stepmask = nsteps == 32 ? 0xFFFFFFFFu : (((uint32_t) 1 << nsteps) - 1);
-	memset(&sl, 0, sizeof(sl));
 
-	while (i < n && !stop && s->best < nsteps)
+	if (flags & FUNNEL_STRICT_ONCE)
 	{
-		size_t		g0 = i,
-					g1;
-		int64_t		t = ev[i].ts;
-		uint32_t	all = 0;
-		int			steprows = 0;
-		int			multi = 0;
-		int			marker = 0;
-		int			path;
-		int			k;
+		Tie			tie;
 
-		for (; i < n && ev[i].ts == t; i++)
-		{
-			uint32_t	m = ev[i].mask & stepmask;
-
-			if (m == 0)
-				marker = 1;
-			else
-			{
-				steprows++;
-				all |= m;
-				multi |= (m & (m - 1)) != 0;
-			}
-		}
-		g1 = i;
-
-		if (hooks && hooks->interrupt && (++groups & 0xFFF) == 0)
-			hooks->interrupt();
-
-		/* a row matching no step (kept in strict_order only) sorts first */
-		if (marker && (flags & FUNNEL_STRICT_ORDER) && reached(s, PATH_INPLACE, 1))
-			break;
-		if (all == 0)
-			continue;
-
-		if (flags & FUNNEL_STRICT_INCREASE)
-			path = PATH_PENDING;
-		else if ((flags & FUNNEL_STRICT_ONCE) && multi)
-			path = steprows > 1 ? PATH_SLOW : PATH_PENDING;
-		else
-			path = PATH_INPLACE;
-
-		if (path != PATH_INPLACE)
-			memset(s->gvalid, 0, sizeof(s->gvalid));
-		if (path == PATH_SLOW)
-		{
-			size_t		rows = g1 - g0;
-			size_t		bytes = sizeof(int) * 2 * rows;
-
-			sl.rows = ev + g0;
-			sl.nrows = (int) rows;
-			sl.stamp = 0;
-			sl.match = hooks && hooks->alloc ? hooks->alloc(bytes) : malloc(bytes);
-			if (sl.match == NULL)
-				return -1;
-			sl.seen = sl.match + rows;
-			for (k = 0; k < sl.nrows; k++)
-				sl.seen[k] = 0;
-		}
-
-		for (k = 1; k <= nsteps && !stop && s->best < nsteps; k++)
-		{
-			size_t		r;
-
-			if (!(all & step_bit(k)))
-				continue;
-			for (r = g0; r < g1; r++)
-			{
-				if (!(ev[r].mask & step_bit(k)))
-					continue;
-
-				if (k == 1)
-				{
-					/* strict_order: a new step 1 after step 2 ends the search */
-					if ((flags & FUNNEL_STRICT_ORDER) &&
-						!(flags & FUNNEL_ALLOW_REENTRY) && reached(s, path, 2))
-						stop = 1;
-				}
-				else if ((flags & FUNNEL_STRICT_DEDUPLICATION) && reached(s, path, k))
-					stop = 1;	/* a step repeated */
-				else if ((flags & FUNNEL_STRICT_ORDER) && reached(s, path, 1) &&
-						 !reached(s, path, k - 1))
-					stop = 1;	/* a step ahead of the chain */
-				if (stop)
-					break;
-
-				if (path == PATH_INPLACE)
-					apply_inplace(s, k, t);
-				else if (path == PATH_PENDING)
-					apply_pending(s, k, t);
-				else
-				{
-					sl.cut_step = k;
-					sl.cut_row = (int) (r - g0);
-					slow_levels(s, &sl, t, hooks);
-				}
-				if (s->best >= nsteps)
-					break;
-			}
-		}
-
-		if (path == PATH_SLOW)
+		memset(&tie, 0, sizeof(tie));
+		scan_once(&s, ev, n, stepmask, hooks, &tie, &status);
+		if (tie.owner)
 		{
 			if (hooks && hooks->release)
-				hooks->release(sl.match);
+				hooks->release(tie.owner);
 			else if (!(hooks && hooks->alloc))
-				free(sl.match);
-			sl.match = NULL;
+				free(tie.owner);
 		}
-		if (path != PATH_INPLACE && !stop)
-			commit_group(s, t);
 	}
-
-	result = s->best;
-	if (times != NULL && result > 0)
-		memcpy(times, s->best_times, sizeof(int64_t) * result);
-	return result;
+	else
+		scan_direct(&s, ev, n, stepmask, hooks);
+	if (status < 0)
+		return -1;
+	if (times != NULL && s.best > 0)
+		memcpy(times, s.best_times, sizeof(int64_t) * s.best);
+	return s.best;
 }
 
 static int
@@ -422,15 +579,15 @@ event_cmp(const void *a, const void *b)
 
 	if (x->ts != y->ts)
 		return x->ts < y->ts ? -1 : 1;
-	if (x->mask != y->mask)
-		return x->mask < y->mask ? -1 : 1;
+	if (x->seq != y->seq)
+		return x->seq < y->seq ? -1 : 1;
 	return 0;
 }
 
 static inline int
 event_less(const FunnelEvent *x, const FunnelEvent *y)
 {
-	return x->ts < y->ts || (x->ts == y->ts && x->mask < y->mask);
+	return x->ts < y->ts || (x->ts == y->ts && x->seq < y->seq);
 }
 
 int

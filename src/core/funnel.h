@@ -6,9 +6,12 @@
  * fuzzes this standalone.  doc/funnel.md states the rules in prose; the
  * comments in funnel.c say how each rule is implemented.
  *
- * An event is a row of the group: a timestamp (microseconds, any int64) and
- * the bit set of the steps it matches (bit i = step i + 1).  A row matching
- * no step is kept only in strict_order mode, where it ends the search.
+ * An event is a row of the group: a timestamp (microseconds, any int64), the
+ * bit set of the steps it matches (bit i = step i + 1) and its arrival order.
+ * A row matching no step is kept only in strict_order mode, where it ends the
+ * search.  The arrival order breaks ties between rows at one timestamp, as
+ * ClickHouse's insertion order does (it decides answers only under
+ * strict_once with strict_deduplication).
  */
 #ifndef LM_CORE_FUNNEL_H
 #define LM_CORE_FUNNEL_H
@@ -29,8 +32,8 @@
 typedef struct FunnelEvent
 {
 	int64_t		ts;				/* microseconds; sort key 1 */
-	uint32_t	mask;			/* steps matched; sort key 2 */
-	uint32_t	pad;			/* keeps the struct 16 bytes, always 0 */
+	uint32_t	mask;			/* steps matched */
+	uint32_t	seq;			/* arrival order; sort key 2 */
 } FunnelEvent;
 
 /* result of funnel_parse_mode */
@@ -54,15 +57,15 @@ extern FunnelModeError funnel_parse_mode(const char *text, size_t len,
 /* the canonical text of a flag set ("strict_order,allow_reentry"); buf >= 96 */
 extern void funnel_mode_text(uint32_t flags, char *buf, size_t buflen);
 
-/* sort by (ts, mask); stable order is irrelevant (equal keys are equal) */
+/* sort by (ts, seq) */
 extern void funnel_sort(FunnelEvent *ev, size_t n);
 
-/* true when ev[0..n) is sorted by (ts, mask) */
+/* true when ev[0..n) is sorted by (ts, seq) */
 extern int	funnel_is_sorted(const FunnelEvent *ev, size_t n);
 
 /*
- * Memory and interrupt hooks for the rare slow path (strict_once with several
- * rows at one timestamp, one of them matching several steps).  alloc may
+ * Memory and interrupt hooks for the matching of strict_once (several rows at
+ * one timestamp, one of them matching several steps).  alloc may
  * throw (palloc) or return NULL (then funnel_scan returns -1).  interrupt may
  * be NULL; it is called now and then during long scans.
  */
@@ -75,9 +78,10 @@ typedef struct FunnelHooks
 
 /*
  * Highest step reached (0..nsteps) by the events ev[0..n), which must be
- * sorted with funnel_sort.  window >= 0 in the unit of ts.  If times is not
- * NULL it receives the timestamps of the reported chain's steps (times[0] is
- * step 1), as many as the returned level.  Returns -1 only when hooks->alloc
+ * sorted with funnel_sort: ClickHouse's windowFunnel answer.  window >= 0 in
+ * the unit of ts.  If times is not NULL it receives the timestamps of the
+ * steps of the chain that first reached the returned level (times[0] is step
+ * 1), as many as the returned level.  Returns -1 only when hooks->alloc
  * returned NULL.
  */
 extern int	funnel_scan(const FunnelEvent *ev, size_t n, int nsteps,

@@ -1,4 +1,4 @@
--- covers: window_funnel/funnel_step_times: every case of ClickHouse's 00632_aggregation_window_funnel, tie rules, NULLs, infinity, window edges, errors
+-- covers: window_funnel/funnel_step_times: every case of ClickHouse's 00632_aggregation_window_funnel (answers of ClickHouse 26.7.2, make conformance), tie rules, NULLs, infinity, window edges, errors
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS leadmgmt CASCADE;
 CREATE EXTENSION leadmgmt;
@@ -64,7 +64,8 @@ INSERT INTO funnel_test_strict_order VALUES
 	(t(1), 4, 'a'), (t(2), 4, 'a'), (t(3), 4, 'a'), (t(4), 4, 'a'), (t(5), 4, 'b'), (t(6), 4, 'b'), (t(7), 4, 'c'), (t(8), 4, 'c'),
 	(t(1), 5, 'a'), (t(2), 5, 'a'), (t(3), 5, 'b'), (t(4), 5, 'b'), (t(5), 5, 'd'), (t(6), 5, 'c'), (t(7), 5, 'c'),
 	(t(1), 6, 'c'), (t(2), 6, 'c'), (t(3), 6, 'b'), (t(4), 6, 'b'), (t(5), 6, 'a'), (t(6), 6, 'a');
--- ClickHouse: default 3 3 3 3 3 1; strict_order 3 1 3 3 2 1; both 3 1 2 2 2 1
+-- ClickHouse 26.7.2 (as the 00632 .reference): default 3 3 3 3 3 1;
+-- strict_order 3 1 3 3 2 1; both 3 1 2 2 2 1
 SELECT "user",
 	window_funnel(w(86400), dt, event = 'a', event = 'b', event = 'c') AS default_mode,
 	window_funnel(w(86400), 'strict_order', dt, event = 'a', event = 'b', event = 'c') AS strict_order,
@@ -133,10 +134,13 @@ INSERT INTO funnel_test_allow_reentry VALUES
 	(t(1), 3, 'a'), (t(2), 3, 'b'), (t(3), 3, 'c'), (t(4), 3, 'b'), (t(5), 3, 'd'),
 	(t(1), 4, 'a'), (t(2), 4, 'c'), (t(3), 4, 'b'),
 	(t(1), 5, 'a'), (t(2), 5, 'b'), (t(3), 5, 'c'), (t(4), 5, 'a'), (t(5), 5, 'b'), (t(6), 5, 'c'), (t(7), 5, 'd');
--- ClickHouse: strict_order 2 2 3 1 3; allow_reentry 3 3 3 1 3;
--- 4 steps: strict_order 2 2 4 1 3, allow_reentry 3 3 4 1 4;
--- combined with strict_deduplication: 3 1 3 1 3 in the reference we could
--- read; user 2 is 2 here, see doc/funnel.md (ClickHouse #37177, fixed upstream)
+-- ClickHouse 26.7.2 (make conformance): strict_order 3 3 3 1 3;
+-- allow_reentry 3 3 3 2 3; 4 steps: strict_order 3 3 4 1 4, allow_reentry
+-- 3 3 4 2 4; combined with strict_deduplication 3 2 3 2 3.  The 00632
+-- .reference disagreed: strict_order 2 2 3 1 3 and 2 2 4 1 3 (it had a step 1
+-- after step 2 end the search, which ClickHouse does not), user 4 (a c b)
+-- with allow_reentry 1 (ClickHouse skips the early c and reaches b: 2), and
+-- combined 3 1 3 1 3 (user 2 from before ClickHouse #37177's fix)
 SELECT "user",
 	window_funnel(w(86400), 'strict_order', dt, event = 'a', event = 'b', event = 'c') AS strict_order,
 	window_funnel(w(86400), 'strict_order,allow_reentry', dt, event = 'a', event = 'b', event = 'c') AS allow_reentry,
@@ -151,7 +155,8 @@ INSERT INTO funnel_test_ecommerce VALUES
 	(t(100), 1, 'begin_checkout'), (t(200), 1, 'view_product_detail'), (t(300), 1, 'begin_checkout'), (t(400), 1, 'complete_payment'),
 	(t(100), 2, 'begin_checkout'), (t(200), 2, 'view_product_detail'), (t(250), 2, 'view_product_detail'), (t(300), 2, 'begin_checkout'), (t(400), 2, 'complete_payment'),
 	(t(100), 3, 'begin_checkout'), (t(200), 3, 'view_product_detail'), (t(300), 3, 'complete_payment');
--- ClickHouse: normal 2 2 3; reentry 3 3 3; normal_4 1 1 1; reentry_4 1 1 1
+-- ClickHouse 26.7.2: normal 3 3 3; reentry 3 3 3; normal_4 1 1 1; reentry_4
+-- 4 4 2.  The 00632 .reference said normal 2 2 3 and reentry_4 1 1 1.
 SELECT user_id,
 	window_funnel(w(600), 'strict_order', ts, action = 'begin_checkout', action = 'view_product_detail', action = 'complete_payment') AS normal,
 	window_funnel(w(600), 'strict_order, allow_reentry', ts, action = 'begin_checkout', action = 'view_product_detail', action = 'complete_payment') AS reentry,
@@ -165,7 +170,7 @@ FROM funnel_test_ecommerce GROUP BY user_id ORDER BY user_id;
 CREATE TABLE ev (lead int, ts timestamptz, kind text);
 -- 1: one event matching steps 1..3 advances three steps by default only
 INSERT INTO ev VALUES (1, t(10), 'abc');
--- 2: a, then b and c at the same second: ties ordered by step
+-- 2: a, then b and c at the same second: entries at one instant by step
 INSERT INTO ev VALUES (2, t(10), 'a'), (2, t(20), 'c'), (2, t(20), 'b');
 -- 3: window inclusive: a at 0, b at 30 with a 30 s window; c at 31
 INSERT INTO ev VALUES (3, t(0), 'a'), (3, t(30), 'b'), (3, t(31), 'c');
@@ -173,7 +178,8 @@ INSERT INTO ev VALUES (3, t(0), 'a'), (3, t(30), 'b'), (3, t(31), 'c');
 INSERT INTO ev VALUES (4, t(0), 'a'), (4, t(25), 'a'), (4, t(26), 'b'), (4, t(40), 'c');
 -- 5: strict_order: x (no step) at the same second as b ends the search first
 INSERT INTO ev VALUES (5, t(0), 'a'), (5, t(5), 'x'), (5, t(5), 'b'), (5, t(6), 'c');
--- 6: strict_increase needs the earlier b: a 0, b 1, b 2, c 2 (ClickHouse says 2)
+-- 6: strict_increase as ClickHouse: a 0, b 1, b 2, c 2: b@2 overwrites the
+--    level-2 chain and c@2 is not later than it: 2 (strict_once keeps both: 3)
 INSERT INTO ev VALUES (6, t(0), 'a'), (6, t(1), 'b'), (6, t(2), 'b'), (6, t(2), 'c');
 -- 7: strict_once: two rows at one instant, 'ab' and 'bc': a, then b, then c
 INSERT INTO ev VALUES (7, t(0), 'ab'), (7, t(0), 'bc'), (7, t(0), 'a');
@@ -217,7 +223,13 @@ SELECT window_funnel(w(10), ts, true) AS one_step,
 	window_funnel(w(10), ts, VARIADIC array_fill(true, ARRAY[32])) AS all_32,
 	window_funnel(w(10), 'strict_once', ts, VARIADIC array_fill(true, ARRAY[32])) AS once_32
 FROM ev WHERE lead = 2;
--- input order does not matter (ties included)
+-- strict_once with strict_deduplication: rows at one instant are taken in
+-- arrival order, as ClickHouse takes them (ab then b: 3; b then ab: ab's
+-- step-2 entry is a repeat and the search stops at 2)
+SELECT window_funnel(w(30), 'strict_once,strict_deduplication', ts, kind LIKE '%a%', kind LIKE '%b%', kind LIKE '%c%' ORDER BY n) AS ab_first,
+	window_funnel(w(30), 'strict_once,strict_deduplication', ts, kind LIKE '%a%', kind LIKE '%b%', kind LIKE '%c%' ORDER BY n DESC) AS b_first
+FROM (VALUES (1, t(5), 'ab'), (2, t(5), 'b'), (3, t(6), 'c')) v(n, ts, kind);
+-- otherwise input order does not matter (ties included)
 SELECT (SELECT window_funnel(w(30), 'strict_once', ts, kind LIKE '%a%', kind LIKE '%b%', kind LIKE '%c%')
 		FROM (SELECT * FROM ev WHERE lead = 7 ORDER BY kind) s) AS asc_order,
 	(SELECT window_funnel(w(30), 'strict_once', ts, kind LIKE '%a%', kind LIKE '%b%', kind LIKE '%c%')

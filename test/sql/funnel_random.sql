@@ -1,4 +1,4 @@
--- covers: window_funnel and funnel_step_times on random event sets (fixed seed) against a slow recursive-SQL + PL/pgSQL formulation of doc/funnel.md, 11 modes
+-- covers: window_funnel and funnel_step_times on random event sets (fixed seed) against a slow recursive-SQL + PL/pgSQL formulation of ClickHouse's windowFunnel (doc/funnel.md), 11 modes
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS leadmgmt CASCADE;
 CREATE EXTENSION leadmgmt;
@@ -21,14 +21,15 @@ CREATE FUNCTION win(lead int) RETURNS interval
 LANGUAGE sql IMMUTABLE AS $$ SELECT (lead % 6) * interval '1 second' $$;
 
 -- The reference works on entries: one per (event, step matched), plus one
--- with step 0 per event matching no step, in (time, step, steps of the row)
--- order.  A chain is entries of steps 1..k at increasing positions, every one
+-- with step 0 per event matching no step, in (time, step, row) order, as
+-- ClickHouse scans them (rows in arrival order: the aggregates below read
+-- them ORDER BY id).  A chain is entries of steps 1..k at increasing positions, every one
 -- within the window of the first; strict_increase: strictly later times;
 -- strict_once: distinct rows.  minpos = the earliest position at which a
 -- chain of each level is complete.
 CREATE TABLE entries AS
 SELECT lead, id AS row_id, ts, step, mask,
-	row_number() OVER (PARTITION BY lead ORDER BY ts, step, mask, id) AS pos
+	row_number() OVER (PARTITION BY lead ORDER BY ts, step, id) AS pos
 FROM (
 	SELECT e.lead, e.id, e.ts, s.step,
 		(CASE WHEN e.kind IN ('a', 'ab') THEN 1 ELSE 0 END
@@ -69,7 +70,9 @@ $$;
 
 -- The stop rules, checked before each entry p with reached(k) = a level-k
 -- chain is complete before p; the result is the highest level complete
--- before the stop.
+-- before the stop.  strict_increase without strict_once is ClickHouse's one
+-- chain per level, overwritten by each later entry that extends the chain
+-- below (ClickHouse issue #93789): followed entry by entry.
 CREATE FUNCTION ref_level(p_lead int, p_mode text) RETURNS int
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -79,18 +82,40 @@ DECLARE
 	ded boolean := p_mode LIKE '%strict_deduplication%';
 	re boolean := p_mode LIKE '%allow_reentry%';
 	mp bigint[] := ARRAY[NULL, NULL, NULL, NULL]::bigint[];
+	f timestamptz[] := ARRAY[NULL, NULL, NULL]::timestamptz[];
+	l timestamptz[] := ARRAY[NULL, NULL, NULL]::timestamptz[];
 	r record;
 	stop_pos bigint := 9223372036854775807;
 BEGIN
+	IF v_inc AND NOT v_once THEN
+		FOR r IN SELECT pos, step, ts FROM entries e WHERE e.lead = p_lead ORDER BY pos LOOP
+			IF r.step = 0 THEN
+				EXIT WHEN ord AND f[1] IS NOT NULL;
+			ELSIF r.step = 1 THEN
+				f[1] := r.ts;
+				l[1] := r.ts;
+			ELSIF ded AND f[r.step] IS NOT NULL THEN
+				EXIT;
+			ELSIF ord AND f[1] IS NOT NULL AND f[r.step - 1] IS NULL THEN
+				CONTINUE WHEN re;
+				EXIT;
+			ELSIF f[r.step - 1] IS NOT NULL AND r.ts - f[r.step - 1] <= win(p_lead)
+			      AND l[r.step - 1] < r.ts THEN
+				f[r.step] := f[r.step - 1];
+				l[r.step] := r.ts;
+			END IF;
+		END LOOP;
+		RETURN CASE WHEN f[3] IS NOT NULL THEN 3 WHEN f[2] IS NOT NULL THEN 2
+		            WHEN f[1] IS NOT NULL THEN 1 ELSE 0 END;
+	END IF;
 	FOR r IN SELECT level, m.minpos FROM minpos m
 	          WHERE m.lead = p_lead AND m.inc = v_inc AND m.once = v_once LOOP
 		mp[r.level] := r.minpos;
 	END LOOP;
 	FOR r IN SELECT pos, step FROM entries e WHERE e.lead = p_lead ORDER BY pos LOOP
 		IF (r.step = 0 AND ord AND coalesce(mp[1] < r.pos, false))
-		   OR (r.step = 1 AND ord AND NOT re AND coalesce(mp[2] < r.pos, false))
 		   OR (r.step >= 2 AND ded AND coalesce(mp[r.step] < r.pos, false))
-		   OR (r.step >= 2 AND ord AND coalesce(mp[1] < r.pos, false)
+		   OR (r.step >= 2 AND ord AND NOT re AND coalesce(mp[1] < r.pos, false)
 		       AND NOT coalesce(mp[r.step - 1] < r.pos, false)) THEN
 			stop_pos := r.pos;
 			EXIT;
@@ -114,8 +139,8 @@ INSERT INTO modes VALUES (''), ('strict_increase'), ('strict_once'), ('strict_on
 
 CREATE TABLE got AS
 SELECT m.mode, e.lead,
-	leadmgmt.window_funnel(win(e.lead), m.mode, e.ts, e.kind IN ('a', 'ab'), e.kind IN ('b', 'ab', 'bc'), e.kind IN ('c', 'bc')) AS level,
-	leadmgmt.funnel_step_times(win(e.lead), m.mode, e.ts, e.kind IN ('a', 'ab'), e.kind IN ('b', 'ab', 'bc'), e.kind IN ('c', 'bc')) AS times
+	leadmgmt.window_funnel(win(e.lead), m.mode, e.ts, e.kind IN ('a', 'ab'), e.kind IN ('b', 'ab', 'bc'), e.kind IN ('c', 'bc') ORDER BY e.id) AS level,
+	leadmgmt.funnel_step_times(win(e.lead), m.mode, e.ts, e.kind IN ('a', 'ab'), e.kind IN ('b', 'ab', 'bc'), e.kind IN ('c', 'bc') ORDER BY e.id) AS times
 FROM rnd_ev e CROSS JOIN modes m
 GROUP BY m.mode, e.lead;
 
@@ -128,7 +153,8 @@ SELECT mode, count(*) FILTER (WHERE level = 0) AS l0, count(*) FILTER (WHERE lev
 FROM got GROUP BY mode ORDER BY mode;
 -- step times: one per level reached, non-decreasing (strictly with
 -- strict_increase), inside the window, each the time of an event of that
--- step; without stop rules the last one is the earliest completion
+-- step; without stop rules (and without strict_increase's overwriting) the
+-- last one is the earliest completion
 SELECT count(*) FILTER (WHERE cardinality(times) <> level) AS wrong_length,
 	count(*) FILTER (WHERE level > 0 AND times[level] - times[1] > win(lead)) AS outside_window,
 	count(*) FILTER (WHERE EXISTS (
@@ -139,7 +165,7 @@ SELECT count(*) FILTER (WHERE cardinality(times) <> level) AS wrong_length,
 		SELECT 1 FROM generate_series(1, level) i
 		 WHERE NOT EXISTS (SELECT 1 FROM entries x WHERE x.lead = got.lead AND x.step = i AND x.ts = times[i])))
 		AS not_an_event,
-	count(*) FILTER (WHERE mode IN ('', 'strict_increase', 'strict_once', 'strict_once,strict_increase') AND level > 0
+	count(*) FILTER (WHERE mode IN ('', 'strict_once', 'strict_once,strict_increase') AND level > 0
 		AND times[level] <> (SELECT x.ts FROM entries x JOIN minpos m ON m.lead = x.lead AND m.minpos = x.pos
 		                      WHERE x.lead = got.lead AND m.level = got.level
 		                        AND m.inc = (mode LIKE '%strict_increase%') AND m.once = (mode LIKE '%strict_once%')))

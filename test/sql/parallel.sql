@@ -7,7 +7,8 @@ RESET client_min_messages;
 -- every aggregate: plain (no ordered-set, so no ORDER BY inside), parallel
 -- safe, a combine function, and serialise/deserialise for internal states;
 -- support functions parallel safe too.  Forced parallel runs: funnel_parallel
--- (window_funnel, funnel_step_times), decayed_sum, attribution, learned
+-- (window_funnel, funnel_step_times), sequences (sequence_match,
+-- sequence_count, retention), decayed_sum, attribution, learned
 -- (logreg with l2, logreg_summary, logreg_step, auc) and this file.
 SELECT a.aggfnoid::regprocedure AS aggregate, a.aggkind, p.proparallel,
        a.aggcombinefn <> 0 AS combine,

@@ -67,12 +67,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (mask & 0x8000)
 			mask = ~mask;		/* reach the high steps */
 		ev[n].mask = mask;
-		ev[n].pad = 0;
+		ev[n].seq = (uint32_t) n;
 		n++;
 		pos += 3;
 	}
+	/* the rows in reverse arrival order */
 	for (i = 0; i < n; i++)
+	{
 		rev[i] = ev[n - 1 - i];
+		rev[i].seq = (uint32_t) i;
+	}
 
 	funnel_sort(ev, n);
 	if (!funnel_is_sorted(ev, n))
@@ -102,10 +106,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fail("step time outside the window");
 	}
 
-	/* the same events in another input order give the same answer */
+	/*
+	 * the same events in another arrival order give the same answer, except
+	 * under strict_once with strict_deduplication, where ClickHouse's answer
+	 * depends on the order of rows at one timestamp
+	 */
 	funnel_sort(rev, n);
 	level2 = funnel_scan(rev, n, nsteps, window, flags, NULL, NULL);
-	if (level2 != level)
+	if (level2 != level &&
+		(flags & (FUNNEL_STRICT_ONCE | FUNNEL_STRICT_DEDUPLICATION)) !=
+		(FUNNEL_STRICT_ONCE | FUNNEL_STRICT_DEDUPLICATION))
 		fail("result depends on input order");
 	return 0;
 }

@@ -78,6 +78,22 @@ def funnel():
     return seeds
 
 
+def sequence():
+    # byte 0: conditions - 1 (% 32), byte 1: pattern length (% 48), the
+    # pattern, then events of (time step byte: 0xFF max, 0xFE min, else
+    # (b % 8) s later; 16-bit condition mask, 0x8000 inverts)
+    pats = ['(?1)(?2)', '(?1).*(?2)', '(?1)(?t<=5)(?2)', '(?1)(?t>=3)(?2)', '(?1).(?2)',
+            '(?1).*(?1).*(?1)(?t>100)(?2)', '', '.*', '(?1)(?t==2)(?2)(?t<9)(?3)',
+            '(?3)', '(?1', '(?t<1)(?t>2)']
+    seeds = []
+    ev = bytes([0, 1, 0, 1, 2, 0, 0, 4, 0, 2, 1, 0, 3, 2, 0, 1, 6, 0, 7, 1, 0])
+    for p in pats:
+        seeds.append(bytes([3, len(p)]) + p.encode() + ev)
+    seeds.append(bytes([1, 8]) + b'(?1)(?2)' + bytes([0xFE, 1, 0, 0xFF, 2, 0]))
+    seeds.append(bytes([31, 16]) + b'(?1).*(?1).*(?2)' + bytes([1, 1, 0]) * 200 + bytes([1, 2, 0]))
+    return seeds
+
+
 def logreg():
     # byte 0: p = b % 5, l2 = [0, 0, 1e-8, 1, 1e300, -1][(b / 5) % 6]; then
     # rows of one label byte and p feature bytes (b % 16: 0, 1e300, -1e-300,
@@ -163,5 +179,6 @@ def stage_conversions():
 if __name__ == '__main__':
     for name, fn in (('attribution', attribution), ('decay', decay), ('funnel', funnel),
                      ('logreg', logreg), ('normalize', normalize), ('score_state', score_state),
-                     ('percentile', percentile), ('stage_conversions', stage_conversions)):
+                     ('percentile', percentile), ('stage_conversions', stage_conversions),
+                     ('sequence', sequence)):
         write(name, fn())
