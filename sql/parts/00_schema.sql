@@ -70,7 +70,9 @@ AS $$
 	('stale_after',        '30 days',         'interval', 'an open lead without activity this long is stale'),
 	('queue_min_score',    '50',              'float8',   're-engaged leads scoring at least this join the sales queue'),
 	('reporting_timezone', 'UTC',             'timezone', 'time zone in which funnel cohorts and months are computed'),
-	('rls_by_owner',       'off',             'boolean',  'row-level security: sales roles see only the leads they own')
+	('rls_by_owner',       'off',             'boolean',  'row-level security: sales roles see only the leads they own'),
+	('change_retention',   '30 days',         'interval', 'changes older than this are purged from the change feed when no consumer still needs them'),
+	('change_channel',     'leadmgmt_changes', 'channel', 'NOTIFY channel that wakes change feed consumers when a transaction wrote changes')
 $$;
 COMMENT ON FUNCTION leadmgmt.setting_defaults() IS
 	'Every leadmgmt setting with its built-in default, type and meaning';
