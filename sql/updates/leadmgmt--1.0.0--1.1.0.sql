@@ -229,6 +229,12 @@ BEGIN
 		SELECT l.id INTO target FROM leadmgmt.lead l
 		 WHERE l.email_key = leadmgmt.normalize_email(record_opportunity.email) AND l.merged_into IS NULL
 		 ORDER BY l.id LIMIT 1;
+		IF target IS NULL THEN
+			-- the address of a merged duplicate resolves to the lead it was merged into
+			SELECT l.id INTO target FROM leadmgmt.lead l
+			 WHERE l.email_key = leadmgmt.normalize_email(record_opportunity.email)
+			 ORDER BY l.id LIMIT 1;
+		END IF;
 	END IF;
 	IF target IS NULL AND given IS NULL THEN
 		SELECT o.lead_id INTO target FROM leadmgmt.opportunity o WHERE o.crm_id = record_opportunity.crm_id;
