@@ -116,17 +116,14 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	-- entries only: the entry stage of a new lead is in lead_created, notes
-	-- (from_stage = to_stage, such as merges) are no moves
+	-- a row trigger: the stage machine writes history one row per statement,
+	-- and the trigger's WHEN leaves out the entry stage of a new lead (in
+	-- lead_created) and notes such as merges (from_stage = to_stage)
 	INSERT INTO leadmgmt.change (kind, lead_id, payload)
-	SELECT CASE WHEN h.to_stage OPERATOR(pg_catalog.=) 'mql' THEN 'handoff' ELSE 'stage_changed' END,
-	       h.lead_id,
-	       pg_catalog.jsonb_build_object('from_stage', h.from_stage, 'to_stage', h.to_stage,
-	                                     'changed_at', h.changed_at, 'reason', h.reason, 'score', l.score)
-	  FROM new_history h
-	  LEFT JOIN leadmgmt.lead l ON l.id OPERATOR(pg_catalog.=) h.lead_id
-	 WHERE h.from_stage IS NOT NULL AND h.from_stage OPERATOR(pg_catalog.<>) h.to_stage
-	 ORDER BY h.id;
+	VALUES (CASE WHEN NEW.to_stage = 'mql' THEN 'handoff' ELSE 'stage_changed' END, NEW.lead_id,
+	        jsonb_build_object('from_stage', NEW.from_stage, 'to_stage', NEW.to_stage,
+	                           'changed_at', NEW.changed_at, 'reason', NEW.reason,
+	                           'score', (SELECT l.score FROM leadmgmt.lead l WHERE l.id = NEW.lead_id)));
 	RETURN NULL;
 END
 $$;
@@ -202,7 +199,11 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	PERFORM pg_catalog.pg_notify(leadmgmt.get_setting('change_channel'), '');
+	-- the setting read directly (get_setting() would cost more than the rest
+	-- of a stage move): the override, else the default from setting_defaults()
+	PERFORM pg_notify(coalesce((SELECT s.value FROM leadmgmt.setting s WHERE s.key = 'change_channel'),
+	                           (SELECT d.default_value FROM leadmgmt.setting_defaults() d
+	                             WHERE d.key = 'change_channel')), '');
 	RETURN NULL;
 END
 $$;
@@ -230,8 +231,8 @@ CREATE TRIGGER change_lead_forgotten
 	EXECUTE FUNCTION leadmgmt.change_lead_forgotten();
 CREATE TRIGGER change_stage_entered
 	AFTER INSERT ON leadmgmt.stage_history
-	REFERENCING NEW TABLE AS new_history
-	FOR EACH STATEMENT EXECUTE FUNCTION leadmgmt.change_stage_entered();
+	FOR EACH ROW WHEN (NEW.from_stage IS NOT NULL AND NEW.from_stage <> NEW.to_stage)
+	EXECUTE FUNCTION leadmgmt.change_stage_entered();
 CREATE TRIGGER change_opportunity
 	AFTER INSERT OR UPDATE ON leadmgmt.opportunity
 	FOR EACH ROW EXECUTE FUNCTION leadmgmt.change_opportunity();
