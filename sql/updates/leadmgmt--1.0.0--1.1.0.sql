@@ -350,9 +350,10 @@ BEGIN
 	IF current_stage <> steps[cardinality(steps)] THEN
 		FOR i IN 1 .. cardinality(steps) LOOP
 			CONTINUE WHEN current_stage = steps[i];
-			-- a CRM clock slightly behind ours must not make a legal move fail
+			-- a CRM clock slightly behind ours must not make a legal move fail,
+			-- and a date in the future must not block the lead's next moves
 			SELECT max(h.changed_at) INTO last_change FROM leadmgmt.stage_history h WHERE h.lead_id = target;
-			move_at := greatest(step_at[i], last_change);
+			move_at := greatest(least(step_at[i], pg_catalog.now()), last_change);
 			BEGIN
 				PERFORM leadmgmt.set_stage(target, steps[i], format('crm opportunity %s %s', crm_id, status), move_at);
 				current_stage := steps[i];

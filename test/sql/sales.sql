@@ -124,6 +124,10 @@ SELECT outcome, lead_stage, refused_move FROM leadmgmt.record_opportunity('OPP-4
 SELECT (leadmgmt.set_stage(12, 'mql', NULL, '2026-02-01 10:00')).stage, (leadmgmt.set_stage(12, 'sal', NULL, '2026-02-01 10:05')).stage;
 SELECT outcome, lead_stage, refused_move FROM leadmgmt.record_opportunity('OPP-5', lead_id => 12, created_at => '2026-02-01 10:04');
 SELECT to_stage, changed_at FROM leadmgmt.stage_history WHERE lead_id = 12 ORDER BY id;
+-- a close date in the future is taken as now: the lead's next moves still work
+SELECT outcome, lead_stage FROM leadmgmt.record_opportunity('OPP-5', status => 'lost', closed_at => now() + interval '3 days');
+SELECT changed_at <= now() AS not_in_the_future FROM leadmgmt.stage_history WHERE lead_id = 12 AND to_stage = 'lost';
+SELECT (leadmgmt.set_stage(12, 'recycled')).stage;
 
 -- merged leads: a deal for the duplicate lands on the kept lead, and the
 -- duplicate's deals follow it at the merge
