@@ -766,11 +766,18 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	-- the setting read directly (get_setting() would cost more than the rest
-	-- of a stage move): the override, else the default from setting_defaults()
-	PERFORM pg_notify(coalesce((SELECT s.value FROM leadmgmt.setting s WHERE s.key = 'change_channel'),
-	                           (SELECT d.default_value FROM leadmgmt.setting_defaults() d
-	                             WHERE d.key = 'change_channel')), '');
+	-- once per transaction: PostgreSQL folds equal notifications anyway, so
+	-- the later statements of a transaction skip the work.  The marker is a
+	-- transaction-local setting holding the transaction id (it is undone
+	-- with a rolled-back subtransaction, as the notification is).
+	IF current_setting('leadmgmt_change.notified', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
+		PERFORM set_config('leadmgmt_change.notified', pg_current_xact_id()::text, true);
+		-- the setting read directly (get_setting() costs more): the
+		-- override, else the default from setting_defaults()
+		PERFORM pg_notify(coalesce((SELECT s.value FROM leadmgmt.setting s WHERE s.key = 'change_channel'),
+		                           (SELECT d.default_value FROM leadmgmt.setting_defaults() d
+		                             WHERE d.key = 'change_channel')), '');
+	END IF;
 	RETURN NULL;
 END
 $$;
