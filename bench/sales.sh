@@ -3,7 +3,9 @@
 #
 #  1. record_opportunity() for SALES_MESSAGES CRM messages (default 100 000:
 #     60 % new open deals, found half by lead id and half by e-mail, 40 %
-#     of them won later), each moving the lead's stage, against the plain-SQL
+#     of them won later), each moving the lead's stage, sent as a connector
+#     does, in transactions of SALES_BATCH messages (default 100), against
+#     the plain-SQL
 #     way of storing the same messages: an INSERT ... ON CONFLICT (crm_id)
 #     DO UPDATE per message (no identity resolution, no stage move, no feed)
 #     and the same upsert set-based in one statement.
@@ -13,16 +15,21 @@
 #     200 000); against the naive outbox reader (by id, which can skip late
 #     commits) under the same load.
 #
-# Runs inside a throwaway cluster (bench/run.sh).  ROUNDS (default 2).
+# Runs inside a throwaway cluster (bench/run.sh).  ROUNDS (default 2);
+# SALES_PARTS (default "record feed") picks the parts.
 set -eu
 messages=${SALES_MESSAGES:-100000}
 backlog=${SALES_BACKLOG:-200000}
 rounds=${ROUNDS:-2}
+batch=${SALES_BATCH:-100}
+parts=${SALES_PARTS:-record feed}
 PGBENCH=${PGBIN:+$PGBIN/}pgbench
 work=$(mktemp -d /tmp/leadmgmt-bench-sales.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 ms() { q -c '\timing on' "$@" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1; }
+# ms_script DB SQL: run a script (DO blocks may COMMIT), time of its last statement
+ms_script() { printf '\\timing on\n%s\n' "$2" | q -d "$1" -f - | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1; }
 
 deals=$((messages * 6 / 10))
 won=$((messages - deals))
@@ -65,15 +72,23 @@ CHECKPOINT;"
 echo "setup: $deals leads in sal, $messages messages ($deals new open deals, $won won later)"
 q -c "$setup_sql" >/dev/null
 
+if echo "$parts" | grep -qw record; then
 # The stage moves of a round cannot be undone (history is append-only), so
 # each round of record_opportunity runs on a fresh copy of the database.
 q -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS sales_round" >/dev/null
 db=$(q -At -c "SELECT current_database()")
 
-record_sql="SELECT count(*) FROM (SELECT r.* FROM (SELECT * FROM public.msg ORDER BY n) m,
-	LATERAL leadmgmt.record_opportunity(m.crm_id, lead_id => m.lead_id, email => m.email, amount => m.amount,
-	        currency => m.currency, status => m.status, created_at => m.created_at, closed_at => m.closed_at,
-	        crm_updated_at => m.crm_updated_at) r) x;"
+record_sql="DO \$\$
+DECLARE m record; i integer := 0;
+BEGIN
+	FOR m IN SELECT * FROM public.msg ORDER BY n LOOP
+		PERFORM leadmgmt.record_opportunity(m.crm_id, lead_id => m.lead_id, email => m.email, amount => m.amount,
+		        currency => m.currency, status => m.status, created_at => m.created_at, closed_at => m.closed_at,
+		        crm_updated_at => m.crm_updated_at);
+		i := i + 1;
+		IF i % $batch = 0 THEN COMMIT; END IF;
+	END LOOP;
+END \$\$;"
 plain_each_sql="CREATE FUNCTION pg_temp.upsert(m public.msg) RETURNS void LANGUAGE sql AS \$\$
 	INSERT INTO public.plain_opportunity AS o (lead_id, crm_id, amount, currency, status, created_at, closed_at, crm_updated_at)
 	VALUES (coalesce(m.lead_id, (SELECT l.id FROM leadmgmt.lead l WHERE l.email_key = leadmgmt.normalize_email(m.email) AND l.merged_into IS NULL),
@@ -82,7 +97,15 @@ plain_each_sql="CREATE FUNCTION pg_temp.upsert(m public.msg) RETURNS void LANGUA
 	ON CONFLICT (crm_id) DO UPDATE SET amount = EXCLUDED.amount, status = EXCLUDED.status,
 	       closed_at = EXCLUDED.closed_at, crm_updated_at = EXCLUDED.crm_updated_at
 	 WHERE o.crm_updated_at IS NULL OR o.crm_updated_at <= EXCLUDED.crm_updated_at \$\$;
-SELECT count(*) FROM (SELECT pg_temp.upsert(m) FROM (SELECT * FROM public.msg ORDER BY n) m) x;"
+DO \$\$
+DECLARE m public.msg; i integer := 0;
+BEGIN
+	FOR m IN SELECT * FROM public.msg ORDER BY n LOOP
+		PERFORM pg_temp.upsert(m);
+		i := i + 1;
+		IF i % $batch = 0 THEN COMMIT; END IF;
+	END LOOP;
+END \$\$;"
 plain_set_sql="INSERT INTO public.plain_opportunity AS o (lead_id, crm_id, amount, currency, status, created_at, closed_at, crm_updated_at)
 SELECT DISTINCT ON (m.crm_id) coalesce(f.lead_id, (SELECT l.id FROM leadmgmt.lead l WHERE l.email_key = leadmgmt.normalize_email(f.email) AND l.merged_into IS NULL)),
        m.crm_id, m.amount, m.currency, m.status, f.created_at, m.closed_at, m.crm_updated_at
@@ -96,12 +119,12 @@ best_rec=""; best_each=""; best_set=""
 while [ $i -lt "$rounds" ]; do
 	q -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS sales_round" \
 	  -c "CREATE DATABASE sales_round TEMPLATE \"$db\"" >/dev/null
-	rec=$(ms -d sales_round -c "$record_sql")
+	rec=$(ms_script sales_round "$record_sql")
 	check=$(q -At -d sales_round -c "SELECT count(*) || ' deals, ' || count(*) FILTER (WHERE status = 'won') || ' won, '
 		|| (SELECT count(*) FROM leadmgmt.lead WHERE stage = 'won') || ' leads won, '
 		|| (SELECT count(*) FROM leadmgmt.change) || ' changes' FROM leadmgmt.opportunity")
 	q -d sales_round -c "TRUNCATE public.plain_opportunity" >/dev/null
-	each=$(ms -d sales_round -c "$plain_each_sql")
+	each=$(ms_script sales_round "$plain_each_sql")
 	q -d sales_round -c "TRUNCATE public.plain_opportunity" >/dev/null
 	set=$(ms -d sales_round -c "$plain_set_sql")
 	echo "round $((i + 1)): record_opportunity ${rec} ms ($check); plain upsert per message ${each} ms; plain set-based upsert ${set} ms"
@@ -111,9 +134,11 @@ while [ $i -lt "$rounds" ]; do
 	i=$((i + 1))
 done
 q -c "DROP DATABASE sales_round" >/dev/null
-awk -v r="$best_rec" -v e="$best_each" -v s="$best_set" -v n="$messages" 'BEGIN {
-	printf "record_opportunity: %d messages in %.1f s (%.0f messages/s); %.2fx the plain per-message upsert (%.1f s), %.2fx the set-based upsert (%.1f s)\n",
-	       n, r / 1000, n / (r / 1000), r / e, e / 1000, r / s, s / 1000 }'
+awk -v r="$best_rec" -v e="$best_each" -v s="$best_set" -v n="$messages" -v b="$batch" 'BEGIN {
+	printf "record_opportunity: %d messages in %.1f s (%.0f messages/s, transactions of %d); %.2fx the plain per-message upsert (%.1f s), %.2fx the set-based upsert (%.1f s)\n",
+	       n, r / 1000, n / (r / 1000), b, r / e, e / 1000, r / s, s / 1000 }'
+
+fi
 
 # --- 2. read_changes under write load -----------------------------------------
 cat > "$work/writer.sql" <<'SQL'
@@ -184,6 +209,7 @@ read_under_load() { # read_under_load "<reader sql>" -> "<changes> <ms>"
 	echo "$out"
 }
 
+if echo "$parts" | grep -qw feed; then
 i=0
 best_feed=""; best_naive=""
 while [ $i -lt "$rounds" ]; do
@@ -198,3 +224,4 @@ while [ $i -lt "$rounds" ]; do
 done
 awk -v f="$best_feed" -v n="$best_naive" 'BEGIN {
 	printf "read_changes: %d changes/s in batches of 1000 while 4 sessions write; %.2fx the naive by-id reader (%d/s)\n", f, f / n, n }'
+fi
