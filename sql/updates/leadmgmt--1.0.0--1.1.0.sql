@@ -16,7 +16,8 @@
 
 
 -- BEGIN versions (PostgreSQL 15, 17, 18)
-
+-- No SQL change: running on 15, 17 and 18 took C (varatt.h), test, build and
+-- packaging changes only; the objects are the same on every version.
 
 -- END versions
 
