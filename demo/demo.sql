@@ -91,3 +91,80 @@ SELECT track, step_no, channel, enrolled AS sent, treated_converted || ' / ' || 
        holdout_converted || ' / ' || holdout_total AS holdout_mql, round(uplift_pp::numeric, 1) AS uplift_pp,
        treated_sql, treated_won, holdout_sql, holdout_won
   FROM leadmgmt.nurture_performance WHERE step_no IS NOT NULL ORDER BY track, step_no;
+\echo
+\echo '== The sales loop (doc/integration.md): a CRM connector follows the change feed'
+INSERT INTO leadmgmt.change_consumer (name) VALUES ('crm_connector');
+CREATE TEMP TABLE connector_log (kind text, changes bigint);
+-- the connector's loop: read a batch, apply it (here: count it), acknowledge it
+DO $$
+DECLARE
+	n bigint;
+	last bigint;
+BEGIN
+	LOOP
+		INSERT INTO connector_log SELECT c.kind, count(*) FROM leadmgmt.read_changes('crm_connector', 1000) c GROUP BY c.kind;
+		SELECT max(read_position) INTO last FROM leadmgmt.change_consumer WHERE name = 'crm_connector';
+		EXIT WHEN last = (SELECT acked_position FROM leadmgmt.change_consumer WHERE name = 'crm_connector');
+		PERFORM leadmgmt.ack_changes('crm_connector', last);
+		COMMIT;
+	END LOOP;
+END $$;
+SELECT kind, sum(changes) AS changes_applied FROM connector_log GROUP BY kind ORDER BY changes_applied DESC;
+SELECT count(*) AS changes_left_in_the_feed FROM leadmgmt.change;
+
+\echo '== Sales accepts the lead that just woke up: the connector sees exactly that'
+SELECT stage FROM leadmgmt.set_stage(:lead, 'sal', 'accepted by the inside-sales team');
+SELECT position, kind, lead_id, payload - 'changed_at' AS payload FROM leadmgmt.read_changes('crm_connector');
+SELECT leadmgmt.ack_changes('crm_connector', (SELECT read_position FROM leadmgmt.change_consumer WHERE name = 'crm_connector')) AS acked;
+
+\echo '== Deals come back from the CRM through record_opportunity'
+-- every lead in sql has an opportunity in the CRM; two in three of them close
+CREATE TEMP TABLE crm_message AS
+SELECT 'SF-' || l.id AS crm_id, l.id AS lead_id, l.amount, l.stage_entered_at AS opened,
+       (ARRAY['won', 'won', 'lost', 'open'])[1 + (l.id % 4)::int] AS status,
+       least(l.stage_entered_at + interval '30 days', now()) AS closed
+  FROM leadmgmt.lead l WHERE l.stage = 'sql' AND l.merged_into IS NULL;
+SELECT r.outcome, r.lead_stage, count(*) AS messages
+  FROM crm_message m,
+       LATERAL leadmgmt.record_opportunity(m.crm_id, lead_id => m.lead_id, amount => m.amount, currency => 'JPY',
+                                           status => m.status, created_at => m.opened,
+                                           closed_at => CASE WHEN m.status <> 'open' THEN m.closed END,
+                                           crm_updated_at => m.closed) r
+ GROUP BY 1, 2 ORDER BY 1, 2;
+-- the connector sends one of them again (a replay), and an older update late
+SELECT r.outcome FROM crm_message m, LATERAL leadmgmt.record_opportunity(m.crm_id, lead_id => m.lead_id,
+       amount => m.amount, currency => 'JPY', status => m.status, created_at => m.opened,
+       closed_at => CASE WHEN m.status <> 'open' THEN m.closed END, crm_updated_at => m.closed) r
+ WHERE m.crm_id = (SELECT min(crm_id) FROM crm_message)
+UNION ALL
+SELECT r.outcome FROM crm_message m, LATERAL leadmgmt.record_opportunity(m.crm_id, status => 'open',
+       crm_updated_at => m.closed - interval '1 day') r
+ WHERE m.crm_id = (SELECT min(crm_id) FROM crm_message);
+-- a deal for a lead the stage machine cannot move yet: stored, the move reported
+SELECT crm_id, lead_stage, refused_move
+  FROM leadmgmt.record_opportunity('SF-EXTRA', lead_id => (SELECT min(id) FROM leadmgmt.lead WHERE stage = 'inquiry'),
+                                   amount => 800000, currency => 'JPY', created_at => now() - interval '1 day')
+       CROSS JOIN (SELECT 'SF-EXTRA' AS crm_id) x;
+
+\echo '== Campaign cost and ROI (leadmgmt.campaign_roi, linear model)'
+INSERT INTO leadmgmt.campaign (name, channel, cost, currency)
+SELECT c.campaign,
+       CASE WHEN c.campaign LIKE 'newsletter-%' THEN 'email' ELSE split_part(c.campaign, '-', 1) END,
+       CASE WHEN c.campaign LIKE 'newsletter-%' THEN 200000
+            WHEN c.campaign LIKE 'expo-%' THEN 6000000
+            WHEN c.campaign LIKE 'dx-%' THEN 1500000
+            WHEN c.campaign LIKE 'list-%' THEN 2500000
+            WHEN c.campaign LIKE 'outbound-%' THEN 4000000
+            ELSE 1000000 END,
+       'JPY'
+  FROM (SELECT DISTINCT a.campaign FROM leadmgmt.activity a WHERE a.campaign IS NOT NULL) c;
+SELECT campaign, cost, leads_touched AS leads, round(mqls::numeric, 1) AS mqls, round(won_deals::numeric, 1) AS won,
+       round(revenue) AS revenue, round(pipeline) AS pipeline, cost_per_lead, cost_per_won,
+       round(roi::numeric, 2) AS roi
+  FROM leadmgmt.campaign_roi
+ WHERE campaign NOT LIKE 'newsletter-%'
+ ORDER BY revenue DESC;
+SELECT 'newsletters (' || count(*) || ' months)' AS campaign, sum(cost) AS cost, round(sum(mqls)::numeric, 1) AS mqls,
+       round(sum(won_deals)::numeric, 1) AS won, round(sum(revenue)) AS revenue,
+       round((sum(revenue) - sum(cost)) / nullif(sum(cost), 0), 2) AS roi
+  FROM leadmgmt.campaign_roi WHERE campaign LIKE 'newsletter-%' AND currency = 'JPY';

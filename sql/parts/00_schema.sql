@@ -71,6 +71,8 @@ AS $$
 	('queue_min_score',    '50',              'float8',   're-engaged leads scoring at least this join the sales queue'),
 	('reporting_timezone', 'UTC',             'timezone', 'time zone in which funnel cohorts and months are computed'),
 	('rls_by_owner',       'off',             'boolean',  'row-level security: sales roles see only the leads they own'),
+	('change_retention',   '30 days',         'interval', 'changes older than this are purged from the change feed when no consumer still needs them'),
+	('change_channel',     'leadmgmt_changes', 'channel', 'NOTIFY channel that wakes change feed consumers when a transaction wrote changes'),
 	('nurture_min_gap',    '3 days',          'interval', 'frequency cap: at most one nurture touch per lead within this interval, across tracks'),
 	('nurture_horizon',    '90 days',         'interval', 'nurture conversions count within this interval after enrolment'),
 	('nurture_convert_stage', 'mql',          'stage',    'a nurtured lead converts when it enters this stage or a higher-ranked one (not of category lost)')

@@ -80,44 +80,36 @@ COMMENT ON AGGREGATE leadmgmt.attribution(text, text, timestamptz, boolean) IS
 
 -- campaign_attribution: won deals and open pipeline credited to campaigns
 -- with the linear model over each deal's campaign touches (activity rows
--- with a campaign) strictly before the deal's stage change: the first entry
--- into 'won' for won deals, the entry that started the current stay in 'sql'
--- for open pipeline.  Merged leads are excluded.  A deal with no campaign
--- touch before that change credits no campaign.  Amounts are added as they
--- are, whatever their currency.
+-- with a campaign) strictly before the deal's credited_at (leadmgmt.deal:
+-- the close of a won deal, the opening of an open one; for a lead without
+-- opportunities its first entry into 'won', or the entry that started its
+-- current stay in 'sql').  Merged leads are excluded.  A deal with no
+-- campaign touch before that time credits no campaign.  One row per campaign
+-- and currency: amounts in different currencies are never added up.
 CREATE VIEW leadmgmt.campaign_attribution WITH (security_invoker = true) AS
-	WITH deal AS (
-		SELECT true AS won, l.id, l.amount, min(h.changed_at) AS at
-		  FROM leadmgmt.lead l
-		  JOIN leadmgmt.stage_history h ON h.lead_id = l.id AND h.to_stage = 'won'
-		 WHERE l.merged_into IS NULL
-		 GROUP BY l.id, l.amount
-		UNION ALL
-		SELECT false AS won, l.id, l.amount, max(h.changed_at) AS at
-		  FROM leadmgmt.lead l
-		  JOIN leadmgmt.stage_history h ON h.lead_id = l.id AND h.to_stage = 'sql'
-		 WHERE l.merged_into IS NULL AND l.stage = 'sql'
-		 GROUP BY l.id, l.amount
-	), credit AS (
-		SELECT d.won, d.amount,
+	WITH credit AS (
+		SELECT d.status = 'won' AS won, d.amount, d.currency,
 		       leadmgmt.attribution('linear', a.campaign, a.occurred_at) AS weights
-		  FROM deal d
+		  FROM leadmgmt.deal d
 		  JOIN leadmgmt.activity a
-		    ON a.lead_id = d.id AND a.campaign IS NOT NULL AND a.occurred_at < d.at
-		 GROUP BY d.won, d.id, d.amount
+		    ON a.lead_id = d.lead_id AND a.campaign IS NOT NULL AND a.occurred_at < d.credited_at
+		 WHERE d.status IN ('won', 'open')
+		 GROUP BY d.status, d.lead_id, d.opportunity_id, d.amount, d.currency
 	)
 	SELECT e.key AS campaign, 'linear'::text AS model,
 	       COALESCE(sum(e.value::numeric) FILTER (WHERE c.won), 0)::float8 AS won_deals,
 	       trim_scale(COALESCE(sum(c.amount * e.value::numeric) FILTER (WHERE c.won), 0)) AS won_amount,
 	       COALESCE(sum(e.value::numeric) FILTER (WHERE NOT c.won), 0)::float8 AS pipeline_deals,
-	       trim_scale(COALESCE(sum(c.amount * e.value::numeric) FILTER (WHERE NOT c.won), 0)) AS pipeline_amount
+	       trim_scale(COALESCE(sum(c.amount * e.value::numeric) FILTER (WHERE NOT c.won), 0)) AS pipeline_amount,
+	       c.currency
 	  FROM credit c, jsonb_each(c.weights) e
-	 GROUP BY e.key;
+	 GROUP BY e.key, c.currency;
 COMMENT ON VIEW leadmgmt.campaign_attribution IS
-	'Won deals and open pipeline credited to campaigns (linear model) over each deal''s campaign touches before it entered won (first time) or its current stay in sql; merged leads excluded';
+	'Won deals and open pipeline credited to campaigns (linear model) over each deal''s campaign touches before it closed won or opened (leadmgmt.deal); one row per campaign and currency; merged leads excluded';
 COMMENT ON COLUMN leadmgmt.campaign_attribution.campaign IS 'activity.campaign of the touches';
 COMMENT ON COLUMN leadmgmt.campaign_attribution.model IS 'attribution model used: linear';
-COMMENT ON COLUMN leadmgmt.campaign_attribution.won_deals IS 'fractional count of won deals credited to the campaign (sum of its weights)';
-COMMENT ON COLUMN leadmgmt.campaign_attribution.won_amount IS 'sum of lead.amount x weight over won deals (NULL amounts add nothing; currencies not converted)';
-COMMENT ON COLUMN leadmgmt.campaign_attribution.pipeline_deals IS 'fractional count of leads now in stage sql credited to the campaign';
-COMMENT ON COLUMN leadmgmt.campaign_attribution.pipeline_amount IS 'sum of lead.amount x weight over leads now in stage sql';
+COMMENT ON COLUMN leadmgmt.campaign_attribution.won_deals IS 'fractional count of won deals in this currency credited to the campaign (sum of its weights)';
+COMMENT ON COLUMN leadmgmt.campaign_attribution.won_amount IS 'sum of deal amount x weight over won deals (NULL amounts add nothing)';
+COMMENT ON COLUMN leadmgmt.campaign_attribution.pipeline_deals IS 'fractional count of open deals in this currency credited to the campaign';
+COMMENT ON COLUMN leadmgmt.campaign_attribution.pipeline_amount IS 'sum of deal amount x weight over open deals';
+COMMENT ON COLUMN leadmgmt.campaign_attribution.currency IS 'ISO 4217 currency of the deals of this row (NULL: deals without an amount or currency)';

@@ -463,20 +463,31 @@ BEGIN
 
 	-- one training example per lead: snapshot at created_at + observe, the
 	-- label decided within horizon after it, leads already at the target
-	-- stage by the snapshot left out
+	-- stage by the snapshot left out.  For target_stage 'won' a deal the CRM
+	-- reported won (leadmgmt.opportunity, closed_at) counts as reaching it,
+	-- also when the stage machine refused to move the lead.
 	CREATE TEMPORARY TABLE pg_temp.lm_train_leads ON COMMIT DROP AS
 	SELECT l.id, l.created_at + observe AS snapshot,
 	       EXISTS (SELECT 1 FROM leadmgmt.stage_history h
 	                WHERE h.lead_id = l.id AND h.to_stage = target_stage
 	                  AND h.changed_at > l.created_at + observe
-	                  AND h.changed_at <= l.created_at + observe + horizon) AS label,
+	                  AND h.changed_at <= l.created_at + observe + horizon)
+	       OR (target_stage = 'won'
+	           AND EXISTS (SELECT 1 FROM leadmgmt.opportunity o
+	                        WHERE o.lead_id = l.id AND o.status = 'won'
+	                          AND o.closed_at > l.created_at + observe
+	                          AND o.closed_at <= l.created_at + observe + horizon)) AS label,
 	       (abs(hashint8extended(l.id, seed) % 1000) < holdout * 1000) AS is_test
 	  FROM leadmgmt.lead l
 	 WHERE l.merged_into IS NULL
 	   AND l.created_at + observe + horizon <= as_of
 	   AND NOT EXISTS (SELECT 1 FROM leadmgmt.stage_history h
 	                    WHERE h.lead_id = l.id AND h.to_stage = target_stage
-	                      AND h.changed_at <= l.created_at + observe);
+	                      AND h.changed_at <= l.created_at + observe)
+	   AND NOT (target_stage = 'won'
+	            AND EXISTS (SELECT 1 FROM leadmgmt.opportunity o
+	                         WHERE o.lead_id = l.id AND o.status = 'won'
+	                           AND o.closed_at <= l.created_at + observe));
 
 	SELECT COALESCE(array_agg(DISTINCT a.kind ORDER BY a.kind), '{}') INTO kinds
 	  FROM pg_temp.lm_train_leads t
@@ -571,7 +582,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION leadmgmt.train_model(text, text, interval, interval, float8, text[], float8, integer, timestamptz, integer) IS
-	'Train (or retrain) a learned scoring model: per-lead activity and scoring-rule features at created_at + observe, label "reached target_stage within horizon", L2 logistic regression, AUC on a seeded hold-out split; stored in leadmgmt.model';
+	'Train (or retrain) a learned scoring model: per-lead activity and scoring-rule features at created_at + observe, label "reached target_stage within horizon" (for won also: a deal the CRM reported won), L2 logistic regression, AUC on a seeded hold-out split; stored in leadmgmt.model';
 
 CREATE FUNCTION leadmgmt.predicted_score(lead bigint, model text DEFAULT NULL,
                                          at timestamptz DEFAULT pg_catalog.now())
