@@ -4,7 +4,7 @@
 # same run.  Data is written with triggers off (session_replication_role),
 # as a restore would, to build it quickly.
 set -eu
-leads=${ANALYTICS_LEADS:-1000000}
+leads=${ANALYTICS_LEADS:-$(awk -v s="${BENCH_SCALE:-1}" 'BEGIN { printf "%d", 1000000 * s }')}
 psql -X -q -v ON_ERROR_STOP=1 <<SQL
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS leadmgmt CASCADE;
@@ -84,4 +84,16 @@ SELECT round(((SELECT ms FROM bench_times WHERE name = 'plain SQL: leads entered
              / (SELECT ms FROM bench_times WHERE name = 'leadmgmt.funnel'))::numeric, 2) AS "plain entered / funnel",
        round(((SELECT ms FROM bench_times WHERE name = 'plain SQL: stage velocity (window)')
              / (SELECT ms FROM bench_times WHERE name = 'leadmgmt.stage_velocity'))::numeric, 2) AS "plain velocity / stage_velocity";
+-- the bench table (bench/run.sh)
+\pset format unaligned
+\pset tuples_only on
+SELECT 'table: views|' || v.name || ' (' || $leads || ' leads, ' || (SELECT count(*) FROM leadmgmt.stage_history)
+       || ' history rows)|' || round(a.ms) || '|' || v.base || '|' || round(b.ms) || '|' || v.goal
+  FROM (VALUES (1, 'leadmgmt.funnel', 'plain SQL: leads entered per stage', ''),
+               (2, 'leadmgmt.stage_velocity', 'plain SQL: stage velocity (window)', ''),
+               (3, 'leadmgmt.funnel_by_source', 'plain SQL: leads entered per stage', ''),
+               (4, 'leadmgmt.funnel_cohort', 'plain SQL: leads entered per stage', ''))
+       AS v(n, name, base, goal)
+  JOIN bench_times a ON a.name = v.name JOIN bench_times b ON b.name = v.base
+ ORDER BY v.n;
 SQL

@@ -29,6 +29,17 @@ WORK_MEM=${FUNNEL_WORK_MEM:-2GB}
 
 psql_q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 
+# ClickHouse's time for the bench table, when chdb is installed
+chdb_dir=${LEADMGMT_CHDB_DIR:-/var/cache/leadmgmt-chdb}
+chdb_version=$(command -v node >/dev/null 2>&1 &&
+	node -p "try { require('$chdb_dir/node_modules/chdb/package.json').version } catch (e) { '' }" 2>/dev/null || true)
+chdb_copy=""
+if [ -n "$chdb_version" ]; then
+	# written by the server, read by chdb
+	chdb_csv=/tmp/leadmgmt-bench-funnel-$$.csv
+	chdb_copy="COPY (SELECT lead_id, (extract(epoch FROM ts) * 1000000)::bigint, kind FROM bench_funnel_ev) TO '$chdb_csv' WITH (FORMAT csv);"
+fi
+
 echo "funnel benchmark: $EVENTS events, $LEADS leads, 10 kinds, best of $RUNS, work_mem $WORK_MEM"
 psql_q <<EOF
 SET client_min_messages = warning;
@@ -177,5 +188,34 @@ SELECT round((f.ms / f2.ms)::numeric, 2) AS "funnel 1 worker / 2 workers",
    AND p2.name = 'plain_sql' AND p2.workers = 2 AND f2.name = 'funnel' AND f2.workers = 2
    AND fl2.name = 'floor' AND fl2.workers = 2
    AND s2.name = 'funnel_sorted' AND s2.workers = 2;
-DROP TABLE bench_funnel_ev, bench_funnel_times CASCADE;
+$chdb_copy
 EOF
+
+# the bench table (bench/run.sh): best times of this run
+psql_q -At <<'EOF'
+WITH best AS (SELECT name, workers, min(ms) AS ms FROM bench_funnel_times GROUP BY name, workers)
+SELECT 'table: funnel|' || v.label || '|' || round(a.ms) || '|' || v.base_label || '|' || round(b.ms) || '|' || v.goal
+  FROM (VALUES (1, 'funnel', 0, 'window_funnel, 3 steps, 30 days', 'group_steps', 0,
+                'grouping floor: count(*) GROUP BY lead_id over the step rows', '<= 1.3x'),
+               (2, 'plain_sql', 0, 'best plain SQL (window functions)', 'funnel', 0, 'window_funnel', '>= 3x'),
+               (3, 'funnel', 2, 'window_funnel, 2 workers', 'funnel', 0, 'window_funnel, 1 worker', ''),
+               (4, 'plain_sql', 2, 'best plain SQL, 2 workers', 'funnel', 2, 'window_funnel, 2 workers', '>= 3x'))
+       AS v(n, name, workers, label, base, base_workers, base_label, goal)
+  JOIN best a ON a.name = v.name AND a.workers = v.workers
+  JOIN best b ON b.name = v.base AND b.workers = v.base_workers
+ ORDER BY v.n;
+EOF
+# ClickHouse on the same events, when chdb is installed (make conformance
+# installs it into LEADMGMT_CHDB_DIR; the benchmark never installs it)
+if [ -n "$chdb_copy" ]; then
+	out=$(node "$(dirname "$0")/chdb_funnel.cjs" "$chdb_dir" "$chdb_csv" "$RUNS")
+	rm -f "$chdb_csv"
+	echo "$out"
+	funnel_ms=$(psql_q -At -c "SELECT round(min(ms)) FROM bench_funnel_times WHERE name = 'funnel' AND workers = 0")
+	echo "$out" | awk -v f="$funnel_ms" -v v="$chdb_version" '
+		/^chdb_funnel_ms/ { printf "table: funnel|ClickHouse windowFunnel (chdb %s, max_threads 1)|%s|window_funnel|%s|\n", v, $2, f }
+		/^chdb_group_ms/ { printf "table: funnel|ClickHouse GROUP BY floor (chdb %s, max_threads 1)|%s|window_funnel|%s|\n", v, $2, f }'
+else
+	echo "table: funnel|ClickHouse windowFunnel: chdb not installed in $chdb_dir (make conformance installs it)|||||"
+fi
+psql_q -c "DROP TABLE bench_funnel_ev, bench_funnel_times CASCADE"

@@ -42,7 +42,7 @@ typedef struct AucState
 static void
 auc_push(MemoryContext ctx, double **arr, int64 *n, int64 *cap, const double *v, int64 m)
 {
-	*arr = lm_grow_array(ctx, *arr, cap, *n + m, sizeof(double), 1024,
+	*arr = lm_grow_array(ctx, *arr, cap, *n + m, sizeof(double), 8,
 						 (int64) (MaxAllocHugeSize / sizeof(double)), "auc", "scores");
 	memcpy(*arr + *n, v, sizeof(double) * m);
 	*n += m;

@@ -289,9 +289,9 @@ logreg_reserve(MemoryContext ctx, LogregState *s, int64 extra)
 {
 	Size		row = sizeof(double) * Max(s->p, 1);
 
-	s->x = lm_grow_array(ctx, s->x, &s->xcap, s->n + extra, row, 1024,
+	s->x = lm_grow_array(ctx, s->x, &s->xcap, s->n + extra, row, 8,
 						 (int64) (MaxAllocHugeSize / row), "logreg", "rows");
-	s->y = lm_grow_array(ctx, s->y, &s->ycap, s->n + extra, 1, 1024,
+	s->y = lm_grow_array(ctx, s->y, &s->ycap, s->n + extra, 1, 8,
 						 (int64) (MaxAllocHugeSize / row), "logreg", "rows");
 }
 

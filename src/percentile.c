@@ -155,7 +155,7 @@ static void
 reserve(PctState *state, MemoryContext cxt, int64 more)
 {
 	state->values = lm_grow_array(cxt, state->values, &state->capacity,
-								  state->nvalues + more, sizeof(LmSpan), 64, PCT_MAX_VALUES,
+								  state->nvalues + more, sizeof(LmSpan), 8, PCT_MAX_VALUES,
 								  "interval_percentiles", "values");
 }
 

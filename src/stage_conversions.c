@@ -84,7 +84,7 @@ static void
 reserve(ConvState *state, MemoryContext cxt, int64 more)
 {
 	state->recs = lm_grow_array(cxt, state->recs, &state->capacity,
-								state->nrecs + more, sizeof(LmEntryRec), 1024, CONV_MAX_RECS,
+								state->nrecs + more, sizeof(LmEntryRec), 8, CONV_MAX_RECS,
 								"stage_conversions", "rows");
 }
 

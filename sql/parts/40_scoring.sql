@@ -285,10 +285,11 @@ RETURNS float8 LANGUAGE c PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'leadmgmt_decayed_sum_final';
 COMMENT ON FUNCTION leadmgmt.decayed_sum_final(internal) IS 'decayed_sum final function';
 
+-- SSPACE: state bytes per group measured by bench/aggregates.sh (doc/scaling.md)
 CREATE AGGREGATE leadmgmt.decayed_sum(points float8, ts timestamptz, half_life interval, at timestamptz) (
 	SFUNC = leadmgmt.decayed_sum_trans,
 	STYPE = internal,
-	SSPACE = 48,
+	SSPACE = 88,
 	FINALFUNC = leadmgmt.decayed_sum_final,
 	COMBINEFUNC = leadmgmt.decayed_sum_combine,
 	SERIALFUNC = leadmgmt.decayed_sum_serialize,
@@ -559,18 +560,20 @@ AS 'MODULE_PATHNAME', 'leadmgmt_fit_grade';
 COMMENT ON FUNCTION leadmgmt.fit_grade(float8) IS
 	'Grade A to D of a fit score, by the settings fit_grade_a, fit_grade_b and fit_grade_c';
 
--- Triggers: points on the row before it is written, lead scores and the
--- hand-off once per statement from the transition table.
+-- Triggers: the resolved lead and the points on the row before it is
+-- written (no query per row); identity resolution checked again, lead
+-- scores, e-mail hygiene and the hand-off once per statement from the
+-- transition table (doc/activity.md: bulk load).
 CREATE FUNCTION leadmgmt.activity_score_row()
 RETURNS trigger LANGUAGE c
 AS 'MODULE_PATHNAME', 'leadmgmt_activity_score_row';
 COMMENT ON FUNCTION leadmgmt.activity_score_row() IS
-	'Trigger: puts the points of matching scoring rules on a new activity row';
+	'Trigger: a new activity row of a merged lead goes to the lead it was merged into (looked up once per lead and statement, no query per row), and gets the points of matching scoring rules unless it arrives with points';
 CREATE FUNCTION leadmgmt.activity_score_statement()
 RETURNS trigger LANGUAGE c
 AS 'MODULE_PATHNAME', 'leadmgmt_activity_score_statement';
 COMMENT ON FUNCTION leadmgmt.activity_score_statement() IS
-	'Trigger: applies caps, decay components and lead scores for the rows of one statement, in lead order, and hands hot leads to sales';
+	'Trigger: for the rows of one statement, moves rows of merged leads to the lead they resolve to, then applies caps, decay components, lead scores and e-mail hygiene in lead order, one write per lead, and hands hot leads to sales';
 CREATE FUNCTION leadmgmt.lead_fit()
 RETURNS trigger LANGUAGE c
 AS 'MODULE_PATHNAME', 'leadmgmt_lead_fit';
@@ -579,8 +582,7 @@ COMMENT ON FUNCTION leadmgmt.lead_fit() IS
 
 CREATE TRIGGER activity_score_row
 	BEFORE INSERT ON leadmgmt.activity
-	FOR EACH ROW WHEN (NEW.points IS NULL)
-	EXECUTE FUNCTION leadmgmt.activity_score_row();
+	FOR EACH ROW EXECUTE FUNCTION leadmgmt.activity_score_row();
 CREATE TRIGGER activity_score_statement
 	AFTER INSERT ON leadmgmt.activity
 	REFERENCING NEW TABLE AS new_activity

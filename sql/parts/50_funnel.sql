@@ -59,9 +59,11 @@ AS 'MODULE_PATHNAME', 'leadmgmt_funnel_step_times_final';
 COMMENT ON FUNCTION leadmgmt.funnel_step_times_final(internal) IS
 	'Final function of funnel_step_times: the step times of the chain that reached the highest step first';
 
+-- SSPACE: state bytes per group measured by bench/aggregates.sh (doc/scaling.md)
 CREATE AGGREGATE leadmgmt.window_funnel(window_size interval, ts timestamptz, VARIADIC steps boolean[]) (
 	SFUNC = leadmgmt.window_funnel_trans,
 	STYPE = internal,
+	SSPACE = 120,
 	FINALFUNC = leadmgmt.window_funnel_final,
 	FINALFUNC_MODIFY = READ_ONLY,
 	COMBINEFUNC = leadmgmt.window_funnel_combine,
@@ -75,6 +77,7 @@ COMMENT ON AGGREGATE leadmgmt.window_funnel(interval, timestamptz, VARIADIC bool
 CREATE AGGREGATE leadmgmt.window_funnel(window_size interval, mode text, ts timestamptz, VARIADIC steps boolean[]) (
 	SFUNC = leadmgmt.window_funnel_trans,
 	STYPE = internal,
+	SSPACE = 120,
 	FINALFUNC = leadmgmt.window_funnel_final,
 	FINALFUNC_MODIFY = READ_ONLY,
 	COMBINEFUNC = leadmgmt.window_funnel_combine,
@@ -88,6 +91,7 @@ COMMENT ON AGGREGATE leadmgmt.window_funnel(interval, text, timestamptz, VARIADI
 CREATE AGGREGATE leadmgmt.funnel_step_times(window_size interval, ts timestamptz, VARIADIC steps boolean[]) (
 	SFUNC = leadmgmt.window_funnel_trans,
 	STYPE = internal,
+	SSPACE = 120,
 	FINALFUNC = leadmgmt.funnel_step_times_final,
 	FINALFUNC_MODIFY = READ_ONLY,
 	COMBINEFUNC = leadmgmt.window_funnel_combine,
@@ -101,6 +105,7 @@ COMMENT ON AGGREGATE leadmgmt.funnel_step_times(interval, timestamptz, VARIADIC 
 CREATE AGGREGATE leadmgmt.funnel_step_times(window_size interval, mode text, ts timestamptz, VARIADIC steps boolean[]) (
 	SFUNC = leadmgmt.window_funnel_trans,
 	STYPE = internal,
+	SSPACE = 120,
 	FINALFUNC = leadmgmt.funnel_step_times_final,
 	FINALFUNC_MODIFY = READ_ONLY,
 	COMBINEFUNC = leadmgmt.window_funnel_combine,

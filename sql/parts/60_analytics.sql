@@ -30,9 +30,11 @@ COMMENT ON FUNCTION leadmgmt.interval_percentiles_deserialize(bytea, internal) I
 	'Support function of the interval_percentiles aggregate';
 COMMENT ON FUNCTION leadmgmt.interval_percentiles_final(internal) IS
 	'Support function of the interval_percentiles aggregate';
+-- SSPACE: state bytes per group measured by bench/aggregates.sh (doc/scaling.md)
 CREATE AGGREGATE leadmgmt.interval_percentiles(value interval, fractions float8[]) (
 	SFUNC = leadmgmt.interval_percentiles_trans,
 	STYPE = internal,
+	SSPACE = 1456,
 	FINALFUNC = leadmgmt.interval_percentiles_final,
 	FINALFUNC_MODIFY = READ_ONLY,
 	COMBINEFUNC = leadmgmt.interval_percentiles_combine,
@@ -71,10 +73,12 @@ COMMENT ON FUNCTION leadmgmt.stage_conversions_deserialize(bytea, internal) IS
 	'Support function of the stage_conversions aggregate';
 COMMENT ON FUNCTION leadmgmt.stage_conversions_final(internal) IS
 	'Support function of the stage_conversions aggregate';
+-- SSPACE: state bytes per group measured by bench/aggregates.sh (doc/scaling.md)
 CREATE AGGREGATE leadmgmt.stage_conversions(lead_id bigint, stage text, changed_at timestamptz,
                                             stages text[], next_stages text[]) (
 	SFUNC = leadmgmt.stage_conversions_trans,
 	STYPE = internal,
+	SSPACE = 1008,
 	FINALFUNC = leadmgmt.stage_conversions_final,
 	FINALFUNC_MODIFY = SHAREABLE,
 	COMBINEFUNC = leadmgmt.stage_conversions_combine,

@@ -49,9 +49,11 @@ AS 'MODULE_PATHNAME', 'leadmgmt_attribution_final';
 COMMENT ON FUNCTION leadmgmt.attribution_final(internal) IS
 	'Final function of attribution: sorts a copy of the touches and returns {touch: weight}, weights summing to exactly 1';
 
+-- SSPACE: state bytes per group measured by bench/aggregates.sh (doc/scaling.md)
 CREATE AGGREGATE leadmgmt.attribution(model text, touch text, ts timestamptz) (
 	SFUNC = leadmgmt.attribution_trans,
 	STYPE = internal,
+	SSPACE = 984,
 	FINALFUNC = leadmgmt.attribution_final,
 	FINALFUNC_MODIFY = READ_ONLY,
 	COMBINEFUNC = leadmgmt.attribution_combine,
@@ -65,6 +67,7 @@ COMMENT ON AGGREGATE leadmgmt.attribution(text, text, timestamptz) IS
 CREATE AGGREGATE leadmgmt.attribution(model text, touch text, ts timestamptz, milestone boolean) (
 	SFUNC = leadmgmt.attribution_trans,
 	STYPE = internal,
+	SSPACE = 984,
 	FINALFUNC = leadmgmt.attribution_final,
 	FINALFUNC_MODIFY = READ_ONLY,
 	COMBINEFUNC = leadmgmt.attribution_combine,

@@ -85,9 +85,11 @@ AS 'MODULE_PATHNAME', 'leadmgmt_logreg_summary_final';
 COMMENT ON FUNCTION leadmgmt.logreg_summary_final(internal) IS
 	'Final function of leadmgmt.logreg_summary: Newton fit plus standard errors, z and p-values';
 
+-- SSPACE: state bytes per group measured by bench/aggregates.sh (doc/scaling.md)
 CREATE AGGREGATE leadmgmt.logreg(label boolean, features float8[]) (
 	SFUNC = leadmgmt.logreg_trans,
 	STYPE = internal,
+	SSPACE = 1024,
 	FINALFUNC = leadmgmt.logreg_final,
 	COMBINEFUNC = leadmgmt.logreg_combine,
 	SERIALFUNC = leadmgmt.logreg_serialize,
@@ -100,6 +102,7 @@ COMMENT ON AGGREGATE leadmgmt.logreg(boolean, float8[]) IS
 CREATE AGGREGATE leadmgmt.logreg(label boolean, features float8[], l2 float8) (
 	SFUNC = leadmgmt.logreg_trans,
 	STYPE = internal,
+	SSPACE = 1024,
 	FINALFUNC = leadmgmt.logreg_final,
 	COMBINEFUNC = leadmgmt.logreg_combine,
 	SERIALFUNC = leadmgmt.logreg_serialize,
@@ -112,6 +115,7 @@ COMMENT ON AGGREGATE leadmgmt.logreg(boolean, float8[], float8) IS
 CREATE AGGREGATE leadmgmt.logreg_summary(label boolean, features float8[]) (
 	SFUNC = leadmgmt.logreg_trans,
 	STYPE = internal,
+	SSPACE = 1024,
 	FINALFUNC = leadmgmt.logreg_summary_final,
 	COMBINEFUNC = leadmgmt.logreg_combine,
 	SERIALFUNC = leadmgmt.logreg_serialize,
@@ -124,6 +128,7 @@ COMMENT ON AGGREGATE leadmgmt.logreg_summary(boolean, float8[]) IS
 CREATE AGGREGATE leadmgmt.logreg_summary(label boolean, features float8[], l2 float8) (
 	SFUNC = leadmgmt.logreg_trans,
 	STYPE = internal,
+	SSPACE = 1024,
 	FINALFUNC = leadmgmt.logreg_summary_final,
 	COMBINEFUNC = leadmgmt.logreg_combine,
 	SERIALFUNC = leadmgmt.logreg_serialize,
@@ -176,9 +181,11 @@ AS 'MODULE_PATHNAME', 'leadmgmt_logreg_step_final';
 COMMENT ON FUNCTION leadmgmt.logreg_step_final(internal) IS
 	'Final function of leadmgmt.logreg_step: the accumulated sums as an array';
 
+-- SSPACE: state bytes per group measured by bench/aggregates.sh (doc/scaling.md)
 CREATE AGGREGATE leadmgmt.logreg_step(label boolean, features float8[], coef float8[]) (
 	SFUNC = leadmgmt.logreg_step_trans,
 	STYPE = internal,
+	SSPACE = 672,
 	FINALFUNC = leadmgmt.logreg_step_final,
 	COMBINEFUNC = leadmgmt.logreg_step_combine,
 	SERIALFUNC = leadmgmt.logreg_step_serialize,
@@ -305,9 +312,11 @@ AS 'MODULE_PATHNAME', 'leadmgmt_auc_final';
 COMMENT ON FUNCTION leadmgmt.auc_final(internal) IS
 	'Final function of leadmgmt.auc: sorts the scores in place and counts pairs';
 
+-- SSPACE: state bytes per group measured by bench/aggregates.sh (doc/scaling.md)
 CREATE AGGREGATE leadmgmt.auc(score float8, label boolean) (
 	SFUNC = leadmgmt.auc_trans,
 	STYPE = internal,
+	SSPACE = 280,
 	FINALFUNC = leadmgmt.auc_final,
 	FINALFUNC_MODIFY = READ_WRITE,
 	COMBINEFUNC = leadmgmt.auc_combine,

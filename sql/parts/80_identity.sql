@@ -415,15 +415,18 @@ COMMENT ON FUNCTION leadmgmt.merge_leads(bigint, bigint) IS
 	'Merge lead duplicate into lead keep: activities and external ids move, keep takes the more advanced stage (history reason ''merge''), empty fields are filled from the duplicate, duplicate.merged_into = keep; idempotent; returns keep';
 
 -- Activities for a merged lead land on the lead it was merged into, also
--- when they race the merge (see src/identity.c).
+-- when they race the merge.  New rows are resolved by the activity ingest
+-- triggers (activity_score_row and activity_score_statement, src/scoring.c,
+-- doc/activity.md), so COPY runs no query per row; this row trigger covers
+-- UPDATEs of lead_id (src/identity.c).
 CREATE FUNCTION leadmgmt.activity_lead_resolve()
 RETURNS trigger
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'leadmgmt_activity_lead_resolve';
 COMMENT ON FUNCTION leadmgmt.activity_lead_resolve() IS
-	'Trigger: an activity of a merged lead goes to the lead it was merged into; waits for a merge in progress';
+	'Trigger: an activity whose lead_id is updated to a merged lead goes to the lead it was merged into; waits for a merge in progress';
 CREATE TRIGGER activity_lead_resolve
-	BEFORE INSERT OR UPDATE OF lead_id ON leadmgmt.activity
+	BEFORE UPDATE OF lead_id ON leadmgmt.activity
 	FOR EACH ROW EXECUTE FUNCTION leadmgmt.activity_lead_resolve();
 
 -------------------------------------------------------------------------------
