@@ -462,7 +462,7 @@ static void
 corrupt_state(const char *what)
 {
 	ereport(ERROR,
-			(errcode(ERRCODE_DATA_CORRUPTED),
+			(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 			 errmsg("invalid serialised %s state", what)));
 }
 

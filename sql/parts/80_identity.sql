@@ -125,7 +125,7 @@ BEGIN
 	IF lead IS NULL OR system IS NULL OR external_id IS NULL THEN
 		RAISE EXCEPTION 'lead, system and external_id must not be null' USING ERRCODE = '22004';
 	END IF;
-	target := leadmgmt.lead_resolve(lead);
+	target := leadmgmt.lead_lock(lead);
 	SELECT x.lead_id INTO existing FROM leadmgmt.lead_external_id x
 	 WHERE x.system = link_external_id.system AND x.external_id = link_external_id.external_id
 	   FOR UPDATE;
@@ -210,7 +210,6 @@ BEGIN
 	IF upsert_lead.external_id IS NOT NULL THEN
 		SELECT l.id INTO target FROM leadmgmt.lead l WHERE l.external_id = upsert_lead.external_id;
 		IF FOUND THEN
-			target := leadmgmt.lead_resolve(target);
 			how := 'external_id';
 		END IF;
 	END IF;
@@ -246,6 +245,11 @@ BEGIN
 		RETURN QUERY SELECT target, false, NULL::text;
 		RETURN;
 	END IF;
+
+	-- The lead found may be merged away meanwhile (merge_leads does not take
+	-- the key locks): lock it, waiting for a merge in progress, and follow
+	-- merged_into to the survivor, which then cannot be merged until we commit.
+	target := leadmgmt.lead_lock(target);
 
 	-- What we knew wins; new information fills the gaps (doc/identity.md).
 	UPDATE leadmgmt.lead l SET
@@ -404,10 +408,9 @@ BEGIN
 	        COALESCE(NULLIF(pg_catalog.current_setting('leadmgmt.actor', true), ''), SESSION_USER),
 	        moved, k.stage, new_stage, d.stage);
 
-	-- scores follow the activities (when the scoring capability is installed)
-	IF pg_catalog.to_regprocedure('leadmgmt.score(bigint,timestamp with time zone)') IS NOT NULL THEN
-		EXECUTE 'SELECT leadmgmt.score($1)' USING keep;
-	END IF;
+	-- scores follow the activities: both leads rescored from their log, and
+	-- keep handed to sales if the merge took it over the threshold
+	PERFORM leadmgmt.merge_score(keep, duplicate);
 	RETURN keep;
 END
 $$;
