@@ -401,13 +401,20 @@ move_time(int64 lead_id, TimestampTz last_change)
 	const PendingMove *pending = pending_for(lead_id);
 	TimestampTz at = pending != NULL ? pending->at : GetCurrentTransactionStartTimestamp();
 
-	if (TIMESTAMP_NOT_FINITE(last_change) || last_change >= END_TIMESTAMP - 1)
+	if (TIMESTAMP_NOT_FINITE(last_change))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("lead " INT64_FORMAT " has a stage history time that is not finite", lead_id),
 				 errdetail("The latest stage change of the lead is recorded at %s.",
 						   format_timestamptz(last_change)),
-				 errhint("Correct leadmgmt.lead.stage_entered_at of the lead; stage times must be finite.")));
+				 errhint("Stage times must be finite; correct the lead's stage_entered_at.")));
+	if (last_change >= END_TIMESTAMP - 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("no time is left for a stage change of lead " INT64_FORMAT " after %s",
+						lead_id, format_timestamptz(last_change)),
+				 errdetail("Its latest stage change is at the last time a timestamp can hold."),
+				 errhint("Record stage changes at the times they happened.")));
 	if (pending != NULL && pending->explicit_at && at < last_change)
 		ereport(ERROR,
 				(errcode(ERRCODE_LM_OUT_OF_ORDER),
@@ -881,7 +888,7 @@ update_stage(int64 lead_id, const char *stage)
 		select_plan = SPI_prepare("SELECT l FROM leadmgmt.lead l "
 								  "WHERE l.id OPERATOR(pg_catalog.=) $1", 1, types);
 		lock_plan = SPI_prepare("SELECT 1 FROM leadmgmt.lead l "
-								"WHERE l.id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE OF l",
+								"WHERE l.id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
 								1, types);
 		if (update_plan == NULL || select_plan == NULL || lock_plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
