@@ -6,6 +6,9 @@
 #   make fuzz     libFuzzer on src/core and sqlsmith on the extension, long
 #                 (FUZZ_SECONDS per target, FUZZ_QUERIES; see scripts/fuzz.sh)
 #   make bench-scale  one node vs two postgres_fdw shards (bench/scale.sh)
+#   make torture  concurrent load with kills and restarts, then invariant
+#                 checks (test/torture/run.sh; TORTURE_SECONDS=300,
+#                 TORTURE_CLIENTS=8, TORTURE_PROFILE=mixed|busy)
 #
 # Plain `make && make install` is the usual PGXS build for packagers; it does
 # not force -Werror on anyone's compiler.
@@ -73,7 +76,7 @@ check-release: $(DATA_built)
 	done; \
 	echo "release check: $(EXTVERSION) ok"
 
-.PHONY: deps demo test test-core bench bench-scale fuzz check-release
+.PHONY: deps demo test test-core bench bench-scale fuzz check-release torture
 deps:
 	scripts/bootstrap.sh
 
@@ -95,3 +98,8 @@ fuzz:
 	scripts/fuzz.sh
 bench-scale:
 	bench/scale.sh
+
+torture:
+	scripts/bootstrap.sh
+	scripts/build.sh
+	test/torture/run.sh

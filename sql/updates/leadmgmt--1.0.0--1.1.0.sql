@@ -422,7 +422,6 @@ $$;
 COMMENT ON FUNCTION leadmgmt.forget_lead(bigint) IS
 	'Erase the personal data of a lead and of every lead merged into it (names, contacts, company, attributes, external ids, activity details, import rows); keeps ids, stages, history, scores and activity counts; returns the number of leads erased';
 
-REVOKE ALL ON FUNCTION leadmgmt.forget_lead(bigint) FROM PUBLIC;
 
 -- END reliability
 
