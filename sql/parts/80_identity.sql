@@ -366,8 +366,13 @@ BEGIN
 	UPDATE leadmgmt.activity a SET lead_id = keep WHERE a.lead_id = duplicate;
 	GET DIAGNOSTICS moved = ROW_COUNT;
 	UPDATE leadmgmt.lead_external_id x SET lead_id = keep WHERE x.lead_id = duplicate;
-	-- leads merged into the duplicate earlier now point at keep directly
-	UPDATE leadmgmt.lead l SET merged_into = keep WHERE l.merged_into = duplicate;
+	-- leads merged into the duplicate earlier now point at keep directly;
+	-- one that another transaction holds keeps pointing at the duplicate
+	-- (it resolves the same): waiting for it, out of id order, could close
+	-- a circle of waits with a merge that locked it first
+	UPDATE leadmgmt.lead l SET merged_into = keep
+	 WHERE l.id IN (SELECT x.id FROM leadmgmt.lead x WHERE x.merged_into = duplicate
+	                   FOR NO KEY UPDATE SKIP LOCKED);
 
 	-- the duplicate's external_id moves only if keep has none (it is unique)
 	IF k.external_id IS NULL AND d.external_id IS NOT NULL THEN
@@ -566,12 +571,15 @@ BEGIN
 	END LOOP;
 
 	-- 3. what the rows can reach (a new snapshot: what others committed
-	-- before we got the locks)
-	SELECT array_agg(x.external_id), array_agg(leadmgmt.lead_resolve(x.id))
+	-- before we got the locks).  merge_leads() takes no key locks: the
+	-- leads are locked FOR KEY SHARE (lead_lock, and in id order below), so
+	-- a lead merged while we waited is passed over for its survivor, and
+	-- none can be merged away before we commit.
+	SELECT array_agg(x.external_id), array_agg(leadmgmt.lead_lock(x.id))
 	  INTO x_id, x_lead
 	  FROM leadmgmt.lead x
 	 WHERE x.external_id = ANY (r_xid);
-	SELECT array_agg(ARRAY[s.system, s.external_id]), array_agg(leadmgmt.lead_resolve(s.lead_id))
+	SELECT array_agg(ARRAY[s.system, s.external_id]), array_agg(leadmgmt.lead_lock(s.lead_id))
 	  INTO s_ids, s_lead
 	  FROM leadmgmt.lead_external_id s
 	 WHERE (s.system, s.external_id) IN (SELECT u.system, u.system_id
@@ -598,7 +606,9 @@ BEGIN
 	                         WHERE e.merged_into IS NULL AND e.company_key = ANY (r_ck)
 	                        UNION ALL
 	                        SELECT unnest(x_lead || s_lead))
-	         ORDER BY c.id) l;
+	           AND c.merged_into IS NULL
+	         ORDER BY c.id
+	           FOR KEY SHARE OF c) l;
 
 	-- 4. replay the rows in id order, in memory
 	SELECT * INTO res

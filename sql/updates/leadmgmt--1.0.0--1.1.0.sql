@@ -294,8 +294,13 @@ BEGIN
 	UPDATE leadmgmt.activity a SET lead_id = keep WHERE a.lead_id = duplicate;
 	GET DIAGNOSTICS moved = ROW_COUNT;
 	UPDATE leadmgmt.lead_external_id x SET lead_id = keep WHERE x.lead_id = duplicate;
-	-- leads merged into the duplicate earlier now point at keep directly
-	UPDATE leadmgmt.lead l SET merged_into = keep WHERE l.merged_into = duplicate;
+	-- leads merged into the duplicate earlier now point at keep directly;
+	-- one that another transaction holds keeps pointing at the duplicate
+	-- (it resolves the same): waiting for it, out of id order, could close
+	-- a circle of waits with a merge that locked it first
+	UPDATE leadmgmt.lead l SET merged_into = keep
+	 WHERE l.id IN (SELECT x.id FROM leadmgmt.lead x WHERE x.merged_into = duplicate
+	                   FOR NO KEY UPDATE SKIP LOCKED);
 
 	-- the duplicate's external_id moves only if keep has none (it is unique)
 	IF k.external_id IS NULL AND d.external_id IS NOT NULL THEN
@@ -344,6 +349,215 @@ END
 $$;
 COMMENT ON FUNCTION leadmgmt.merge_leads(bigint, bigint) IS
 	'Merge lead duplicate into lead keep: activities and external ids move, keep takes the more advanced stage (history reason ''merge''), empty fields are filled from the duplicate, duplicate.merged_into = keep; idempotent; returns keep';
+
+CREATE OR REPLACE FUNCTION leadmgmt.import_leads(batch text DEFAULT NULL,
+	OUT imported bigint, OUT matched bigint, OUT created bigint,
+	OUT activities bigint, OUT rejected bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	-- the pending rows, one element per row: id, fields given (bits: 1 email,
+	-- 2 name, 4 company, 8 phone, 16 source, 32 origin), keys [e-mail key,
+	-- phone key, company key, name key, external_id, system, system_id] (for
+	-- import_resolve) and the same keys one array each (for the queries)
+	r_id bigint[]; r_present integer[]; r_keys text[]; r_attributes jsonb[];
+	r_ek text[]; r_pk text[]; r_ck text[]; r_nk text[]; r_xid text[]; r_system text[]; r_system_id text[];
+	-- what the rows can reach: external ids, system ids, live leads by key
+	x_id text[]; x_lead bigint[];
+	s_ids text[]; s_lead bigint[];
+	l_id bigint[]; l_present integer[]; l_keys text[]; l_attributes jsonb[];
+	res record;
+	new_id bigint[];
+	bucket integer;
+BEGIN
+	imported := 0; matched := 0; created := 0; activities := 0; rejected := 0;
+
+	-- 1. claim the pending rows (row locks, id order) and compute their keys
+	-- once (company and name keys once per distinct value: lists repeat them)
+	WITH c AS MATERIALIZED (
+		SELECT i.id, i.company, i.name, i.external_id, i.system, i.system_id, i.attributes,
+		       leadmgmt.normalize_email(i.email) AS ek, leadmgmt.normalize_phone(i.phone, 'JP') AS pk,
+		       (i.email IS NOT NULL)::integer + 2 * (i.name IS NOT NULL)::integer
+		       + 4 * (i.company IS NOT NULL)::integer + 8 * (i.phone IS NOT NULL)::integer
+		       + 16 * (i.source IS NOT NULL)::integer + 32 * (i.origin IS NOT NULL)::integer AS present
+		  FROM leadmgmt.lead_import i
+		 WHERE i.imported_at IS NULL AND (import_leads.batch IS NULL OR i.batch = import_leads.batch)
+		 ORDER BY i.id
+		   FOR UPDATE OF i),
+	ck AS (SELECT d.company, leadmgmt.normalize_company(d.company) AS ck
+	         FROM (SELECT DISTINCT c.company FROM c WHERE c.company IS NOT NULL) d),
+	nk AS (SELECT d.name, leadmgmt.normalize_name(d.name) AS nk
+	         FROM (SELECT DISTINCT c.name FROM c WHERE c.name IS NOT NULL) d)
+	SELECT array_agg(c.id), array_agg(c.present),
+	       array_agg(ARRAY[c.ek, c.pk, ck.ck, nk.nk, c.external_id, c.system, c.system_id]),
+	       array_agg(c.attributes), array_agg(c.ek), array_agg(c.pk), array_agg(ck.ck), array_agg(nk.nk),
+	       array_agg(c.external_id), array_agg(c.system), array_agg(c.system_id)
+	  INTO r_id, r_present, r_keys, r_attributes, r_ek, r_pk, r_ck, r_nk, r_xid, r_system, r_system_id
+	  FROM c
+	  LEFT JOIN ck ON ck.company = c.company
+	  LEFT JOIN nk ON nk.name = c.name;
+	IF r_id IS NULL THEN
+		RETURN;
+	END IF;
+
+	-- 2. the advisory locks of upsert_lead(), by bucket: every bucket a key
+	-- of the list falls in, exclusively, ascending
+	FOR bucket IN
+		SELECT DISTINCT (pg_catalog.hashtextextended('leadmgmt.lead:' || k.k, 0) & 1023)::integer
+		  FROM unnest(r_ek, r_pk, r_ck, r_nk, r_xid) AS r(ek, pk, ck, nk, xid),
+		       unnest(ARRAY['e:' || r.ek, 'p:' || r.pk, 'c:' || r.ck || ':' || r.nk, 'x:' || r.xid]) AS k(k)
+		 WHERE k.k IS NOT NULL
+		 ORDER BY 1
+	LOOP
+		PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('leadmgmt.lead'), bucket);
+	END LOOP;
+
+	-- 3. what the rows can reach (a new snapshot: what others committed
+	-- before we got the locks).  merge_leads() takes no key locks: the
+	-- leads are locked FOR KEY SHARE (lead_lock, and in id order below), so
+	-- a lead merged while we waited is passed over for its survivor, and
+	-- none can be merged away before we commit.
+	SELECT array_agg(x.external_id), array_agg(leadmgmt.lead_lock(x.id))
+	  INTO x_id, x_lead
+	  FROM leadmgmt.lead x
+	 WHERE x.external_id = ANY (r_xid);
+	SELECT array_agg(ARRAY[s.system, s.external_id]), array_agg(leadmgmt.lead_lock(s.lead_id))
+	  INTO s_ids, s_lead
+	  FROM leadmgmt.lead_external_id s
+	 WHERE (s.system, s.external_id) IN (SELECT u.system, u.system_id
+	                                       FROM unnest(r_system, r_system_id) AS u(system, system_id));
+	SELECT array_agg(l.id), array_agg(l.present),
+	       array_agg(ARRAY[l.email_key, l.phone_key, l.company_key, l.email, l.phone, l.company,
+	                       leadmgmt.normalize_name(l.name)]),
+	       array_agg(l.attributes)
+	  INTO l_id, l_present, l_keys, l_attributes
+	  FROM (SELECT c.id, c.email, c.phone, c.company, c.name, c.email_key, c.phone_key, c.company_key,
+	               c.attributes,
+	               (c.email IS NOT NULL)::integer + 2 * (c.name IS NOT NULL)::integer
+	               + 4 * (c.company IS NOT NULL)::integer + 8 * (c.phone IS NOT NULL)::integer
+	               + 16 * (c.source IS NOT NULL)::integer + 32 * (c.origin IS NOT NULL)::integer
+	               + 64 * (c.external_id IS NOT NULL)::integer AS present
+	          FROM leadmgmt.lead c
+	         WHERE c.id IN (SELECT e.id FROM leadmgmt.lead e
+	                         WHERE e.merged_into IS NULL AND e.email_key = ANY (r_ek)
+	                        UNION ALL
+	                        SELECT e.id FROM leadmgmt.lead e
+	                         WHERE e.merged_into IS NULL AND e.phone_key = ANY (r_pk)
+	                        UNION ALL
+	                        SELECT e.id FROM leadmgmt.lead e
+	                         WHERE e.merged_into IS NULL AND e.company_key = ANY (r_ck)
+	                        UNION ALL
+	                        SELECT unnest(x_lead || s_lead))
+	           AND c.merged_into IS NULL
+	         ORDER BY c.id
+	           FOR KEY SHARE OF c) l;
+
+	-- 4. replay the rows in id order, in memory
+	SELECT * INTO res
+	  FROM leadmgmt.import_resolve(r_id, r_present, r_keys, r_attributes,
+	                               COALESCE(l_id, '{}'), COALESCE(l_present, '{}'), COALESCE(l_keys, '{}'),
+	                               COALESCE(l_attributes, '{}'), COALESCE(x_id, '{}'), COALESCE(x_lead, '{}'),
+	                               COALESCE(s_ids, '{}'), COALESCE(s_lead, '{}'));
+
+	-- 5. ids of the new leads, in creation order
+	new_id := ARRAY(SELECT pg_catalog.nextval('leadmgmt.lead_id_seq')
+	                  FROM pg_catalog.generate_series(1, (SELECT count(*) FROM unnest(res.lead_ref) AS u(ref)
+	                                                       WHERE u.ref < 0)));
+
+	-- 6. new leads: the fields of the rows that created or filled them
+	INSERT INTO leadmgmt.lead (id, email, name, company, phone, source, origin, external_id, attributes)
+	SELECT new_id[-u.ref], f.email, f.name, f.company, f.phone, f.source, f.origin, f.external_id,
+	       u.attributes
+	  FROM unnest(res.lead_ref, res.lead_attributes_after) AS u(ref, attributes)
+	  LEFT JOIN (SELECT r.lead,
+	                    max(i.email) FILTER (WHERE (r.fills & 1) <> 0) AS email,
+	                    max(i.name) FILTER (WHERE (r.fills & 2) <> 0) AS name,
+	                    max(i.company) FILTER (WHERE (r.fills & 4) <> 0) AS company,
+	                    max(i.phone) FILTER (WHERE (r.fills & 8) <> 0) AS phone,
+	                    max(i.source) FILTER (WHERE (r.fills & 16) <> 0) AS source,
+	                    max(i.origin) FILTER (WHERE (r.fills & 32) <> 0) AS origin,
+	                    max(i.external_id) FILTER (WHERE (r.fills & 64) <> 0) AS external_id
+	               FROM unnest(r_id, res.row_lead, res.row_fills) AS r(id, lead, fills)
+	               JOIN leadmgmt.lead_import i ON i.id = r.id
+	              WHERE r.lead < 0 AND r.fills <> 0
+	              GROUP BY r.lead) f ON f.lead = u.ref
+	 WHERE u.ref < 0
+	 ORDER BY u.ref DESC;
+
+	-- 7. matched leads: fill their gaps (row locks in id order first, as
+	-- merge_leads() takes them)
+	PERFORM 1 FROM leadmgmt.lead l
+	 WHERE l.id IN (SELECT u.ref FROM unnest(res.lead_ref) AS u(ref) WHERE u.ref > 0)
+	 ORDER BY l.id
+	   FOR NO KEY UPDATE OF l;
+	UPDATE leadmgmt.lead l SET
+		email = COALESCE(l.email, f.email),
+		name = COALESCE(l.name, f.name),
+		company = COALESCE(l.company, f.company),
+		phone = COALESCE(l.phone, f.phone),
+		source = COALESCE(l.source, f.source),
+		origin = COALESCE(l.origin, f.origin),
+		external_id = COALESCE(l.external_id, f.external_id),
+		attributes = u.attributes,
+		updated_at = pg_catalog.now()
+	  FROM unnest(res.lead_ref, res.lead_attributes_after) AS u(ref, attributes)
+	  LEFT JOIN (SELECT r.lead,
+	                    max(i.email) FILTER (WHERE (r.fills & 1) <> 0) AS email,
+	                    max(i.name) FILTER (WHERE (r.fills & 2) <> 0) AS name,
+	                    max(i.company) FILTER (WHERE (r.fills & 4) <> 0) AS company,
+	                    max(i.phone) FILTER (WHERE (r.fills & 8) <> 0) AS phone,
+	                    max(i.source) FILTER (WHERE (r.fills & 16) <> 0) AS source,
+	                    max(i.origin) FILTER (WHERE (r.fills & 32) <> 0) AS origin,
+	                    max(i.external_id) FILTER (WHERE (r.fills & 64) <> 0) AS external_id
+	               FROM unnest(r_id, res.row_lead, res.row_fills) AS r(id, lead, fills)
+	               JOIN leadmgmt.lead_import i ON i.id = r.id
+	              WHERE r.lead > 0 AND r.fills <> 0
+	              GROUP BY r.lead) f ON f.lead = u.ref
+	 WHERE u.ref > 0 AND l.id = u.ref;
+
+	-- 8. system ids seen for the first time
+	INSERT INTO leadmgmt.lead_external_id (system, external_id, lead_id)
+	SELECT i.system, i.system_id, CASE WHEN r.lead < 0 THEN new_id[-r.lead] ELSE r.lead END
+	  FROM unnest(r_id, res.row_lead, res.row_matched_on) AS r(id, lead, how)
+	  JOIN leadmgmt.lead_import i ON i.id = r.id
+	 WHERE r.lead IS NOT NULL AND r.how IS DISTINCT FROM 'system_id'
+	   AND i.system IS NOT NULL AND i.system_id IS NOT NULL
+	 ORDER BY r.id;
+
+	-- 9. the list as activity on the leads: one statement, so scoring runs
+	-- once for all of them (statement trigger)
+	INSERT INTO leadmgmt.activity (lead_id, kind, occurred_at, campaign, detail, channel)
+	SELECT CASE WHEN r.lead < 0 THEN new_id[-r.lead] ELSE r.lead END, i.kind,
+	       COALESCE(i.occurred_at, pg_catalog.now()), i.campaign, i.detail, 'import'
+	  FROM unnest(r_id, res.row_lead) AS r(id, lead)
+	  JOIN leadmgmt.lead_import i ON i.id = r.id
+	 WHERE r.lead IS NOT NULL AND i.kind IS NOT NULL
+	 ORDER BY r.id;
+	GET DIAGNOSTICS activities = ROW_COUNT;
+
+	-- 10. the outcome on the staging rows
+	UPDATE leadmgmt.lead_import i SET
+		lead_id = CASE WHEN r.lead IS NULL THEN i.lead_id
+		               WHEN r.lead < 0 THEN new_id[-r.lead] ELSE r.lead END,
+		matched = CASE WHEN r.lead IS NULL THEN i.matched ELSE r.how IS NOT NULL END,
+		matched_on = CASE WHEN r.lead IS NULL THEN i.matched_on ELSE r.how END,
+		error = CASE WHEN r.lead IS NULL
+		             THEN 'nothing to match on: no usable e-mail, phone, company and name, or external id'
+		             ELSE i.error END,
+		imported_at = pg_catalog.now()
+	  FROM unnest(r_id, res.row_lead, res.row_matched_on) AS r(id, lead, how)
+	 WHERE i.id = r.id;
+
+	SELECT count(*) FILTER (WHERE r.lead IS NOT NULL), count(*) FILTER (WHERE r.how IS NOT NULL),
+	       count(*) FILTER (WHERE r.lead IS NOT NULL AND r.how IS NULL), count(*) FILTER (WHERE r.lead IS NULL)
+	  INTO imported, matched, created, rejected
+	  FROM unnest(res.row_lead, res.row_matched_on) AS r(lead, how);
+END
+$$;
+COMMENT ON FUNCTION leadmgmt.import_leads(text) IS
+	'Import the pending rows of leadmgmt.lead_import (one batch, or all) in one set-based pass, with the result of matching or creating each row''s lead as upsert_lead() would in id order: system ids linked, the row''s activity recorded on the lead; rows without anything to match on are marked with an error';
 
 CREATE OR REPLACE FUNCTION leadmgmt.consent(lead_id bigint, channel text, granted boolean,
                                  source text DEFAULT NULL, at timestamptz DEFAULT pg_catalog.now())

@@ -270,6 +270,7 @@ while [ $elapsed -lt "$SECONDS_TOTAL" ]; do
 	bad_client_errors=$((bad_client_errors + bad))
 	acks=$(cat "$W"/ack-$round-*.txt | grep -c . || true)
 	note "round $round: ${len}s, $part pgbench run(s), $tx transactions, $(cat "$W/kill-$round" 2>/dev/null || echo 'no kill'), $ab clients lost, $acks writes acknowledged"
+	cat "$W/pgbench-$round.out" >>"$W/pgbench-all.out"
 	grep -E 'ERROR:' "$W/pgbench-$round.err" | grep -vE "$BENIGN" | head -5 | sed 's/^/#   /' || true
 done
 
@@ -283,6 +284,12 @@ if [ "$total_time" -gt 0 ]; then
 	note "throughput: $total_tx transactions in ${total_time}s of load: $((total_tx / total_time)) tps (kills and restarts included)"
 fi
 note "clients lost to kills: $aborted_clients"
+# per script: transactions and mean latency over every pgbench run
+awk '/^SQL script [0-9]+: /{name=$4; sub(".*/", "", name); sub(".sql$", "", name)}
+     / - [0-9]+ transactions \(/{n[name] += $2; cur=$2}
+     / - latency average = /{lat[name] += $5 * cur}
+     END {for (k in n) if (n[k] > 0) printf "# %s: %d transactions, mean latency %.1f ms\n", k, n[k], lat[k] / n[k]}' \
+	"$W/pgbench-all.out" | sort
 check "$([ "$bad_client_errors" -eq 0 ] && echo 1 || echo 0)" "no pgbench client died of an SQL error ($bad_client_errors)"
 
 psql -X -q -v expected="$EXPECTED" -f "$HERE/check.sql" >"$W/check.out" 2>"$W/check.err" || true
@@ -297,6 +304,8 @@ failures=$((failures + $(grep -c '^not ok' "$W/check.out" || true)))
 bad_log=$(grep -E ' XX000 | P0004 |PANIC|TRAP:' "$LOGFILE" || true)
 check "$([ -z "$bad_log" ] && echo 1 || echo 0)" "server log has no XX000, PANIC or failed assertion ($(grep -c 'terminated by signal 9' "$LOGFILE" || true) crash restarts logged)"
 [ -n "$bad_log" ] && echo "$bad_log" | head -10 | sed 's/^/#   /'
+# a deadlock is an unexpected SQLSTATE above; show who waited for whom
+grep -A3 ' 40P01 ERROR:  deadlock detected' "$LOGFILE" | head -24 | sed 's/^/#   /' || true
 note "server log errors by SQLSTATE: $(sed -n 's/^[0-9-]* [0-9:.]* [A-Z]* \[[0-9]*\] \([0-9A-Z]\{5\}\) .*/\1/p' "$LOGFILE" | grep -v 00000 | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}')"
 
 if [ $failures -eq 0 ]; then note "torture: all checks passed"; else note "torture: $failures check(s) failed"; fi
