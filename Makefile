@@ -6,6 +6,11 @@
 #   make fuzz     libFuzzer on src/core and sqlsmith on the extension, long
 #                 (FUZZ_SECONDS per target, FUZZ_QUERIES; see scripts/fuzz.sh)
 #   make bench-scale  one node vs two postgres_fdw shards (bench/scale.sh)
+#   make test-matrix  make test on PostgreSQL 15, 17 and 18, each in a cached
+#                 Debian root (scripts/matrix.sh; root, debootstrap)
+#   make deb      build the postgresql-NN-leadmgmt packages in each root and
+#                 test them installed (scripts/deb.sh)
+#   make dist     leadmgmt-$(EXTVERSION).zip for PGXN, from git archive HEAD
 #   make torture  concurrent load with kills and restarts, then invariant
 #                 checks (test/torture/run.sh; TORTURE_SECONDS=300,
 #                 TORTURE_CLIENTS=8, TORTURE_PROFILE=mixed|busy)
@@ -47,12 +52,14 @@ SHLIB_LINK  = $(ICU_LIBS)
 
 EXTRA_CLEAN = test/out src/core/testing/build
 
-# The Debian PostgreSQL 15 we target; override on the command line if needed.
-PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
+# PG_CONFIG picks the PostgreSQL version (15 or newer).  Without it: the
+# newest Debian-packaged server whose dev package is installed, else
+# pg_config from PATH (scripts/pg-config.sh, which the test scripts share).
+PG_CONFIG ?= $(or $(shell sh scripts/pg-config.sh 2>/dev/null),pg_config)
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(PGXS),)
 include $(PGXS)
-else ifeq ($(filter deps demo test fuzz,$(MAKECMDGOALS)),)
+else ifeq ($(filter deps demo test fuzz test-matrix deb deb-test dist,$(MAKECMDGOALS)),)
 $(error pg_config not found: run "make deps" (or scripts/bootstrap.sh) first)
 endif
 
@@ -76,7 +83,7 @@ check-release: $(DATA_built)
 	done; \
 	echo "release check: $(EXTVERSION) ok"
 
-.PHONY: deps demo test test-core bench bench-scale fuzz check-release torture
+.PHONY: deps demo test test-core bench bench-scale fuzz check-release test-matrix deb dist torture
 deps:
 	scripts/bootstrap.sh
 
@@ -85,6 +92,15 @@ demo:
 
 test:
 	scripts/test.sh
+
+test-matrix:
+	scripts/matrix.sh test
+
+deb:
+	scripts/matrix.sh deb
+
+dist:
+	scripts/dist.sh
 
 test-core:
 	$(MAKE) -C src/core/testing check

@@ -1,6 +1,4 @@
 # Sourced by the scripts: where things are.  POSIX sh.
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-PGBIN=$("$PG_CONFIG" --bindir)
 # scripts run as scripts/x.sh; sourced interactively, $0 is the shell, so
 # fall back to the current directory (the top of the checkout)
 if [ -f "$(dirname "$0")/../leadmgmt.control" ]; then
@@ -8,9 +6,15 @@ if [ -f "$(dirname "$0")/../leadmgmt.control" ]; then
 else
 	TOP=$(pwd)
 fi
+# PG_CONFIG picks the PostgreSQL version; without it the newest installed
+# server with its dev package (scripts/pg-config.sh, as the Makefile does).
+# Every path below comes from it.
+PG_CONFIG=$(sh "$TOP/scripts/pg-config.sh")
+PGBIN=$("$PG_CONFIG" --bindir 2>/dev/null)
+PG_MAJOR=$("$PG_CONFIG" --version 2>/dev/null | sed -n 's/^PostgreSQL \([0-9][0-9]*\).*/\1/p')
 # `make install` goes to a staging directory, and throwaway clusters load the
-# extension from there through Debian's extension_destdir: nothing is written
-# to the system's PostgreSQL directories, and no root is needed for it.
+# extension from there: nothing is written to the system's PostgreSQL
+# directories, and no root is needed for it.
 STAGE=$TOP/build/stage
 # ... unless the checkout sits below a directory other users cannot enter
 # (a CI clone in a mode-700 temporary directory): the server runs as another
@@ -28,11 +32,27 @@ world_traversable() {
 if ! world_traversable "$TOP"; then
 	STAGE=/tmp/leadmgmt-stage-$(id -u)-$(printf '%s' "$TOP" | cksum | cut -d' ' -f1)
 fi
-export PG_CONFIG PGBIN TOP STAGE
+# The server settings that make a cluster load the staged build: Debian's
+# extension_destdir (its PostgreSQL 15 to 17), else PostgreSQL 18's
+# extension_control_path and dynamic_library_path (the sharedir and pkglibdir
+# below the stage; the module's "$libdir/" prefix is then searched for on
+# dynamic_library_path).  One "name=value" a line, for pg_virtualenv -o and
+# for the TAP tests' postgresql.conf.
+stage_settings() {
+	if "$PGBIN/postgres" --describe-config 2>/dev/null | grep -q '^extension_destdir[[:space:]]'; then
+		echo "extension_destdir=$STAGE"
+	else
+		echo "extension_control_path=$STAGE$("$PG_CONFIG" --sharedir):\$system"
+		echo "dynamic_library_path=$STAGE$("$PG_CONFIG" --pkglibdir):\$libdir"
+	fi
+}
+export PG_CONFIG PGBIN PG_MAJOR TOP STAGE
 
-# venv CMD...: run CMD against a throwaway UTF-8 cluster (-t: never the fixed
-# 15/regress name, so a run killed half-way does not block the next one)
+# venv CMD...: run CMD against a throwaway UTF-8 cluster of PG_CONFIG's
+# version (-v: pg_virtualenv would take the newest server installed) that
+# loads the staged build (-t: never the fixed NN/regress name, so a run killed
+# half-way does not block the next one)
 venv() {
-	pg_virtualenv -t -i '--encoding=UTF8 --locale=C.UTF-8' \
-		-o "extension_destdir=$STAGE" "$@"
+	set -- $(stage_settings | sed 's/^/-o /') "$@"
+	pg_virtualenv -t -v "$PG_MAJOR" -i '--encoding=UTF8 --locale=C.UTF-8' "$@"
 }

@@ -11,7 +11,11 @@ glob=${TAP_TESTS_GLOB:-*.pl}
 work=$(mktemp -d /tmp/leadmgmt-tap.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cp -r "$TOP/test/t" "$work/t"
-runenv="PATH=$PGBIN:/usr/bin:/bin PERL5LIB=$PERL_LIB LEADMGMT_STAGE=$STAGE PG_CONFIG=$PG_CONFIG PG_REGRESS=$PGXS_DIR/src/test/regress/pg_regress"
+# what a test cluster's postgresql.conf needs to load the staged build
+# (scripts/env.sh: extension_destdir, or on 18 extension_control_path and
+# dynamic_library_path); each test appends $LEADMGMT_STAGE_CONF
+stage_settings | sed "s/=\(.*\)/ = '\1'/" > "$work/stage.conf"
+runenv="PATH=$PGBIN:/usr/bin:/bin PERL5LIB=$PERL_LIB LEADMGMT_STAGE_CONF=$work/stage.conf PG_CONFIG=$PG_CONFIG PG_REGRESS=$PGXS_DIR/src/test/regress/pg_regress"
 
 if [ "$(id -u)" -eq 0 ]; then
 	id leadmgmt_tap >/dev/null 2>&1 ||

@@ -2,6 +2,7 @@
 # make test: bootstrap, build with -Werror, run every suite, count.
 #
 # Suites: core (src/core unit tests + bounded fuzz under ASan/UBSan),
+# dist (the PGXN archive builds, installs and loads outside the checkout),
 # fuzz (a short scripts/fuzz.sh: libFuzzer on src/core, sqlsmith on the
 # extension), hardening (SPI strings), release (make check-release),
 # regress (pg_regress), isolation (isolation specs), tap (prove, as an
@@ -11,17 +12,23 @@
 # The last line is "N passed, N failed"; the exit status is non-zero on any
 # failure.
 set -u
+# bootstrap first: it installs the PostgreSQL that env.sh then picks (the one
+# PG_CONFIG names, else the newest installed, else the distribution's)
+"$(dirname "$0")/bootstrap.sh" || exit 1
 . "$(dirname "$0")/env.sh"
 cd "$TOP"
+echo "== PostgreSQL $PG_MAJOR ($PG_CONFIG)"
 
-"$TOP/scripts/bootstrap.sh" || exit 1
-
-suites=${LM_SUITES:-core fuzz hardening release regress isolation doc tap torture}
+suites=${LM_SUITES:-core fuzz hardening release dist regress isolation doc tap torture}
 LOG=$TOP/build/test-logs
 rm -rf "$LOG"
 mkdir -p "$LOG"
 passed=0
 failed=0
+
+# one passed / failed test in pg_regress's output, either format
+PGR_OK='\.\.\. ok|^ok [0-9]+ +[-+] '
+PGR_FAIL='\.\.\. (FAILED|failed)|^not ok [0-9]+ +[-+] '
 
 count() { # count <suite> <passed> <failed>
 	echo "== $1: $2 passed, $3 failed"
@@ -68,6 +75,20 @@ for suite in $suites; do
 		fi
 		count fuzz "$p" "$f"
 		;;
+	dist)
+		echo "== dist (PGXN archive built, installed and loaded outside the checkout)"
+		"$TOP/scripts/disttest.sh" > "$LOG/dist.log" 2>&1
+		status=$?
+		grep -E '^(not )?ok |^# skip' "$LOG/dist.log" | sed 's/^/   /'
+		p=$(grep -cE '^ok ' "$LOG/dist.log")
+		f=$(grep -cE '^not ok ' "$LOG/dist.log")
+		[ "$f" -ne 0 ] && grep -E '^# ' "$LOG/dist.log" | head -40
+		if [ $status -ne 0 ] && [ "$f" -eq 0 ]; then
+			tail -20 "$LOG/dist.log"
+			f=1
+		fi
+		count dist "$p" "$f"
+		;;
 	regress|isolation)
 		echo "== $suite"
 		mkdir -p "$TOP/test/out"
@@ -82,9 +103,11 @@ for suite in $suites; do
 		venv make -s PG_CONFIG="$PG_CONFIG" $target $vars ${REGRESS:+REGRESS="$REGRESS"} \
 			${ISOLATION:+ISOLATION="$ISOLATION"} > "$LOG/$suite.log" 2>&1
 		status=$?
-		grep -E '\.\.\. (ok|FAILED|failed)' "$LOG/$suite.log" | sed 's/^/   /'
-		p=$(grep -cE '\.\.\. ok' "$LOG/$suite.log")
-		f=$(grep -cE '\.\.\. (FAILED|failed)' "$LOG/$suite.log")
+		# pg_regress prints "test name ... ok" before 16, TAP-like
+		# "ok 1 - name  12 ms" / "not ok 2 - name" (+ in a parallel group) since
+		grep -E "$PGR_OK|$PGR_FAIL" "$LOG/$suite.log" | sed 's/^/   /'
+		p=$(grep -cE "$PGR_OK" "$LOG/$suite.log")
+		f=$(grep -cE "$PGR_FAIL" "$LOG/$suite.log")
 		if [ $status -ne 0 ] && [ "$f" -eq 0 ]; then
 			tail -30 "$LOG/$suite.log"
 			f=1

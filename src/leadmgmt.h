@@ -9,6 +9,10 @@
 
 #include "postgres.h"
 
+/* the varlena macros (VARSIZE_ANY_EXHDR, VARDATA_ANY) left postgres.h in 16 */
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"
+#endif
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 

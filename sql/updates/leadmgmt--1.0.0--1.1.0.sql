@@ -642,7 +642,8 @@ COMMENT ON FUNCTION leadmgmt.forget_lead(bigint) IS
 
 
 -- BEGIN versions (PostgreSQL 15, 17, 18)
-
+-- No SQL change: running on 15, 17 and 18 took C (varatt.h), test, build and
+-- packaging changes only; the objects are the same on every version.
 
 -- END versions
 

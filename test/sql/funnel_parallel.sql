@@ -36,7 +36,9 @@ SET parallel_tuple_cost = 0;
 SET min_parallel_table_scan_size = 0;
 SET max_parallel_workers_per_gather = 2;
 SET parallel_leader_participation = off;
-SET force_parallel_mode = on;
+-- force_parallel_mode before 16, debug_parallel_query since: whichever exists
+SELECT set_config(name, 'on', false) AS forced
+  FROM pg_settings WHERE name IN ('force_parallel_mode', 'debug_parallel_query');
 SET enable_hashagg = off;
 
 EXPLAIN (COSTS OFF)

@@ -68,13 +68,28 @@ SELECT c.relname AS not_security_invoker
    AND NOT coalesce('security_invoker=true' = ANY (c.reloptions), false);
 
 -- the install script text: no CREATE OR REPLACE, no IF NOT EXISTS
--- (CVE-2022-2625), comments included; read from where the server loads it
+-- (CVE-2022-2625), comments included; read from where the server loads it:
+-- the first of Debian's extension_destdir (before 18) and the directories of
+-- extension_control_path (18; $system, the only one before) that holds the
+-- control file
 CREATE TEMP TABLE install_script AS
+	WITH share AS (SELECT c.setting AS dir FROM pg_config c WHERE c.name = 'SHAREDIR'),
+	candidate AS (
+		SELECT 0::bigint AS pos, current_setting('extension_destdir', true) || share.dir AS dir
+		  FROM share
+		 WHERE coalesce(current_setting('extension_destdir', true), '') <> ''
+		UNION ALL
+		SELECT p.pos, replace(p.dir, '$system', share.dir)
+		  FROM share, regexp_split_to_table(coalesce(current_setting('extension_control_path', true), '$system'), ':')
+		       WITH ORDINALITY AS p(dir, pos)),
+	found AS (
+		SELECT c.dir || '/extension/' AS dir
+		  FROM candidate c
+		 WHERE (pg_stat_file(c.dir || '/extension/leadmgmt.control', true)).size IS NOT NULL
+		 ORDER BY c.pos LIMIT 1)
 	SELECT l.n, l.text
-	  FROM regexp_split_to_table(pg_read_file(
-	           coalesce(current_setting('extension_destdir', true), '')
-	           || (SELECT c.setting FROM pg_config c WHERE c.name = 'SHAREDIR')
-	           || '/extension/leadmgmt--'
+	  FROM found, regexp_split_to_table(pg_read_file(
+	           found.dir || 'leadmgmt--'
 	           || (SELECT e.extversion FROM pg_extension e WHERE e.extname = 'leadmgmt')
 	           || '.sql'), E'\n') WITH ORDINALITY AS l(text, n);
 SELECT count(*) > 1000 AS script_read,

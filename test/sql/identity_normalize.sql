@@ -70,10 +70,11 @@ INSERT INTO company_case VALUES
 	('Straße GmbH', 'strasse'),
 	('Ｓｔｒａｓｓｅ ＧｍｂＨ', 'strasse'),
 	('Acme 🚀 Inc', 'acme'),
-	('Ac​me Inc', 'acme'),
+	(U&'Ac\200Bme Inc', 'acme'),
 	('Co-op Mart', 'coopmart'),
 	('X Corp.', 'x');
-SELECT input, expected, leadmgmt.normalize_company(input) AS key,
+-- (a zero-width space shown escaped: psql counts its width differently by version)
+SELECT replace(input, U&'\200B', '<U+200B>') AS input, expected, leadmgmt.normalize_company(input) AS key,
        leadmgmt.normalize_company(input) IS NOT DISTINCT FROM expected AS ok
   FROM company_case ORDER BY ok, input COLLATE "C";
 SELECT count(*) AS company_cases, count(*) FILTER (WHERE leadmgmt.normalize_company(input) IS NOT DISTINCT FROM expected) AS company_ok

@@ -141,7 +141,10 @@ RESET leadmgmt.actor;
 -- the rep may not touch history directly (no privilege, and the guard)
 SELECT count(*) FROM leadmgmt.stage_history;
 RESET SESSION AUTHORIZATION;
-SELECT from_stage, to_stage, changed_by, reason FROM leadmgmt.stage_history WHERE lead_id = 3 ORDER BY id;
+-- (the session user shown as SESSION_USER: its name depends on the installation)
+SELECT from_stage, to_stage,
+       CASE WHEN changed_by = session_user THEN 'SESSION_USER' ELSE changed_by END AS changed_by, reason
+  FROM leadmgmt.stage_history WHERE lead_id = 3 ORDER BY id;
 SET leadmgmt.unknown_thing = 1;
 
 -- user-added stage and transitions take effect at once (cache invalidation)

@@ -10,8 +10,8 @@ use Test::More;
 
 my $node = PostgreSQL::Test::Cluster->new('main');
 $node->init(extra => [ '--encoding=UTF8', '--locale=C.UTF-8' ]);
-$node->append_conf('postgresql.conf',
-	"extension_destdir = '$ENV{LEADMGMT_STAGE}'\n") if $ENV{LEADMGMT_STAGE};
+$node->append_conf('postgresql.conf', slurp_file($ENV{LEADMGMT_STAGE_CONF}))
+  if $ENV{LEADMGMT_STAGE_CONF};
 $node->start;
 
 $node->safe_psql('postgres', 'CREATE DATABASE src');

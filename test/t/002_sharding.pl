@@ -18,8 +18,8 @@ sub new_node
 	my ($name) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init(extra => [ '--encoding=UTF8', '--locale=C.UTF-8' ]);
-	$node->append_conf('postgresql.conf',
-		"extension_destdir = '$ENV{LEADMGMT_STAGE}'\n") if $ENV{LEADMGMT_STAGE};
+	$node->append_conf('postgresql.conf', slurp_file($ENV{LEADMGMT_STAGE_CONF}))
+	  if $ENV{LEADMGMT_STAGE_CONF};
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION leadmgmt');
 	return $node;

@@ -25,12 +25,12 @@ use Test::More;
 
 my $node = PostgreSQL::Test::Cluster->new('upgrade');
 $node->init(extra => [ '--encoding=UTF8', '--locale=C.UTF-8' ]);
-$node->append_conf('postgresql.conf',
-	"extension_destdir = '$ENV{LEADMGMT_STAGE}'\n") if $ENV{LEADMGMT_STAGE};
+$node->append_conf('postgresql.conf', slurp_file($ENV{LEADMGMT_STAGE_CONF}))
+  if $ENV{LEADMGMT_STAGE_CONF};
 $node->start;
 
 # pg_available_extensions does not see Debian's extension_destdir (where the
-# tests find the staged build), so the current version is what CREATE
+# tests find the staged build before 18), so the current version is what CREATE
 # EXTENSION installs and the released ones are the other versions that
 # pg_extension_update_paths knows.
 $node->safe_psql('postgres', 'CREATE DATABASE probe');

@@ -66,7 +66,7 @@ if [ "$(id -u)" -eq 0 ] && [ -z "${TORTURE_AS_USER:-}" ]; then
 	work=$(mktemp -d /tmp/leadmgmt-torture.XXXXXX)
 	mkdir -p "$work/repo/test" "$work/repo/scripts"
 	cp -r "$TOP/test/torture" "$work/repo/test/"
-	cp "$TOP/scripts/env.sh" "$TOP/scripts/build.sh" "$work/repo/scripts/"
+	cp "$TOP"/scripts/*.sh "$work/repo/scripts/"
 	cp "$TOP/leadmgmt.control" "$work/repo/"
 	chown -R leadmgmt_tap "$work"
 	chmod 755 "$work"
@@ -104,7 +104,6 @@ cat >>"$DATA/postgresql.conf" <<EOF
 port = $PORT
 listen_addresses = ''
 unix_socket_directories = '$W'
-extension_destdir = '$STAGE'
 max_connections = $((CLIENTS + 20))
 log_line_prefix = '%m [%p] %e '
 log_min_messages = warning
@@ -112,6 +111,8 @@ restart_after_crash = on
 fsync = on
 synchronous_commit = on
 EOF
+# the staged build: extension_destdir, or the search paths where there is none
+stage_settings | sed "s/^\([a-z_]*\)=\(.*\)$/\1 = '\2'/" >>"$DATA/postgresql.conf"
 start_server() { # after a kill -9 of the postmaster its children may still hold shared memory
 	n=0
 	until pg_ctl -D "$DATA" -l "$LOGFILE" -w -t 120 start >>"$W/pg_ctl.log" 2>&1; do
