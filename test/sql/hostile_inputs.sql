@@ -43,7 +43,10 @@ SELECT q, pg_temp.sqlstate_of(q) AS sqlstate FROM (VALUES
 	($$INSERT INTO leadmgmt.fit_rule (name, attribute, op, value, points) VALUES ('huge', 'x', 'eq', '1', -1e10)$$),
 	($$INSERT INTO leadmgmt.activity (lead_id, kind, points) VALUES (1, 'call', 1e300)$$),
 	($$INSERT INTO leadmgmt.activity (lead_id, kind, points) VALUES (1, 'call', 'NaN')$$)) v(q);
-\d leadmgmt.activity
+SELECT conrelid::regclass AS "table", conname FROM pg_constraint
+ WHERE conname IN ('lead_created_at_finite', 'lead_stage_entered_at_finite', 'activity_occurred_at_finite',
+                   'activity_points_bounded', 'scoring_rule_points_bounded', 'fit_rule_points_bounded')
+ ORDER BY conrelid::regclass::text, conname;
 -- the largest rules, many times over: a large, finite score
 INSERT INTO leadmgmt.scoring_rule (name, kind, points) VALUES ('big1', 'call', 1e9), ('big2', 'call', 1e9), ('big3', 'call', -1e9);
 SELECT count(leadmgmt.track(2, 'call', '2026-01-02'::timestamptz + g * interval '1 second')) AS tracked

@@ -20,10 +20,21 @@ CREATE TABLE torture.ack (kind text NOT NULL, id bigint NOT NULL, round integer 
 CREATE FUNCTION torture.failed(op text, state text, message text) RETURNS void
 LANGUAGE sql AS $$ INSERT INTO torture.outcome (op, sqlstate, message) VALUES (op, state, message) $$;
 
+-- The lead an operation acts on: the id drawn (which may have been merged
+-- away: the write then follows merged_into) or, for odd k, the first live
+-- lead from that id on, so that merges keep finding live pairs and the new
+-- leads of upsert_lead() get traffic too once the drawn ones are merged.
+CREATE FUNCTION torture.pick(lead bigint, k integer) RETURNS bigint LANGUAGE sql STABLE AS $$
+	SELECT CASE WHEN k % 2 = 0 THEN lead ELSE coalesce(
+		(SELECT l.id FROM leadmgmt.lead l WHERE l.merged_into IS NULL AND l.id >= lead
+		  ORDER BY l.id LIMIT 1),
+		(SELECT min(l.id) FROM leadmgmt.lead l WHERE l.merged_into IS NULL)) END
+$$;
+
 -- track: a kind from a mix that takes busy leads over the MQL threshold
 CREATE FUNCTION torture.track(lead bigint, k integer) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-	PERFORM leadmgmt.track(lead, (ARRAY['page_view', 'email_open', 'email_click', 'form_submit',
+	PERFORM leadmgmt.track(torture.pick(lead, k / 8), (ARRAY['page_view', 'email_open', 'email_click', 'form_submit',
 	                                    'visit', 'call', 'download', 'page_view'])[1 + k % 8],
 	                       detail => CASE WHEN k % 8 = 6 THEN 'whitepaper-' || k % 3
 	                                      WHEN k % 8 = 0 THEN '/pricing' END,
@@ -40,6 +51,7 @@ DECLARE
 	current text;
 	target text;
 BEGIN
+	lead := torture.pick(lead, k / 20);
 	SELECT l.stage INTO current FROM leadmgmt.lead l WHERE l.id = leadmgmt.lead_resolve(lead);
 	IF k % 20 = 0 THEN
 		target := 'inquiry';
@@ -83,7 +95,7 @@ END $$;
 CREATE FUNCTION torture.merge(a bigint, b bigint) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
 	keep bigint := leadmgmt.lead_resolve(a);
-	dup bigint := leadmgmt.lead_resolve(b);
+	dup bigint := leadmgmt.lead_resolve(torture.pick(b, b::integer));
 BEGIN
 	IF keep <> dup THEN
 		PERFORM leadmgmt.merge_leads(keep, dup);
