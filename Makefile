@@ -22,11 +22,11 @@ EXTENSION   = leadmgmt
 EXTVERSION  = 1.1.0
 
 MODULE_big  = leadmgmt
-SRCS        = $(sort $(wildcard src/*.c)) $(sort $(wildcard src/core/*.c))
+SRCS        = $(sort $(wildcard src/*.c)) $(sort $(wildcard src/pg/*.c)) $(sort $(wildcard src/core/*.c))
 OBJS        = $(SRCS:.c=.o)
 
 # The install script is assembled from one file per capability, in the same
-# order as doc/ (see sql/parts/README).  Every released version's script is
+# order as doc/ (see doc/design.md).  Every released version's script is
 # kept frozen in sql/released/ (installed so that CREATE EXTENSION ... VERSION
 # and the upgrade test can use it), and sql/updates/ holds the upgrade
 # scripts from each released version to the next.  Once EXTVERSION has a

@@ -73,3 +73,21 @@ SELECT lead_id, stage, previous_touch_at::date AS last_seen, previous_kind,
 SELECT t.at::date AS day, t.kind, t.detail, t.stage
   FROM leadmgmt.timeline((SELECT lead_id FROM leadmgmt.stage_history WHERE to_stage = 'won'
                            ORDER BY lead_id LIMIT 1)) t;
+
+\echo '== Nurture programs: two tracks run on 2,000 sign-ups, 20 % held out (demo/nurture.sql)'
+\o /dev/null
+\ir nurture.sql
+\o
+SELECT track, enrolled, holdout, completed, exited_converted AS converted_exits,
+       treated_converted || ' / ' || treated_total AS treated_mql,
+       round(treated_rate_pct::numeric, 1) AS "treated_%",
+       holdout_converted || ' / ' || holdout_total AS holdout_mql,
+       round(holdout_rate_pct::numeric, 1) AS "holdout_%",
+       round(uplift_pp::numeric, 1) AS uplift_pp,
+       '[' || round(uplift_low_pp::numeric, 1) || ', ' || round(uplift_high_pp::numeric, 1) || ']' AS "95%_interval"
+  FROM leadmgmt.nurture_performance WHERE step_no IS NULL ORDER BY track;
+\echo '== ... and per step: the leads still in the program when the step fell due'
+SELECT track, step_no, channel, enrolled AS sent, treated_converted || ' / ' || treated_total AS treated_mql,
+       holdout_converted || ' / ' || holdout_total AS holdout_mql, round(uplift_pp::numeric, 1) AS uplift_pp,
+       treated_sql, treated_won, holdout_sql, holdout_won
+  FROM leadmgmt.nurture_performance WHERE step_no IS NOT NULL ORDER BY track, step_no;

@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# Hardening check of the SQL that src/*.c sends through SPI (issue 9, item 4).
+# Hardening check of the SQL that src/*.c and src/pg/*.c send through SPI (issue 9, item 4).
 #
 # Takes every C string literal, or run of adjacent literals, that starts with
 # an SQL verb (SELECT, INSERT, UPDATE, DELETE, WITH, LOCK) and reports:
@@ -10,7 +10,7 @@
 #   - function calls not schema-qualified (SQL syntax such as COALESCE,
 #     EXISTS, IN, ANY, CASE is not a function call and is skipped).
 # Prints one line per finding, "file:line: what: text", and exits 1 when
-# there is any.  Usage: perl scripts/hardening.pl [src/*.c]
+# there is any.  Usage: perl scripts/hardening.pl [files; default src/*.c src/pg/*.c]
 use strict;
 use warnings;
 
@@ -24,7 +24,7 @@ my %syntax = map { $_ => 1 } qw(
 	extract overlay position substring trim interval timestamp
 );
 
-my @files = @ARGV ? @ARGV : sort glob('src/*.c');
+my @files = @ARGV ? @ARGV : (sort(glob('src/*.c')), sort(glob('src/pg/*.c')));
 my $findings = 0;
 foreach my $file (@files)
 {

@@ -4,7 +4,8 @@
  *		leadmgmt.attribution(model, touch, ts [, milestone]) -> jsonb
  *		(doc/attribution.md).  The weights are src/core/attribution.c.
  *
- * State (AttrState, type internal), allocated in the aggregate context:
+ * State (AttrState, type internal), in the aggregate context (a deserialised
+ * one in the per-call context, src/pg/agg_state.h):
  *	model, half_life_us
  *				the parsed model of the group's first row; a later row or a
  *				combined partial state with another model is an error (22023)
@@ -18,7 +19,8 @@
  * exactly when model is time_decay.
  *
  * Cost: transition O(length of touch) amortised; combine O(size of the second
- * state); serialise/deserialise O(size); final O(n log n) to sort a copy
+ * state); serialise/deserialise O(size) (the common format of
+ * src/pg/agg_state.h); final O(n log n) to sort a copy
  * (the state stays untouched: FINALFUNC_MODIFY = READ_ONLY, so the aggregate
  * also runs as a window function).
  */
@@ -152,6 +154,18 @@ model_mismatch(const AttrState *state, const char *str, int len)
 			 errhint("Pass a constant, or a value that depends only on the GROUP BY columns.")));
 }
 
+/* room for extra more touches and bytes more text */
+static void
+reserve(AttrState *state, MemoryContext cxt, int64 extra, int64 bytes)
+{
+	state->touches = lm_grow_array(cxt, state->touches, &state->capacity,
+								   state->ntouches + extra, sizeof(AttrTouch), 8,
+								   ATTR_MAX_TOUCHES, "attribution", "touches");
+	state->arena = lm_grow_array(cxt, state->arena, &state->arena_size,
+								 state->arena_used + bytes, 1, 64,
+								 ATTR_MAX_ARENA, "attribution", "bytes of touch text");
+}
+
 static AttrState *
 new_state(MemoryContext cxt, LmAttrModel model, int64 half_life_us,
 		  const char *model_text, int model_len, int64 capacity, int64 arena_size)
@@ -164,44 +178,9 @@ new_state(MemoryContext cxt, LmAttrModel model, int64 half_life_us,
 	memcpy(state->model_text, model_text, model_len);
 	state->model_text[model_len] = '\0';
 	state->model_len = model_len;
-	state->capacity = Max(capacity, 8);
-	state->touches = MemoryContextAlloc(cxt, sizeof(AttrTouch) * state->capacity);
-	state->arena_size = Max(arena_size, 64);
-	state->arena = MemoryContextAlloc(cxt, state->arena_size);
+	/* never a NULL array, even for no touches or only empty ones */
+	reserve(state, cxt, Max(capacity, 1), Max(arena_size, 1));
 	return state;
-}
-
-/* room for extra more touches and bytes more text (repalloc keeps the context) */
-static void
-reserve(AttrState *state, int64 extra, int64 bytes)
-{
-	int64		need = state->ntouches + extra;
-	int64		need_bytes = state->arena_used + bytes;
-
-	if (need > ATTR_MAX_TOUCHES || need_bytes > ATTR_MAX_ARENA)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("too many touches in one attribution group"),
-				 errdetail("A group may keep at most " INT64_FORMAT " touches and 1 GB of touch text.",
-						   ATTR_MAX_TOUCHES)));
-	if (need > state->capacity)
-	{
-		int64		cap = state->capacity;
-
-		while (cap < need)
-			cap = Min(cap * 2, ATTR_MAX_TOUCHES);
-		state->touches = repalloc(state->touches, sizeof(AttrTouch) * cap);
-		state->capacity = cap;
-	}
-	if (need_bytes > state->arena_size)
-	{
-		int64		size = state->arena_size;
-
-		while (size < need_bytes)
-			size = Min(size * 2, ATTR_MAX_ARENA);
-		state->arena = repalloc(state->arena, size);
-		state->arena_size = size;
-	}
 }
 
 static Datum
@@ -246,7 +225,7 @@ attribution_trans(FunctionCallInfo fcinfo, bool has_milestone)
 	if (PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		PG_RETURN_POINTER(state);
 	touch = PG_GETARG_TEXT_PP(2);
-	reserve(state, 1, VARSIZE_ANY_EXHDR(touch));
+	reserve(state, aggcxt, 1, VARSIZE_ANY_EXHDR(touch));
 	t = &state->touches[state->ntouches++];
 	t->ts = PG_GETARG_TIMESTAMPTZ(3);
 	t->off = (uint32) state->arena_used;
@@ -271,12 +250,12 @@ leadmgmt_attribution_trans_milestone(PG_FUNCTION_ARGS)
 
 /* append the touches of b to a (offsets shifted past a's text) */
 static void
-append_state(AttrState *a, const AttrState *b)
+append_state(AttrState *a, MemoryContext aggcxt, const AttrState *b)
 {
 	int64		i;
 	int64		base = a->arena_used;
 
-	reserve(a, b->ntouches, b->arena_used);
+	reserve(a, aggcxt, b->ntouches, b->arena_used);
 	if (b->arena_used > 0)
 		memcpy(a->arena + a->arena_used, b->arena, b->arena_used);
 	a->arena_used += b->arena_used;
@@ -298,22 +277,18 @@ leadmgmt_attribution_combine(PG_FUNCTION_ARGS)
 
 	aggcxt = lm_aggregate_context(fcinfo, "attribution_combine");
 	if (s2 == NULL)
-	{
-		if (s1 == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(s1);
-	}
+		LM_RETURN_AGG_STATE(s1);
 	if (s1 == NULL)
 	{
 		/* copy: s2 may live in a shorter-lived context */
 		s1 = new_state(aggcxt, s2->model, s2->half_life_us, s2->model_text, s2->model_len,
 					   s2->ntouches, s2->arena_used);
-		append_state(s1, s2);
+		append_state(s1, aggcxt, s2);
 		PG_RETURN_POINTER(s1);
 	}
 	if (s1->model != s2->model || s1->half_life_us != s2->half_life_us)
 		model_mismatch(s1, s2->model_text, s2->model_len);
-	append_state(s1, s2);
+	append_state(s1, aggcxt, s2);
 	PG_RETURN_POINTER(s1);
 }
 
@@ -326,9 +301,9 @@ leadmgmt_attribution_serialize(PG_FUNCTION_ARGS)
 
 	(void) lm_aggregate_context(fcinfo, "attribution_serialize");
 	state = (AttrState *) PG_GETARG_POINTER(0);
-
-	pq_begintypsend(&buf);
-	pq_sendbyte(&buf, ATTR_STATE_VERSION);
+	lm_agg_check_size("attribution", (double) ATTR_SERIAL_HEADER + state->model_len +
+					  (double) state->ntouches * ATTR_SERIAL_TOUCH + state->arena_used, NULL);
+	lm_agg_write_begin(&buf, ATTR_STATE_VERSION);
 	pq_sendbyte(&buf, (int) state->model);
 	pq_sendint64(&buf, state->half_life_us);
 	pq_sendint32(&buf, state->model_len);
@@ -343,90 +318,65 @@ leadmgmt_attribution_serialize(PG_FUNCTION_ARGS)
 		pq_sendint32(&buf, t->len);
 		pq_sendbytes(&buf, state->arena + t->off, t->len);
 	}
-	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+	PG_RETURN_BYTEA_P(lm_agg_write_end(&buf));
 }
 
-static void
-bad_state(const char *detail)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-			 errmsg("invalid attribution aggregate state"),
-			 errdetail("%s", detail)));
-}
-
+/* in the per-call context, as every deserialised state (src/pg/agg_state.h) */
 Datum
 leadmgmt_attribution_deserialize(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcxt;
-	bytea	   *raw;
-	StringInfoData buf;
+	LmAggReader r;
 	int			model;
 	int64		half_life_us;
 	int32		model_len;
 	const char *model_text;
 	int64		ntouches;
-	int64		text_bytes;
 	int64		i;
 	const char *arg;
 	size_t		arglen;
 	AttrState  *state;
 
-	aggcxt = lm_aggregate_context(fcinfo, "attribution_deserialize");
-	raw = PG_GETARG_BYTEA_PP(0);
-
-	/* check every length before pq_getmsg* reads (it would say "message") */
-	buf.data = VARDATA_ANY(raw);
-	buf.len = VARSIZE_ANY_EXHDR(raw);
-	buf.maxlen = buf.len;
-	buf.cursor = 0;
-	if (buf.len < ATTR_SERIAL_HEADER)
-		bad_state("The state is shorter than its header.");
-	if (pq_getmsgbyte(&buf) != ATTR_STATE_VERSION)
-		bad_state("Unknown state version.");
-	model = pq_getmsgbyte(&buf);
-	half_life_us = pq_getmsgint64(&buf);
-	model_len = (int32) pq_getmsgint(&buf, 4);
-	if (model_len < 0 || model_len > buf.len - buf.cursor - 8)
-		bad_state("The model text length does not match the length.");
-	model_text = pq_getmsgbytes(&buf, model_len);
+	(void) lm_aggregate_context(fcinfo, "attribution_deserialize");
+	lm_agg_read_begin(&r, PG_GETARG_BYTEA_PP(0), ATTR_STATE_VERSION, "attribution");
+	model = lm_agg_read_byte(&r);
+	half_life_us = lm_agg_read_int64(&r);
+	model_len = lm_agg_read_int32(&r);
+	if (model_len < 0)
+		lm_agg_bad_state(&r, "Negative model text length.");
+	model_text = lm_agg_read_bytes(&r, model_len);
 	if (model < LM_ATTR_FIRST_TOUCH || model > LM_ATTR_MAX_MODEL ||
 		lm_attr_parse_model(model_text, (size_t) model_len, &arg, &arglen) != (LmAttrModel) model)
-		bad_state("The model does not match its text.");
+		lm_agg_bad_state(&r, "The model does not match its text.");
 	if ((model == LM_ATTR_TIME_DECAY) != (half_life_us > 0) || half_life_us < 0)
-		bad_state("Invalid half-life.");
-	ntouches = pq_getmsgint64(&buf);
+		lm_agg_bad_state(&r, "Invalid half-life.");
+	ntouches = lm_agg_read_int64(&r);
 	if (ntouches < 0 || ntouches > ATTR_MAX_TOUCHES ||
-		ntouches > (buf.len - buf.cursor) / ATTR_SERIAL_TOUCH)
-		bad_state("The touch count does not match the length.");
-	text_bytes = (buf.len - buf.cursor) - ntouches * ATTR_SERIAL_TOUCH;
+		ntouches > lm_agg_left(&r) / ATTR_SERIAL_TOUCH)
+		lm_agg_bad_state(&r, "The touch count does not match the length.");
 
-	state = new_state(aggcxt, (LmAttrModel) model, half_life_us, model_text, model_len,
-					  ntouches, text_bytes);
+	state = new_state(CurrentMemoryContext, (LmAttrModel) model, half_life_us,
+					  model_text, model_len, ntouches,
+					  lm_agg_left(&r) - ntouches * ATTR_SERIAL_TOUCH);
 	for (i = 0; i < ntouches; i++)
 	{
 		AttrTouch  *t = &state->touches[i];
 		int			milestone;
 		int32		len;
 
-		if (buf.len - buf.cursor < ATTR_SERIAL_TOUCH)
-			bad_state("The state ends inside a touch.");
-		t->ts = pq_getmsgint64(&buf);
-		milestone = pq_getmsgbyte(&buf);
-		len = (int32) pq_getmsgint(&buf, 4);
+		t->ts = lm_agg_read_int64(&r);
+		milestone = lm_agg_read_byte(&r);
+		len = lm_agg_read_int32(&r);
 		if (milestone != 0 && milestone != 1)
-			bad_state("Invalid milestone flag.");
-		if (len < 0 || len > buf.len - buf.cursor ||
-			state->arena_used + len > state->arena_size)
-			bad_state("A touch length does not match the length.");
+			lm_agg_bad_state(&r, "Invalid milestone flag.");
+		if (len < 0 || state->arena_used + len > state->arena_size)
+			lm_agg_bad_state(&r, "A touch length does not match the length.");
 		t->milestone = milestone;
 		t->off = (uint32) state->arena_used;
 		t->len = (uint32) len;
-		memcpy(state->arena + state->arena_used, pq_getmsgbytes(&buf, len), len);
+		memcpy(state->arena + state->arena_used, lm_agg_read_bytes(&r, len), len);
 		state->arena_used += len;
 	}
-	if (buf.cursor != buf.len)
-		bad_state("Trailing bytes after the last touch.");
+	lm_agg_read_end(&r);
 	state->ntouches = ntouches;
 	PG_RETURN_POINTER(state);
 }

@@ -11,8 +11,9 @@
  *	seen	a row with non-NULL points and ts was accumulated
  * Rows with ts > at are skipped; NULL points or ts are skipped; non-finite
  * points are an error (a silent NaN score helps nobody).  Transition and
- * combine are O(1); the serialised form is a fixed 48-byte record with a
- * version byte, checked on the way back in.
+ * combine are O(1); the serialised form is the common one of
+ * src/pg/agg_state.h (version, sum, compensation, at, half-life, seen),
+ * checked on the way back in.
  */
 #include "postgres.h"
 
@@ -114,8 +115,9 @@ leadmgmt_decayed_sum_trans(PG_FUNCTION_ARGS)
 	TimestampTz at;
 	int64		half_life_us;
 
+	/* skipped rows leave no state yet as SQL NULL, not as a NULL pointer */
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		PG_RETURN_POINTER(state);
+		LM_RETURN_AGG_STATE(state);
 	if (PG_ARGISNULL(4))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -155,9 +157,10 @@ leadmgmt_decayed_sum_combine(PG_FUNCTION_ARGS)
 	DecayedSumState *b = PG_ARGISNULL(1) ? NULL : (DecayedSumState *) PG_GETARG_POINTER(1);
 
 	if (b == NULL)
-		PG_RETURN_POINTER(a);
+		LM_RETURN_AGG_STATE(a);
 	if (a == NULL)
 	{
+		/* copy: b may be a deserialised state in the per-call context */
 		a = MemoryContextAlloc(aggcontext, sizeof(DecayedSumState));
 		memcpy(a, b, sizeof(DecayedSumState));
 		PG_RETURN_POINTER(a);
@@ -176,48 +179,35 @@ leadmgmt_decayed_sum_serialize(PG_FUNCTION_ARGS)
 	StringInfoData buf;
 
 	(void) lm_aggregate_context(fcinfo, "decayed_sum_serialize");
-	pq_begintypsend(&buf);
-	pq_sendbyte(&buf, DECAYED_SUM_VERSION);
+	lm_agg_write_begin(&buf, DECAYED_SUM_VERSION);
 	pq_sendfloat8(&buf, state->sum.sum);
 	pq_sendfloat8(&buf, state->sum.compensation);
 	pq_sendint64(&buf, state->at);
 	pq_sendint64(&buf, state->half_life_us);
 	pq_sendbyte(&buf, state->seen ? 1 : 0);
-	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+	PG_RETURN_BYTEA_P(lm_agg_write_end(&buf));
 }
 
+/* in the per-call context, as every deserialised state (src/pg/agg_state.h) */
 PG_FUNCTION_INFO_V1(leadmgmt_decayed_sum_deserialize);
 Datum
 leadmgmt_decayed_sum_deserialize(PG_FUNCTION_ARGS)
 {
-	bytea	   *raw = PG_GETARG_BYTEA_PP(0);
-	MemoryContext aggcontext = lm_aggregate_context(fcinfo, "decayed_sum_deserialize");
 	DecayedSumState *state;
-	StringInfoData buf;
+	LmAggReader r;
 
-	if (VARSIZE_ANY_EXHDR(raw) != 1 + 8 * 4 + 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("invalid decayed_sum state: %zu bytes", (size_t) VARSIZE_ANY_EXHDR(raw))));
-	buf.data = VARDATA_ANY(raw);
-	buf.len = VARSIZE_ANY_EXHDR(raw);
-	buf.maxlen = buf.len;
-	buf.cursor = 0;
-	if (pq_getmsgbyte(&buf) != DECAYED_SUM_VERSION)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("invalid decayed_sum state: unknown version")));
-	state = MemoryContextAllocZero(aggcontext, sizeof(DecayedSumState));
-	state->sum.sum = pq_getmsgfloat8(&buf);
-	state->sum.compensation = pq_getmsgfloat8(&buf);
-	state->at = pq_getmsgint64(&buf);
-	state->half_life_us = pq_getmsgint64(&buf);
-	state->seen = pq_getmsgbyte(&buf) != 0;
+	(void) lm_aggregate_context(fcinfo, "decayed_sum_deserialize");
+	lm_agg_read_begin(&r, PG_GETARG_BYTEA_PP(0), DECAYED_SUM_VERSION, "decayed_sum");
+	state = palloc0(sizeof(DecayedSumState));
+	state->sum.sum = lm_agg_read_float8(&r);
+	state->sum.compensation = lm_agg_read_float8(&r);
+	state->at = lm_agg_read_int64(&r);
+	state->half_life_us = lm_agg_read_int64(&r);
+	state->seen = lm_agg_read_byte(&r) != 0;
 	state->constants_set = true;
+	lm_agg_read_end(&r);
 	if (state->half_life_us < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("invalid decayed_sum state: negative half-life")));
+		lm_agg_bad_state(&r, "Negative half-life.");
 	PG_RETURN_POINTER(state);
 }
 

@@ -13,22 +13,19 @@
  * mistaken for a poor fit); grade is A/B/C/D by the settings fit_grade_a,
  * fit_grade_b, fit_grade_c.
  *
- * The rules and thresholds are cached per session (FitCache, copies in a
- * context under CacheMemoryContext), dropped by a relcache callback when
- * leadmgmt.fit_rule or leadmgmt.setting change.  Evaluating a lead is
+ * The rules and thresholds are cached per session (FitCache, a lookup cache
+ * of src/pg/lookup_cache.h), dropped when leadmgmt.fit_rule or
+ * leadmgmt.setting change.  Evaluating a lead is
  * O(rules), one hash lookup in the jsonb object per rule.
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
-#include "utils/inval.h"
 #include "utils/jsonb.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
@@ -54,7 +51,6 @@ typedef struct FitRule
 
 typedef struct FitCache
 {
-	MemoryContext context;
 	int			nrules;
 	FitRule    *rules;
 	float8		grade_a;
@@ -62,67 +58,52 @@ typedef struct FitCache
 	float8		grade_c;
 } FitCache;
 
-static FitCache *fit_cache = NULL;
-static Oid	fit_rule_relid = InvalidOid;
-static Oid	setting_relid = InvalidOid;
-static bool fit_callback_registered = false;
-
-static void
-fit_cache_callback(Datum arg, Oid relid)
+/* the active rules and grade thresholds, read in cxt (src/pg/lookup_cache.h) */
+static void *
+build_fit_cache(MemoryContext cxt)
 {
-	if (fit_cache != NULL &&
-		(relid == InvalidOid || relid == fit_rule_relid || relid == setting_relid))
-	{
-		MemoryContextDelete(fit_cache->context);
-		fit_cache = NULL;
-	}
-}
-
-static FitCache *
-load_fit_cache(void)
-{
-	Oid			nsp = lm_schema_oid();
-	MemoryContext cxt;
-	FitCache   *cache;
+	static SPIPlanPtr grades_plan = NULL;
+	static SPIPlanPtr rules_plan = NULL;
+	FitCache   *cache = MemoryContextAllocZero(cxt, sizeof(FitCache));
+	HeapTuple	tup;
+	TupleDesc	desc;
 	uint64		i;
 	bool		isnull;
 
-	if (!fit_callback_registered)
-	{
-		CacheRegisterRelcacheCallback(fit_cache_callback, (Datum) 0);
-		fit_callback_registered = true;
-	}
-	fit_rule_relid = get_relname_relid("fit_rule", nsp);
-	setting_relid = get_relname_relid("setting", nsp);
-
-	cxt = AllocSetContextCreate(CacheMemoryContext, "leadmgmt fit cache", ALLOCSET_SMALL_SIZES);
-	cache = MemoryContextAllocZero(cxt, sizeof(FitCache));
-	cache->context = cxt;
-
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT leadmgmt.get_setting('fit_grade_a')::pg_catalog.float8, "
-					"leadmgmt.get_setting('fit_grade_b')::pg_catalog.float8, "
-					"leadmgmt.get_setting('fit_grade_c')::pg_catalog.float8", true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(lm_kept_plan(&grades_plan,
+									  "SELECT leadmgmt.get_setting('fit_grade_a')::pg_catalog.float8, "
+									  "leadmgmt.get_setting('fit_grade_b')::pg_catalog.float8, "
+									  "leadmgmt.get_setting('fit_grade_c')::pg_catalog.float8",
+									  0, NULL),
+						 NULL, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the fit grade settings");
-	cache->grade_a = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	cache->grade_b = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	cache->grade_c = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	cache->grade_a = DatumGetFloat8(SPI_getbinval(tup, desc, 1, &isnull));
+	cache->grade_b = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &isnull));
+	cache->grade_c = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &isnull));
 
-	if (SPI_execute("SELECT r.attribute, r.op, r.value, r.min_value, r.max_value, r.points "
-					"FROM leadmgmt.fit_rule r WHERE r.active ORDER BY r.id", true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(lm_kept_plan(&rules_plan,
+									  "SELECT r.attribute, r.op, r.value, r.min_value, r.max_value, r.points "
+									  "FROM leadmgmt.fit_rule r WHERE r.active ORDER BY r.id",
+									  0, NULL),
+						 NULL, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read leadmgmt.fit_rule");
 	cache->nrules = (int) SPI_processed;
 	cache->rules = MemoryContextAllocZero(cxt, sizeof(FitRule) * Max(cache->nrules, 1));
+	desc = SPI_tuptable->tupdesc;
 	for (i = 0; i < SPI_processed; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
 		FitRule    *rule = &cache->rules[i];
-		char	   *op = SPI_getvalue(tup, desc, 2);
-		MemoryContext old = MemoryContextSwitchTo(cxt);
+		char	   *op;
+		MemoryContext old;
 		Datum		d;
 
+		tup = SPI_tuptable->vals[i];
+		op = SPI_getvalue(tup, desc, 2);
+		old = MemoryContextSwitchTo(cxt);
 		rule->attribute = pstrdup(SPI_getvalue(tup, desc, 1));
 		rule->op = strcmp(op, "eq") == 0 ? FIT_EQ : strcmp(op, "in") == 0 ? FIT_IN : FIT_BETWEEN;
 		d = SPI_getbinval(tup, desc, 3, &isnull);
@@ -135,14 +116,15 @@ load_fit_cache(void)
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();
-	fit_cache = cache;
 	return cache;
 }
+
+static LmLookupCache fit_cache = {"leadmgmt fit cache", {"fit_rule", "setting", NULL}, build_fit_cache};
 
 static FitCache *
 get_fit_cache(void)
 {
-	return fit_cache ? fit_cache : load_fit_cache();
+	return (FitCache *) lm_lookup_cache_get(&fit_cache);
 }
 
 static bool

@@ -1,6 +1,8 @@
 /*
  * leadmgmt.c
- *		Module entry point and helpers shared by every capability.
+ *		Module entry point, the actor setting and the protect_builtin
+ *		trigger.  The helpers shared by every capability (aggregate states,
+ *		kept plans, run-as-owner, caches, trigger checks) are in src/pg/.
  *
  * _PG_init defines the leadmgmt.* settings that belong in postgresql.conf or
  * SET (today only leadmgmt.actor; everything else lives in the
@@ -67,89 +69,6 @@ Oid
 lm_schema_oid(void)
 {
 	return get_namespace_oid(LEADMGMT_SCHEMA, false);
-}
-
-/*
- * The memory context an aggregate support function must keep its state in;
- * a clear error when it is called outside an aggregate.
- */
-MemoryContext
-lm_aggregate_context(FunctionCallInfo fcinfo, const char *funcname)
-{
-	MemoryContext aggcontext;
-
-	if (!AggCheckCallContext(fcinfo, &aggcontext))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("%s called in non-aggregate context", funcname)));
-	return aggcontext;
-}
-
-/*
- * The growable arrays of the aggregate states: make room for need elements
- * of elem_size bytes in array (NULL for none yet), at least min_elems and at
- * least doubling, so appends are O(1) amortised; past max_elems a clear
- * 54000 rather than an allocation failure.  Returns the (moved) array.
- */
-void *
-lm_grow_array(MemoryContext cxt, void *array, int64 *capacity, int64 need,
-			  Size elem_size, int64 min_elems, int64 max_elems,
-			  const char *aggname, const char *what)
-{
-	int64		cap;
-
-	if (need <= *capacity)
-		return array;
-	if (need > max_elems)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("%s can hold at most " INT64_FORMAT " %s per group",
-						aggname, max_elems, what)));
-	cap = Min(Max(need, Max(*capacity * 2, min_elems)), max_elems);
-	array = array == NULL ? MemoryContextAllocHuge(cxt, cap * elem_size)
-		: repalloc_huge(array, cap * elem_size);
-	*capacity = cap;
-	return array;
-}
-
-/*
- * Fail clearly when one of our trigger functions is attached the wrong way,
- * as contrib's trigger modules do.
- */
-void
-lm_check_trigger_context(FunctionCallInfo fcinfo, const char *funcname,
-						 bool want_before, bool want_row)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("%s: not called by trigger manager", funcname)));
-	if (want_before != (bool) TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
-		want_row != (bool) TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("%s: must be fired %s %s", funcname,
-						want_before ? "BEFORE" : "AFTER",
-						want_row ? "FOR EACH ROW" : "FOR EACH STATEMENT")));
-}
-
-/*
- * The attribute number of a column our trigger needs, or a clear error when
- * the trigger was attached to a table without it.
- */
-int
-lm_column(Relation rel, const char *colname)
-{
-	int			attnum = SPI_fnumber(RelationGetDescr(rel), colname);
-
-	if (attnum <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("table \"%s\" has no column \"%s\"",
-						RelationGetRelationName(rel), colname)));
-	return attnum;
 }
 
 static bool

@@ -16,6 +16,15 @@
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
+/* the shared PostgreSQL layer (src/pg/, doc/design.md) */
+#include "pg/agg_state.h"
+#include "pg/as_owner.h"
+#include "pg/grow_array.h"
+#include "pg/kept_plan.h"
+#include "pg/lookup_cache.h"
+#include "pg/merged_into.h"
+#include "pg/trigger.h"
+
 #define ERRCODE_LM_FORBIDDEN_TRANSITION	MAKE_SQLSTATE('L','M','0','0','1')
 #define ERRCODE_LM_UNKNOWN_STAGE		MAKE_SQLSTATE('L','M','0','0','2')
 #define ERRCODE_LM_OUT_OF_ORDER			MAKE_SQLSTATE('L','M','0','0','3')
@@ -30,13 +39,6 @@
 extern char *leadmgmt_actor;
 extern const char *lm_current_actor(void);
 extern Oid	lm_schema_oid(void);
-extern int	lm_column(Relation rel, const char *colname);
-extern MemoryContext lm_aggregate_context(FunctionCallInfo fcinfo, const char *funcname);
-extern void *lm_grow_array(MemoryContext cxt, void *array, int64 *capacity, int64 need,
-						   Size elem_size, int64 min_elems, int64 max_elems,
-						   const char *aggname, const char *what);
-extern void lm_check_trigger_context(FunctionCallInfo fcinfo, const char *funcname,
-									 bool want_before, bool want_row);
 
 /* stage.c */
 extern Datum lm_set_stage(int64 lead_id, const char *stage, const char *reason,

@@ -1,26 +1,29 @@
 /*
  * learned.c
- *		Learned scoring: logistic regression, prediction and ROC AUC as
- *		PostgreSQL aggregates (doc/learned-scoring.md).
+ *		Learned scoring: logistic regression and prediction as PostgreSQL
+ *		aggregates and functions (doc/learned-scoring.md); ROC AUC is in
+ *		auc.c.
  *
- * The numerical work is in src/core/logreg.c and src/core/auc.c; this file
- * is the PostgreSQL glue: argument checks, aggregate states, parallel
- * combine/serialise, errors.
+ * The numerical work is in src/core/logreg.c; this file is the PostgreSQL
+ * glue: argument checks, aggregate states, parallel combine/serialise,
+ * errors.
  *
  * leadmgmt.logreg(label, features [, l2]) and logreg_summary(...) share one
  * transition state, LogregState, in the aggregate memory context:
  *
  *		p		features per row, -1 until the first row fixes it
  *		l2		penalty, captured from the first row (0 for the 2-argument form)
- *		n, cap	rows stored / rows allocated
+ *		n		rows stored
+ *		xcap, ycap
+ *				rows allocated in x and in y
  *		x		n * p float8, row-major (a "huge" allocation: may pass 1 GB)
  *		y		n labels, 0 or 1
  *
- * Invariants: n <= cap; every stored feature is finite.  Rows whose label
- * or feature array is NULL are skipped.  Memory: 8 p + 1 bytes per row, and
- * up to twice that while the buffer doubles (1 M rows x 50 features: about
- * 400 MB).  Add: amortised O(p); combine: O(n p) copy (concatenation);
- * final: O(iterations n (p+1)^2) Newton steps, typically 5 to 10.  A
+ * Invariants: n <= xcap and n <= ycap; every stored feature is finite.
+ * Rows whose label or feature array is NULL are skipped.  Memory: 8 p + 1
+ * bytes per row, and up to twice that while the buffers double (1 M rows x
+ * 50 features: about 400 MB).  Add: amortised O(p); combine: O(n p) copy
+ * (concatenation); final: O(iterations n (p+1)^2) Newton steps, typically 5 to 10.  A
  * serialised partial state must stay under 1 GB (bytea limit): past that,
  * use the O(p^2)-state driver leadmgmt.logreg_train().
  *
@@ -29,11 +32,6 @@
  * first row and the lr_step accumulator of src/core/logreg.h (rows,
  * positives, negative log-likelihood, misclassified rows, gradient, X'WX):
  * O((p+1)^2) memory, add O((p+1)^2), combine O((p+1)^2).
- *
- * leadmgmt.auc(score, label): AucState keeps the scores of positive and
- * negative rows in two growable float8 arrays (8 bytes per row); combine
- * appends; the final function sorts them in place (FINALFUNC_MODIFY =
- * READ_WRITE) and counts pairs exactly: O(n log n).
  */
 #include "postgres.h"
 
@@ -50,7 +48,6 @@
 #include "utils/memutils.h"
 
 #include "leadmgmt.h"
-#include "auc.h"
 #include "logreg.h"
 
 /* custom SQLSTATEs of this capability (doc/errors.md) */
@@ -61,17 +58,17 @@
 /* the Hessian is (p+1)^2 doubles: 1000 features is 8 MB and slow enough */
 #define LOGREG_MAX_FEATURES 1000
 
-/* serialised state format versions */
-#define LOGREG_STATE_MAGIC	0x4C4D4C31	/* "LML1" */
-#define LOGREG_STEP_MAGIC	0x4C4D5331	/* "LMS1" */
-#define AUC_STATE_MAGIC		0x4C4D4131	/* "LMA1" */
+/* serialised state versions (the format of src/pg/agg_state.h) */
+#define LOGREG_STATE_VERSION	1
+#define LOGREG_STEP_VERSION		1
 
 typedef struct LogregState
 {
 	int32		p;
 	double		l2;
 	int64		n;
-	int64		cap;
+	int64		xcap;
+	int64		ycap;
 	double	   *x;
 	uint8	   *y;
 } LogregState;
@@ -82,16 +79,6 @@ typedef struct LogregStepState
 	double	   *beta;			/* k */
 	double	   *acc;			/* lr_step_size(k) */
 } LogregStepState;
-
-typedef struct AucState
-{
-	int64		npos,
-				nneg,
-				cappos,
-				capneg;
-	double	   *pos;
-	double	   *neg;
-} AucState;
 
 /* ---------------------------------------------------------------------
  * helpers
@@ -296,36 +283,16 @@ logreg_new(MemoryContext ctx, int p, double l2)
 	return s;
 }
 
-/* make room for extra more rows, doubling */
+/* make room for extra more rows */
 static void
 logreg_reserve(MemoryContext ctx, LogregState *s, int64 extra)
 {
-	int64		need = s->n + extra;
-	int64		cap;
-	Size		xbytes;
+	Size		row = sizeof(double) * Max(s->p, 1);
 
-	if (need <= s->cap)
-		return;
-	cap = Max(s->cap * 2, 1024);
-	while (cap < need)
-		cap *= 2;
-	/* features of cap rows must be addressable */
-	if ((double) cap * (double) Max(s->p, 1) * sizeof(double) > (double) (SIZE_MAX / 4))
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("too many rows for the in-memory logistic regression")));
-	xbytes = (Size) cap * (Size) Max(s->p, 1) * sizeof(double);
-	if (s->x == NULL)
-	{
-		s->x = MemoryContextAllocHuge(ctx, xbytes);
-		s->y = MemoryContextAllocHuge(ctx, (Size) cap);
-	}
-	else
-	{
-		s->x = repalloc_huge(s->x, xbytes);
-		s->y = repalloc_huge(s->y, (Size) cap);
-	}
-	s->cap = cap;
+	s->x = lm_grow_array(ctx, s->x, &s->xcap, s->n + extra, row, 1024,
+						 (int64) (MaxAllocHugeSize / row), "logreg", "rows");
+	s->y = lm_grow_array(ctx, s->y, &s->ycap, s->n + extra, 1, 1024,
+						 (int64) (MaxAllocHugeSize / row), "logreg", "rows");
 }
 
 static Datum
@@ -338,11 +305,7 @@ logreg_trans_common(FunctionCallInfo fcinfo, double l2)
 	int			p;
 
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
-	{
-		if (s == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(s);
-	}
+		LM_RETURN_AGG_STATE(s);
 	arr = PG_GETARG_ARRAYTYPE_P(2);
 	v = float8_array(arr, &p, "features", true);
 	check_feature_count(p);
@@ -385,11 +348,7 @@ leadmgmt_logreg_combine(PG_FUNCTION_ARGS)
 	LogregState *b = PG_ARGISNULL(1) ? NULL : (LogregState *) PG_GETARG_POINTER(1);
 
 	if (b == NULL)
-	{
-		if (a == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(a);
-	}
+		LM_RETURN_AGG_STATE(a);
 	if (a == NULL)
 	{
 		/* copy into the aggregate context */
@@ -410,105 +369,65 @@ leadmgmt_logreg_combine(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(a);
 }
 
-/*
- * Serialised: int32 magic, int32 p, float8 l2, int64 n, then n * p float8
- * features and n label bytes.
- */
+/* Serialised: version, int32 p, float8 l2, int64 n, n * p features, n labels */
 PG_FUNCTION_INFO_V1(leadmgmt_logreg_serialize);
 Datum
 leadmgmt_logreg_serialize(PG_FUNCTION_ARGS)
 {
 	LogregState *s = (LogregState *) PG_GETARG_POINTER(0);
-	Size		header = 2 * sizeof(int32) + sizeof(double) + sizeof(int64);
-	double		total;
-	bytea	   *out;
-	char	   *ptr;
+	StringInfoData buf;
+	int64		i;
 
 	(void) lm_aggregate_context(fcinfo, "logreg_serialize");
-	total = (double) header + (double) s->n * ((double) s->p * sizeof(double) + 1);
-	if (total > (double) (MaxAllocSize - VARHDRSZ))
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("logistic regression state of %lld rows x %d features is too large to pass between parallel workers",
-						(long long) s->n, s->p),
-				 errdetail("A serialised partial state is limited to 1 GB."),
-				 errhint("Use leadmgmt.logreg_train(), whose state does not grow with the rows, or SET max_parallel_workers_per_gather = 0.")));
-	out = palloc(VARHDRSZ + (Size) total);
-	SET_VARSIZE(out, VARHDRSZ + (Size) total);
-	ptr = VARDATA(out);
-	{
-		int32		magic = LOGREG_STATE_MAGIC;
-
-		memcpy(ptr, &magic, sizeof(int32));
-		ptr += sizeof(int32);
-	}
-	memcpy(ptr, &s->p, sizeof(int32));
-	ptr += sizeof(int32);
-	memcpy(ptr, &s->l2, sizeof(double));
-	ptr += sizeof(double);
-	memcpy(ptr, &s->n, sizeof(int64));
-	ptr += sizeof(int64);
+	lm_agg_check_size("logreg", (double) s->n * ((double) s->p * sizeof(double) + 1),
+					  "Use leadmgmt.logreg_train(), whose state does not grow with the rows, "
+					  "or SET max_parallel_workers_per_gather = 0.");
+	lm_agg_write_begin(&buf, LOGREG_STATE_VERSION);
+	pq_sendint32(&buf, s->p);
+	pq_sendfloat8(&buf, s->l2);
+	pq_sendint64(&buf, s->n);
+	for (i = 0; i < s->n * s->p; i++)
+		pq_sendfloat8(&buf, s->x[i]);
 	if (s->n > 0)
-	{
-		if (s->p > 0)
-			memcpy(ptr, s->x, sizeof(double) * s->n * s->p);
-		ptr += sizeof(double) * s->n * s->p;
-		memcpy(ptr, s->y, s->n);
-	}
-	PG_RETURN_BYTEA_P(out);
+		pq_sendbytes(&buf, (const char *) s->y, s->n);
+	PG_RETURN_BYTEA_P(lm_agg_write_end(&buf));
 }
 
-static void
-corrupt_state(const char *what)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-			 errmsg("invalid serialised %s state", what)));
-}
-
+/* in the per-call context, as every deserialised state (src/pg/agg_state.h) */
 PG_FUNCTION_INFO_V1(leadmgmt_logreg_deserialize);
 Datum
 leadmgmt_logreg_deserialize(PG_FUNCTION_ARGS)
 {
-	MemoryContext ctx = lm_aggregate_context(fcinfo, "logreg_deserialize");
-	bytea	   *in = PG_GETARG_BYTEA_PP(0);
-	const char *ptr = VARDATA_ANY(in);
-	Size		len = VARSIZE_ANY_EXHDR(in);
-	Size		header = 2 * sizeof(int32) + sizeof(double) + sizeof(int64);
-	int32		magic,
-				p;
+	LmAggReader r;
+	int32		p;
 	double		l2;
 	int64		n,
 				i;
 	LogregState *s;
 
-	if (len < header)
-		corrupt_state("logreg");
-	memcpy(&magic, ptr, sizeof(int32));
-	memcpy(&p, ptr + 4, sizeof(int32));
-	memcpy(&l2, ptr + 8, sizeof(double));
-	memcpy(&n, ptr + 16, sizeof(int64));
-	if (magic != LOGREG_STATE_MAGIC || p < 0 || p > LOGREG_MAX_FEATURES ||
-		!(l2 >= 0) || !isfinite(l2) || n < 0 ||
-		(double) len != (double) header + (double) n * ((double) p * sizeof(double) + 1))
-		corrupt_state("logreg");
-	ptr += header;
-	s = logreg_new(ctx, p, l2);
+	(void) lm_aggregate_context(fcinfo, "logreg_deserialize");
+	lm_agg_read_begin(&r, PG_GETARG_BYTEA_PP(0), LOGREG_STATE_VERSION, "logreg");
+	p = lm_agg_read_int32(&r);
+	l2 = lm_agg_read_float8(&r);
+	n = lm_agg_read_int64(&r);
+	if (p < 0 || p > LOGREG_MAX_FEATURES || !(l2 >= 0) || !isfinite(l2))
+		lm_agg_bad_state(&r, "Feature count or l2 out of range.");
+	if (n < 0 || (double) lm_agg_left(&r) != (double) n * ((double) p * sizeof(double) + 1))
+		lm_agg_bad_state(&r, "Row count does not match the data.");
+	s = logreg_new(CurrentMemoryContext, p, l2);
 	if (n > 0)
 	{
-		logreg_reserve(ctx, s, n);
-		if (p > 0)
-			memcpy(s->x, ptr, sizeof(double) * n * p);
-		ptr += sizeof(double) * n * p;
-		memcpy(s->y, ptr, n);
+		logreg_reserve(CurrentMemoryContext, s, n);
 		for (i = 0; i < n * p; i++)
-			if (!isfinite(s->x[i]))
-				corrupt_state("logreg");
+			if (!isfinite(s->x[i] = lm_agg_read_float8(&r)))
+				lm_agg_bad_state(&r, "A feature is not finite.");
+		memcpy(s->y, lm_agg_read_bytes(&r, n), n);
 		for (i = 0; i < n; i++)
 			if (s->y[i] > 1)
-				corrupt_state("logreg");
+				lm_agg_bad_state(&r, "A label is neither 0 nor 1.");
 		s->n = n;
 	}
+	lm_agg_read_end(&r);
 	PG_RETURN_POINTER(s);
 }
 
@@ -671,11 +590,7 @@ leadmgmt_logreg_step_trans(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("coef must not be null")));
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
-	{
-		if (s == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(s);
-	}
+		LM_RETURN_AGG_STATE(s);
 	x = float8_array(PG_GETARG_ARRAYTYPE_P(2), &p, "features", true);
 	check_feature_count(p);
 	if (s == NULL)
@@ -711,11 +626,7 @@ leadmgmt_logreg_step_combine(PG_FUNCTION_ARGS)
 	LogregStepState *b = PG_ARGISNULL(1) ? NULL : (LogregStepState *) PG_GETARG_POINTER(1);
 
 	if (b == NULL)
-	{
-		if (a == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(a);
-	}
+		LM_RETURN_AGG_STATE(a);
 	if (a == NULL)
 		a = step_new(ctx, b->k, b->beta);
 	else if (a->k != b->k)
@@ -728,61 +639,55 @@ leadmgmt_logreg_step_combine(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(a);
 }
 
-/* Serialised: int32 magic, int32 k, k float8 beta, lr_step_size(k) float8 */
+/* Serialised: version, int32 k, k float8 beta, lr_step_size(k) float8 */
 PG_FUNCTION_INFO_V1(leadmgmt_logreg_step_serialize);
 Datum
 leadmgmt_logreg_step_serialize(PG_FUNCTION_ARGS)
 {
 	LogregStepState *s = (LogregStepState *) PG_GETARG_POINTER(0);
-	Size		len = 2 * sizeof(int32) + sizeof(double) * (s->k + lr_step_size(s->k));
-	bytea	   *out;
-	char	   *ptr;
-	int32		magic = LOGREG_STEP_MAGIC;
+	StringInfoData buf;
+	Size		i;
 
 	(void) lm_aggregate_context(fcinfo, "logreg_step_serialize");
-	out = palloc(VARHDRSZ + len);
-	SET_VARSIZE(out, VARHDRSZ + len);
-	ptr = VARDATA(out);
-	memcpy(ptr, &magic, sizeof(int32));
-	memcpy(ptr + 4, &s->k, sizeof(int32));
-	memcpy(ptr + 8, s->beta, sizeof(double) * s->k);
-	memcpy(ptr + 8 + sizeof(double) * s->k, s->acc, sizeof(double) * lr_step_size(s->k));
-	PG_RETURN_BYTEA_P(out);
+	lm_agg_write_begin(&buf, LOGREG_STEP_VERSION);
+	pq_sendint32(&buf, s->k);
+	for (i = 0; i < (Size) s->k; i++)
+		pq_sendfloat8(&buf, s->beta[i]);
+	for (i = 0; i < lr_step_size(s->k); i++)
+		pq_sendfloat8(&buf, s->acc[i]);
+	PG_RETURN_BYTEA_P(lm_agg_write_end(&buf));
 }
 
+/* in the per-call context, as every deserialised state (src/pg/agg_state.h) */
 PG_FUNCTION_INFO_V1(leadmgmt_logreg_step_deserialize);
 Datum
 leadmgmt_logreg_step_deserialize(PG_FUNCTION_ARGS)
 {
-	MemoryContext ctx = lm_aggregate_context(fcinfo, "logreg_step_deserialize");
-	bytea	   *in = PG_GETARG_BYTEA_PP(0);
-	const char *ptr = VARDATA_ANY(in);
-	Size		len = VARSIZE_ANY_EXHDR(in);
-	int32		magic,
-				k,
-				i;
+	LmAggReader r;
+	int32		k;
+	Size		i;
 	LogregStepState *s;
 
-	if (len < 2 * sizeof(int32))
-		corrupt_state("logreg_step");
-	memcpy(&magic, ptr, sizeof(int32));
-	memcpy(&k, ptr + 4, sizeof(int32));
-	if (magic != LOGREG_STEP_MAGIC || k < 1 || k > LOGREG_MAX_FEATURES + 1 ||
-		len != 2 * sizeof(int32) + sizeof(double) * (k + lr_step_size(k)))
-		corrupt_state("logreg_step");
-	s = MemoryContextAlloc(ctx, sizeof(LogregStepState));
+	(void) lm_aggregate_context(fcinfo, "logreg_step_deserialize");
+	lm_agg_read_begin(&r, PG_GETARG_BYTEA_PP(0), LOGREG_STEP_VERSION, "logreg_step");
+	k = lm_agg_read_int32(&r);
+	if (k < 1 || k > LOGREG_MAX_FEATURES + 1 ||
+		lm_agg_left(&r) != (int64) (sizeof(double) * (k + lr_step_size(k))))
+		lm_agg_bad_state(&r, "Coefficient count does not match the data.");
+	s = palloc(sizeof(LogregStepState));
 	s->k = k;
-	s->beta = MemoryContextAlloc(ctx, sizeof(double) * k);
-	s->acc = MemoryContextAlloc(ctx, sizeof(double) * lr_step_size(k));
-	memcpy(s->beta, ptr + 8, sizeof(double) * k);
-	memcpy(s->acc, ptr + 8 + sizeof(double) * k, sizeof(double) * lr_step_size(k));
-	for (i = 0; i < k; i++)
-		if (!isfinite(s->beta[i]))
-			corrupt_state("logreg_step");
+	s->beta = palloc(sizeof(double) * k);
+	s->acc = palloc(sizeof(double) * lr_step_size(k));
+	for (i = 0; i < (Size) k; i++)
+		if (!isfinite(s->beta[i] = lm_agg_read_float8(&r)))
+			lm_agg_bad_state(&r, "A coefficient is not finite.");
+	for (i = 0; i < lr_step_size(k); i++)
+		s->acc[i] = lm_agg_read_float8(&r);
+	lm_agg_read_end(&r);
 	/* rows >= positives >= 0, misclassified rows <= rows */
 	if (!(s->acc[0] >= 0) || !(s->acc[1] >= 0) || s->acc[1] > s->acc[0] ||
 		!(s->acc[3] >= 0) || s->acc[3] > s->acc[0])
-		corrupt_state("logreg_step");
+		lm_agg_bad_state(&r, "Inconsistent row counts.");
 	PG_RETURN_POINTER(s);
 }
 
@@ -886,149 +791,4 @@ leadmgmt_logreg_step_result(PG_FUNCTION_ARGS)
 	report_status(st, (int64) acc[0], k - 1, l2);
 	return make_result(fcinfo, beta, se, k, -acc[2], cond, (int64) acc[0],
 					   (int64) acc[1], PG_GETARG_INT32(3), l2);
-}
-
-/* ---------------------------------------------------------------------
- * auc
- * --------------------------------------------------------------------- */
-
-static void
-auc_push(MemoryContext ctx, double **arr, int64 *n, int64 *cap, const double *v, int64 m)
-{
-	*arr = lm_grow_array(ctx, *arr, cap, *n + m, sizeof(double), 1024,
-						 (int64) (MaxAllocHugeSize / sizeof(double)), "auc", "scores");
-	memcpy(*arr + *n, v, sizeof(double) * m);
-	*n += m;
-}
-
-PG_FUNCTION_INFO_V1(leadmgmt_auc_trans);
-Datum
-leadmgmt_auc_trans(PG_FUNCTION_ARGS)
-{
-	MemoryContext ctx = lm_aggregate_context(fcinfo, "auc_trans");
-	AucState   *s = PG_ARGISNULL(0) ? NULL : (AucState *) PG_GETARG_POINTER(0);
-	double		score;
-
-	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
-	{
-		if (s == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(s);
-	}
-	score = PG_GETARG_FLOAT8(1);
-	if (isnan(score))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("auc score must not be NaN"),
-				 errhint("Scores are ranked; NaN has no rank.  Filter such rows out or map them to a value.")));
-	if (s == NULL)
-		s = MemoryContextAllocZero(ctx, sizeof(AucState));
-	if (PG_GETARG_BOOL(2))
-		auc_push(ctx, &s->pos, &s->npos, &s->cappos, &score, 1);
-	else
-		auc_push(ctx, &s->neg, &s->nneg, &s->capneg, &score, 1);
-	PG_RETURN_POINTER(s);
-}
-
-PG_FUNCTION_INFO_V1(leadmgmt_auc_combine);
-Datum
-leadmgmt_auc_combine(PG_FUNCTION_ARGS)
-{
-	MemoryContext ctx = lm_aggregate_context(fcinfo, "auc_combine");
-	AucState   *a = PG_ARGISNULL(0) ? NULL : (AucState *) PG_GETARG_POINTER(0);
-	AucState   *b = PG_ARGISNULL(1) ? NULL : (AucState *) PG_GETARG_POINTER(1);
-
-	if (b == NULL)
-	{
-		if (a == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(a);
-	}
-	if (a == NULL)
-		a = MemoryContextAllocZero(ctx, sizeof(AucState));
-	if (b->npos > 0)
-		auc_push(ctx, &a->pos, &a->npos, &a->cappos, b->pos, b->npos);
-	if (b->nneg > 0)
-		auc_push(ctx, &a->neg, &a->nneg, &a->capneg, b->neg, b->nneg);
-	PG_RETURN_POINTER(a);
-}
-
-/* Serialised: int32 magic, int32 zero, int64 npos, int64 nneg, scores */
-PG_FUNCTION_INFO_V1(leadmgmt_auc_serialize);
-Datum
-leadmgmt_auc_serialize(PG_FUNCTION_ARGS)
-{
-	AucState   *s = (AucState *) PG_GETARG_POINTER(0);
-	double		total = 24.0 + 8.0 * ((double) s->npos + (double) s->nneg);
-	bytea	   *out;
-	char	   *ptr;
-	int32		hdr[2] = {AUC_STATE_MAGIC, 0};
-
-	(void) lm_aggregate_context(fcinfo, "auc_serialize");
-	if (total > (double) (MaxAllocSize - VARHDRSZ))
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("auc state of %lld rows is too large to pass between parallel workers",
-						(long long) (s->npos + s->nneg)),
-				 errhint("SET max_parallel_workers_per_gather = 0 for this query.")));
-	out = palloc(VARHDRSZ + (Size) total);
-	SET_VARSIZE(out, VARHDRSZ + (Size) total);
-	ptr = VARDATA(out);
-	memcpy(ptr, hdr, 8);
-	memcpy(ptr + 8, &s->npos, 8);
-	memcpy(ptr + 16, &s->nneg, 8);
-	if (s->npos > 0)
-		memcpy(ptr + 24, s->pos, 8 * s->npos);
-	if (s->nneg > 0)
-		memcpy(ptr + 24 + 8 * s->npos, s->neg, 8 * s->nneg);
-	PG_RETURN_BYTEA_P(out);
-}
-
-PG_FUNCTION_INFO_V1(leadmgmt_auc_deserialize);
-Datum
-leadmgmt_auc_deserialize(PG_FUNCTION_ARGS)
-{
-	MemoryContext ctx = lm_aggregate_context(fcinfo, "auc_deserialize");
-	bytea	   *in = PG_GETARG_BYTEA_PP(0);
-	const char *ptr = VARDATA_ANY(in);
-	Size		len = VARSIZE_ANY_EXHDR(in);
-	int32		hdr[2];
-	int64		npos,
-				nneg,
-				i;
-	AucState   *s;
-
-	if (len < 24)
-		corrupt_state("auc");
-	memcpy(hdr, ptr, 8);
-	memcpy(&npos, ptr + 8, 8);
-	memcpy(&nneg, ptr + 16, 8);
-	if (hdr[0] != AUC_STATE_MAGIC || hdr[1] != 0 || npos < 0 || nneg < 0 ||
-		(double) len != 24.0 + 8.0 * ((double) npos + (double) nneg))
-		corrupt_state("auc");
-	s = MemoryContextAllocZero(ctx, sizeof(AucState));
-	if (npos > 0)
-		auc_push(ctx, &s->pos, &s->npos, &s->cappos, (const double *) (ptr + 24), npos);
-	if (nneg > 0)
-		auc_push(ctx, &s->neg, &s->nneg, &s->capneg, (const double *) (ptr + 24 + 8 * npos), nneg);
-	for (i = 0; i < s->npos; i++)
-		if (isnan(s->pos[i]))
-			corrupt_state("auc");
-	for (i = 0; i < s->nneg; i++)
-		if (isnan(s->neg[i]))
-			corrupt_state("auc");
-	PG_RETURN_POINTER(s);
-}
-
-PG_FUNCTION_INFO_V1(leadmgmt_auc_final);
-Datum
-leadmgmt_auc_final(PG_FUNCTION_ARGS)
-{
-	AucState   *s = PG_ARGISNULL(0) ? NULL : (AucState *) PG_GETARG_POINTER(0);
-
-	(void) lm_aggregate_context(fcinfo, "auc_final");
-	/* undefined without both classes */
-	if (s == NULL || s->npos == 0 || s->nneg == 0)
-		PG_RETURN_NULL();
-	PG_RETURN_FLOAT8(lm_auc(s->pos, (size_t) s->npos, s->neg, (size_t) s->nneg));
 }

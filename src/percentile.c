@@ -12,7 +12,8 @@
  * is the value percentile_cont returns: the same two rows, interpolated with
  * PostgreSQL's own interval arithmetic.
  *
- * State (PctState, type internal), allocated in the aggregate context:
+ * State (PctState, type internal), in the aggregate context (a deserialised
+ * one in the per-call context, src/pg/agg_state.h):
  *	fractions	the fractions of the group's first row, each in [0, 1]; a
  *				later row (or a partial state being combined) with other
  *				fractions is an error (22023)
@@ -22,9 +23,11 @@
  *	values		every non-NULL value; nvalues <= capacity
  *
  * Cost: transition O(1) amortised; combine O(size of the second state);
- * serialise/deserialise O(size); final O(n) expected per fraction on a copy
- * of the values (FINALFUNC_MODIFY = READ_ONLY: the state is left as it was,
- * so the aggregate also runs as a window function).
+ * serialise/deserialise O(size) (the common format of src/pg/agg_state.h:
+ * version, fraction count, fractions, value count, values); final O(n)
+ * expected per fraction on a copy of the values (FINALFUNC_MODIFY =
+ * READ_ONLY: the state is left as it was, so the aggregate also runs as a
+ * window function).
  */
 #include "postgres.h"
 
@@ -45,8 +48,7 @@
 #define PCT_STATE_VERSION	1
 #define PCT_MAX_FRACTIONS	100
 #define PCT_MAX_VALUES		((int64) (MaxAllocHugeSize / sizeof(LmSpan)) - 1)
-/* serialised: version, fraction count, fractions, value count, values */
-#define PCT_SERIAL_VALUE	(8 + 4 + 4)
+#define PCT_SERIAL_VALUE	(8 + 4 + 4)	/* bytes per serialised value */
 
 typedef struct PctState
 {
@@ -65,9 +67,9 @@ PG_FUNCTION_INFO_V1(leadmgmt_interval_percentiles_deserialize);
 PG_FUNCTION_INFO_V1(leadmgmt_interval_percentiles_final);
 
 static PctState *
-new_state(MemoryContext aggcxt)
+new_state(MemoryContext cxt)
 {
-	PctState   *state = MemoryContextAllocZero(aggcxt, sizeof(PctState));
+	PctState   *state = MemoryContextAllocZero(cxt, sizeof(PctState));
 
 	state->nfractions = -1;		/* not captured yet */
 	return state;
@@ -150,9 +152,9 @@ capture_fractions(PctState *state, MemoryContext aggcxt, Datum arg)
 }
 
 static void
-reserve(PctState *state, MemoryContext aggcxt, int64 more)
+reserve(PctState *state, MemoryContext cxt, int64 more)
 {
-	state->values = lm_grow_array(aggcxt, state->values, &state->capacity,
+	state->values = lm_grow_array(cxt, state->values, &state->capacity,
 								  state->nvalues + more, sizeof(LmSpan), 64, PCT_MAX_VALUES,
 								  "interval_percentiles", "values");
 }
@@ -189,11 +191,7 @@ leadmgmt_interval_percentiles_combine(PG_FUNCTION_ARGS)
 	PctState   *b = PG_ARGISNULL(1) ? NULL : (PctState *) PG_GETARG_POINTER(1);
 
 	if (b == NULL || b->nfractions < 0)
-	{
-		if (a == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(a);
-	}
+		LM_RETURN_AGG_STATE(a);
 	if (a == NULL)
 		a = new_state(aggcxt);
 	if (a->nfractions < 0)
@@ -221,13 +219,8 @@ leadmgmt_interval_percentiles_serialize(PG_FUNCTION_ARGS)
 
 	(void) lm_aggregate_context(fcinfo, "interval_percentiles_serialize");
 	state = (PctState *) PG_GETARG_POINTER(0);
-	if ((Size) state->nvalues * PCT_SERIAL_VALUE > MaxAllocSize - 1024)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("interval_percentiles state too large to pass between parallel workers"),
-				 errhint("Run the query without parallel workers (max_parallel_workers_per_gather = 0).")));
-	pq_begintypsend(&buf);
-	pq_sendbyte(&buf, PCT_STATE_VERSION);
+	lm_agg_check_size("interval_percentiles", (double) state->nvalues * PCT_SERIAL_VALUE, NULL);
+	lm_agg_write_begin(&buf, PCT_STATE_VERSION);
 	pq_sendint32(&buf, state->nfractions);
 	for (i = 0; i < state->nfractions; i++)
 		pq_sendfloat8(&buf, state->fractions[i]);
@@ -238,75 +231,51 @@ leadmgmt_interval_percentiles_serialize(PG_FUNCTION_ARGS)
 		pq_sendint32(&buf, state->values[i].day);
 		pq_sendint32(&buf, state->values[i].month);
 	}
-	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+	PG_RETURN_BYTEA_P(lm_agg_write_end(&buf));
 }
 
-static void
-bad_state(const char *detail)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-			 errmsg("invalid interval_percentiles aggregate state"),
-			 errdetail("%s", detail)));
-}
-
+/* in the per-call context, as every deserialised state (src/pg/agg_state.h) */
 Datum
 leadmgmt_interval_percentiles_deserialize(PG_FUNCTION_ARGS)
 {
-	/*
-	 * In the per-call context, not the aggregate's: the combine function
-	 * copies what it keeps, so the leader does not hold each worker's values
-	 * twice.
-	 */
-	MemoryContext aggcxt = CurrentMemoryContext;
-	bytea	   *raw = PG_GETARG_BYTEA_PP(0);
-	StringInfoData buf;
+	MemoryContext callcxt = CurrentMemoryContext;
+	LmAggReader r;
 	PctState   *state;
 	int32		nfractions;
 	int64		nvalues,
 				i;
 
 	(void) lm_aggregate_context(fcinfo, "interval_percentiles_deserialize");
-	buf.data = VARDATA_ANY(raw);
-	buf.len = VARSIZE_ANY_EXHDR(raw);
-	buf.maxlen = buf.len;
-	buf.cursor = 0;
-
-	/* check every length before pq_getmsg* reads (it would say "message") */
-	if (buf.len < 1 + 4 || pq_getmsgbyte(&buf) != PCT_STATE_VERSION)
-		bad_state("unknown version or truncated header");
-	nfractions = pq_getmsgint(&buf, 4);
+	lm_agg_read_begin(&r, PG_GETARG_BYTEA_PP(0), PCT_STATE_VERSION, "interval_percentiles");
+	nfractions = lm_agg_read_int32(&r);
 	if (nfractions < -1 || nfractions > PCT_MAX_FRACTIONS || nfractions == 0)
-		bad_state("fraction count out of range");
-	if (buf.len - buf.cursor < (int64) Max(nfractions, 0) * 8 + 8)
-		bad_state("truncated fractions");
-	state = new_state(aggcxt);
+		lm_agg_bad_state(&r, "Fraction count out of range.");
+	state = new_state(callcxt);
 	state->nfractions = nfractions;
 	for (i = 0; i < nfractions; i++)
 	{
-		double		f = pq_getmsgfloat8(&buf);
+		double		f = lm_agg_read_float8(&r);
 
 		if (!(f >= 0 && f <= 1))
-			bad_state("fraction out of range");
+			lm_agg_bad_state(&r, "Fraction out of range.");
 		state->fractions[i] = f;
 	}
-	nvalues = pq_getmsgint64(&buf);
-	if (nvalues < 0 || nvalues > PCT_MAX_VALUES ||
-		(nvalues > 0 && nfractions < 0) ||
-		buf.len - buf.cursor != nvalues * PCT_SERIAL_VALUE)
-		bad_state("value count does not match the data");
+	nvalues = lm_agg_read_int64(&r);
+	if (nvalues < 0 || nvalues > PCT_MAX_VALUES || (nvalues > 0 && nfractions < 0) ||
+		lm_agg_left(&r) != nvalues * PCT_SERIAL_VALUE)
+		lm_agg_bad_state(&r, "Value count does not match the data.");
 	if (nvalues > 0)
 	{
-		reserve(state, aggcxt, nvalues);
+		reserve(state, callcxt, nvalues);
 		for (i = 0; i < nvalues; i++)
 		{
-			state->values[i].time = pq_getmsgint64(&buf);
-			state->values[i].day = pq_getmsgint(&buf, 4);
-			state->values[i].month = pq_getmsgint(&buf, 4);
+			state->values[i].time = lm_agg_read_int64(&r);
+			state->values[i].day = lm_agg_read_int32(&r);
+			state->values[i].month = lm_agg_read_int32(&r);
 		}
 		state->nvalues = nvalues;
 	}
-	pq_getmsgend(&buf);
+	lm_agg_read_end(&r);
 	PG_RETURN_POINTER(state);
 }
 

@@ -3,7 +3,7 @@
  *		Incremental behaviour scoring: points on activity rows, decayed lead
  *		scores, caps, and the automatic hand-off to sales.
  *
- * Two triggers on leadmgmt.activity share the work (DESIGN.md):
+ * Two triggers on leadmgmt.activity share the work (doc/design.md):
  *
  *	activity_score_row (BEFORE INSERT, FOR EACH ROW)
  *		Matches the row against the cached rules in C and sets points to the

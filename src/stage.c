@@ -2,7 +2,7 @@
  * stage.c
  *		The stage machine: validated, audited moves along the demand waterfall.
  *
- * Triggers on leadmgmt.lead split the work as DESIGN.md asks:
+ * Triggers on leadmgmt.lead split the work as doc/design.md says:
  *
  *	lead_stage_check	BEFORE INSERT OR UPDATE OF stage, FOR EACH ROW.
  *		Validates the entry stage of a new lead or the move of an existing

@@ -70,7 +70,10 @@ AS $$
 	('stale_after',        '30 days',         'interval', 'an open lead without activity this long is stale'),
 	('queue_min_score',    '50',              'float8',   're-engaged leads scoring at least this join the sales queue'),
 	('reporting_timezone', 'UTC',             'timezone', 'time zone in which funnel cohorts and months are computed'),
-	('rls_by_owner',       'off',             'boolean',  'row-level security: sales roles see only the leads they own')
+	('rls_by_owner',       'off',             'boolean',  'row-level security: sales roles see only the leads they own'),
+	('nurture_min_gap',    '3 days',          'interval', 'frequency cap: at most one nurture touch per lead within this interval, across tracks'),
+	('nurture_horizon',    '90 days',         'interval', 'nurture conversions count within this interval after enrolment'),
+	('nurture_convert_stage', 'mql',          'stage',    'a nurtured lead converts when it enters this stage or a higher-ranked one (not of category lost)')
 $$;
 COMMENT ON FUNCTION leadmgmt.setting_defaults() IS
 	'Every leadmgmt setting with its built-in default, type and meaning';
@@ -144,6 +147,11 @@ BEGIN
 		WHEN 'timezone' THEN
 			PERFORM now() AT TIME ZONE value;
 			canonical := value;
+		WHEN 'stage' THEN
+			IF (SELECT count(*) FROM leadmgmt.stage st WHERE st.name = value) = 0 THEN
+				RAISE EXCEPTION 'unknown stage';
+			END IF;
+			canonical := value;
 		WHEN 'channel' THEN
 			IF value !~ '^[a-z_][a-z0-9_]{0,62}$' THEN
 				RAISE EXCEPTION 'not a simple identifier';
@@ -159,6 +167,7 @@ BEGIN
 			          WHEN 'interval' THEN 'Give a positive interval such as ''14 days''.'
 			          WHEN 'boolean'  THEN 'Give on or off.'
 			          WHEN 'timezone' THEN 'Give a time zone name from pg_timezone_names, such as ''Asia/Tokyo''.'
+			          WHEN 'stage'    THEN 'Give the name of a stage in leadmgmt.stage, such as ''mql''.'
 			          ELSE 'Give a lower-case identifier of at most 63 characters.' END;
 	END;
 	INSERT INTO leadmgmt.setting AS s (key, value) VALUES (set_setting.key, canonical)

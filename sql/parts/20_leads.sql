@@ -106,7 +106,7 @@ SELECT pg_catalog.pg_extension_config_dump('leadmgmt.lead_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('leadmgmt.stage_history', '');
 SELECT pg_catalog.pg_extension_config_dump('leadmgmt.stage_history_id_seq', '');
 
--- Validation before the row is written, bookkeeping after (DESIGN.md).
+-- Validation before the row is written, bookkeeping after (doc/design.md).
 CREATE FUNCTION leadmgmt.lead_stage_check()
 RETURNS trigger
 LANGUAGE c

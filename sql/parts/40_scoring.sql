@@ -262,7 +262,7 @@ AS 'MODULE_PATHNAME', 'leadmgmt_decay';
 COMMENT ON FUNCTION leadmgmt.decay(float8, timestamptz, bigint, timestamptz) IS
 	'points * 2^-((at - ts) / half_life) for at >= ts, else points; half_life_us 0 = no decay';
 
--- decayed_sum(points, ts, half_life, at): the aggregate of DESIGN.md
+-- decayed_sum(points, ts, half_life, at): the aggregate of doc/design.md
 CREATE FUNCTION leadmgmt.decayed_sum_trans(internal, float8, timestamptz, interval, timestamptz)
 RETURNS internal LANGUAGE c PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'leadmgmt_decayed_sum_trans';

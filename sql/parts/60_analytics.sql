@@ -44,7 +44,7 @@ COMMENT ON AGGREGATE leadmgmt.interval_percentiles(interval, float8[]) IS
 	'For each fraction, exactly what percentile_cont(fraction) WITHIN GROUP (ORDER BY value) returns, by selection instead of a sort; NULL values skipped; NULL for no values';
 
 -- Conversion along next_stage without joining the history to itself
--- (src/conversion.c): one scan collects the entries, a radix sort by lead
+-- (src/stage_conversions.c): one scan collects the entries, a radix sort by lead
 -- puts each lead's entries together.
 CREATE FUNCTION leadmgmt.stage_conversions_trans(internal, bigint, text, timestamptz, text[], text[])
 RETURNS internal LANGUAGE c PARALLEL SAFE

@@ -71,12 +71,17 @@ DECLARE
 	-- object lists per kind; names in leadmgmt
 	vocab text[] := ARRAY['stage', 'stage_transition', 'activity_kind', 'scoring_rule', 'fit_rule'];
 	sales_read text[] := ARRAY['lead', 'activity', 'stage_history', 'score_state', 'consent',
-	                           'lead_external_id', 'lead_merge', 'model', 'purged_score'];
+	                           'lead_external_id', 'lead_merge', 'model', 'purged_score',
+	                           'nurture_channel', 'nurture_track', 'nurture_step', 'nurture_enrollment'];
+	-- marketing runs the nurture programs (doc/nurture.md)
+	mkt_nurture text[] := ARRAY['nurture_track', 'nurture_step'];
+	mkt_fn text[] := ARRAY['leadmgmt.nurture_enroll(timestamptz)',
+	                       'leadmgmt.nurture_sent(bigint,integer,timestamptz)'];
 	mkt_write text[] := ARRAY['lead', 'activity', 'lead_import', 'lead_external_id', 'consent'];
 	mkt_seq text[] := ARRAY['lead_id_seq', 'activity_id_seq', 'lead_import_id_seq',
 	                        'consent_id_seq', 'lead_merge_id_seq'];
 	admin_write text[] := ARRAY['stage', 'stage_transition', 'activity_kind', 'scoring_rule',
-	                            'fit_rule', 'setting', 'model'];
+	                            'fit_rule', 'setting', 'model', 'nurture_channel'];
 	admin_seq text[] := ARRAY['scoring_rule_id_seq', 'fit_rule_id_seq'];
 	admin_fn text[] := ARRAY['leadmgmt.rescore()', 'leadmgmt.forget_lead(bigint)',
 	                         'leadmgmt.rebuild_keys()', 'leadmgmt.purge_activity(timestamptz,integer)',
@@ -169,6 +174,12 @@ BEGIN
 		END LOOP;
 		-- merge_leads() moves what purged activity earned along
 		EXECUTE format('GRANT EXECUTE ON FUNCTION leadmgmt.purged_score_follow(bigint) TO %s', r);
+		FOREACH obj IN ARRAY mkt_nurture LOOP
+			EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON leadmgmt.%I TO %s', obj, r);
+		END LOOP;
+		FOREACH obj IN ARRAY mkt_fn LOOP
+			EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', obj, r);
+		END LOOP;
 		CONTINUE WHEN kinds[i] = 'marketing';
 
 		-- admin: rules, stages, transitions, settings, models, maintenance

@@ -60,3 +60,14 @@ SELECT lead, leadmgmt.decayed_sum(points, ts, '14 days', '2026-03-01') FROM many
 SELECT count(*) AS leads, count(*) FILTER (WHERE abs(p.v - s.v) > 1e-9 * greatest(1, abs(s.v))) AS mismatches
   FROM (SELECT lead, leadmgmt.decayed_sum(points, ts, '14 days', '2026-03-01') AS v FROM many GROUP BY lead) p
   JOIN serial s USING (lead);
+-- partial aggregates that saw only NULL points (no state) are combined as
+-- NULL, not serialised (this crashed a worker before 1.1.0)
+EXPLAIN (COSTS OFF)
+SELECT leadmgmt.decayed_sum(NULL::float8, ts, '14 days', '2026-03-01') FROM many;
+SELECT leadmgmt.decayed_sum(NULL::float8, ts, '14 days', '2026-03-01') IS NULL AS all_null_is_null FROM many;
+SELECT p.half, p.v IS NULL AS no_points, abs(p.v - s.total) < 1e-6 AS matches_serial
+  FROM (SELECT lead % 2 AS half,
+               leadmgmt.decayed_sum(CASE WHEN lead % 2 = 0 THEN points END, ts, '14 days', '2026-03-01') AS v
+          FROM many GROUP BY lead % 2) p
+  JOIN (SELECT lead % 2 AS half, sum(v) AS total FROM serial GROUP BY lead % 2) s USING (half)
+ ORDER BY 1;

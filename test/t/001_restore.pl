@@ -61,6 +61,10 @@ SELECT leadmgmt.track(id, 'webinar_attend', timestamptz '2025-03-01 12:00+09', '
 SELECT leadmgmt.rescore();
 -- a restore must carry points as they are, not score them again
 UPDATE leadmgmt.activity SET points = id * 1.5;
+-- a nurture track holding half its leads out
+INSERT INTO leadmgmt.nurture_track (name, holdout_pct) VALUES ('restored', 50);
+INSERT INTO leadmgmt.nurture_step VALUES ('restored', 1, 'email', 'hello', '1 day');
+SELECT leadmgmt.nurture_enroll('2025-06-01 09:00+09');
 });
 
 my $count_sql = q{
@@ -99,6 +103,18 @@ foreach my $table (@tables)
 {
 	is(fingerprint('dst', $table), fingerprint('src', $table), "leadmgmt.$table restored exactly");
 }
+
+# The nurture holdout depends on lead ids and track names only: enrolling
+# the restored leads again holds out exactly the same ones.
+my $holdout_sql = q{SELECT count(*) || ':' || string_agg(lead_id::text, ',' ORDER BY lead_id)
+	FROM leadmgmt.nurture_enrollment WHERE status = 'holdout'};
+my $holdout_src = $node->safe_psql('src', $holdout_sql);
+like($holdout_src, qr/^[1-8]:/, "the source holds some leads out of the nurture track ($holdout_src)");
+$node->safe_psql('dst', q{
+	DELETE FROM leadmgmt.nurture_enrollment;
+	SELECT leadmgmt.nurture_enroll('2025-06-01 09:00+09');
+});
+is($node->safe_psql('dst', $holdout_sql), $holdout_src, 'after restore, re-enrolment holds out the same leads');
 
 # Sequences continue where the source stopped, and the machinery works.
 is($node->safe_psql('dst', q{SELECT count(*) FROM leadmgmt.score_state}), '11',

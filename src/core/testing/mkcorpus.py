@@ -149,7 +149,7 @@ def percentile():
     ]
 
 
-def entrylog():
+def stage_conversions():
     # records of 10 bytes: lead (6), stage (1), time (3)
     def rec(lead, stage, t):
         return struct.pack('<Q', lead)[:6] + bytes([stage]) + struct.pack('<i', t)[:3]
@@ -163,5 +163,5 @@ def entrylog():
 if __name__ == '__main__':
     for name, fn in (('attribution', attribution), ('decay', decay), ('funnel', funnel),
                      ('logreg', logreg), ('normalize', normalize), ('score_state', score_state),
-                     ('percentile', percentile), ('entrylog', entrylog)):
+                     ('percentile', percentile), ('stage_conversions', stage_conversions)):
         write(name, fn())

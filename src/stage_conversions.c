@@ -1,5 +1,5 @@
 /*
- * conversion.c
+ * stage_conversions.c
  *		PostgreSQL glue of the aggregate
  *		leadmgmt.stage_conversions(lead_id, stage, changed_at, stages, next_stages)
  *		-> bigint[]: for each stages[i], how many leads entered next_stages[i]
@@ -11,10 +11,11 @@
  * with itself on the lead, which hashes every history row.  Here the scan
  * appends a 24-byte (lead, stage, time) record per row, and the final
  * function radix-sorts them by (lead, stage) and walks each lead's records
- * once (src/core/entrylog.c): sequential memory traffic instead of a cache
+ * once (src/core/stage_conversions.c): sequential memory traffic instead of a cache
  * miss per row.
  *
- * State (ConvState, type internal), allocated in the aggregate context:
+ * State (ConvState, type internal), in the aggregate context (a deserialised
+ * one in the per-call context, src/pg/agg_state.h):
  *	nstages, names, next
  *				the stage list of the group's first row and, per stage, the
  *				index of its next stage (-1: none or not listed); a later row
@@ -42,7 +43,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "entrylog.h"
+#include "stage_conversions.h"
 #include "leadmgmt.h"
 
 #define CONV_STATE_VERSION	1
@@ -71,18 +72,18 @@ PG_FUNCTION_INFO_V1(leadmgmt_stage_conversions_deserialize);
 PG_FUNCTION_INFO_V1(leadmgmt_stage_conversions_final);
 
 static ConvState *
-new_state(MemoryContext aggcxt)
+new_state(MemoryContext cxt)
 {
-	ConvState  *state = MemoryContextAllocZero(aggcxt, sizeof(ConvState));
+	ConvState  *state = MemoryContextAllocZero(cxt, sizeof(ConvState));
 
 	state->nstages = -1;
 	return state;
 }
 
 static void
-reserve(ConvState *state, MemoryContext aggcxt, int64 more)
+reserve(ConvState *state, MemoryContext cxt, int64 more)
 {
-	state->recs = lm_grow_array(aggcxt, state->recs, &state->capacity,
+	state->recs = lm_grow_array(cxt, state->recs, &state->capacity,
 								state->nrecs + more, sizeof(LmEntryRec), 1024, CONV_MAX_RECS,
 								"stage_conversions", "rows");
 }
@@ -223,11 +224,7 @@ leadmgmt_stage_conversions_combine(PG_FUNCTION_ARGS)
 	Size		i;
 
 	if (b == NULL || b->nstages < 0)
-	{
-		if (a == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(a);
-	}
+		LM_RETURN_AGG_STATE(a);
 	if (a == NULL || a->nstages < 0)
 	{
 		MemoryContext old = MemoryContextSwitchTo(aggcxt);
@@ -272,13 +269,8 @@ leadmgmt_stage_conversions_serialize(PG_FUNCTION_ARGS)
 
 	(void) lm_aggregate_context(fcinfo, "stage_conversions_serialize");
 	state = (ConvState *) PG_GETARG_POINTER(0);
-	if ((Size) state->nrecs * CONV_SERIAL_REC > MaxAllocSize - 1024 * 1024)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("stage_conversions state too large to pass between parallel workers"),
-				 errhint("Run the query without parallel workers (max_parallel_workers_per_gather = 0).")));
-	pq_begintypsend(&buf);
-	pq_sendbyte(&buf, CONV_STATE_VERSION);
+	lm_agg_check_size("stage_conversions", (double) state->nrecs * CONV_SERIAL_REC, NULL);
+	lm_agg_write_begin(&buf, CONV_STATE_VERSION);
 	pq_sendint32(&buf, state->nstages);
 	for (i = 0; state->nstages > 0 && i < (Size) state->nstages; i++)
 	{
@@ -293,49 +285,26 @@ leadmgmt_stage_conversions_serialize(PG_FUNCTION_ARGS)
 		pq_sendint32(&buf, (int32) state->recs[i].stage);
 		pq_sendint64(&buf, state->recs[i].time);
 	}
-	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+	PG_RETURN_BYTEA_P(lm_agg_write_end(&buf));
 }
 
-static void
-bad_state(const char *detail)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-			 errmsg("invalid stage_conversions aggregate state"),
-			 errdetail("%s", detail)));
-}
-
+/* in the per-call context, as every deserialised state (src/pg/agg_state.h) */
 Datum
 leadmgmt_stage_conversions_deserialize(PG_FUNCTION_ARGS)
 {
-	/*
-	 * In the per-call context, not the aggregate's: the combine function
-	 * copies what it keeps, so the leader does not hold each worker's
-	 * records twice.
-	 */
-	MemoryContext aggcxt = CurrentMemoryContext;
-	bytea	   *raw = PG_GETARG_BYTEA_PP(0);
-	StringInfoData buf;
+	MemoryContext callcxt = CurrentMemoryContext;
+	LmAggReader r;
 	ConvState  *state;
 	int32		nstages;
 	int64		nrecs,
 				i;
-	MemoryContext old;
 
 	(void) lm_aggregate_context(fcinfo, "stage_conversions_deserialize");
-	buf.data = VARDATA_ANY(raw);
-	buf.len = VARSIZE_ANY_EXHDR(raw);
-	buf.maxlen = buf.len;
-	buf.cursor = 0;
-
-	/* check every length before pq_getmsg* reads (it would say "message") */
-	if (buf.len < 1 + 4 || pq_getmsgbyte(&buf) != CONV_STATE_VERSION)
-		bad_state("unknown version or truncated header");
-	nstages = pq_getmsgint(&buf, 4);
+	lm_agg_read_begin(&r, PG_GETARG_BYTEA_PP(0), CONV_STATE_VERSION, "stage_conversions");
+	nstages = lm_agg_read_int32(&r);
 	if (nstages < -1 || nstages == 0 || nstages > CONV_MAX_STAGES)
-		bad_state("stage count out of range");
-	state = new_state(aggcxt);
-	old = MemoryContextSwitchTo(aggcxt);
+		lm_agg_bad_state(&r, "Stage count out of range.");
+	state = new_state(callcxt);
 	if (nstages > 0)
 	{
 		state->names = palloc(nstages * sizeof(char *));
@@ -344,41 +313,35 @@ leadmgmt_stage_conversions_deserialize(PG_FUNCTION_ARGS)
 	}
 	for (i = 0; i < nstages; i++)
 	{
-		int32		len;
+		int32		len = lm_agg_read_int32(&r);
 
-		if (buf.len - buf.cursor < 4)
-			bad_state("truncated stage name");
-		len = pq_getmsgint(&buf, 4);
-		if (len < 0 || len > CONV_MAX_NAME || buf.len - buf.cursor < len + 4)
-			bad_state("stage name length out of range");
-		state->names[i] = pnstrdup(pq_getmsgbytes(&buf, len), len);
+		if (len < 0 || len > CONV_MAX_NAME)
+			lm_agg_bad_state(&r, "Stage name length out of range.");
+		state->names[i] = pnstrdup(lm_agg_read_bytes(&r, len), len);
 		if ((int32) strlen(state->names[i]) != len)
-			bad_state("stage name with a NUL byte");
+			lm_agg_bad_state(&r, "Stage name with a NUL byte.");
 		state->name_len[i] = len;
-		state->next[i] = pq_getmsgint(&buf, 4);
+		state->next[i] = lm_agg_read_int32(&r);
 		if (state->next[i] < -1 || state->next[i] >= nstages)
-			bad_state("next stage index out of range");
+			lm_agg_bad_state(&r, "Next stage index out of range.");
 	}
 	state->nstages = nstages;
-	MemoryContextSwitchTo(old);
-	if (buf.len - buf.cursor < 8)
-		bad_state("truncated entry count");
-	nrecs = pq_getmsgint64(&buf);
+	nrecs = lm_agg_read_int64(&r);
 	if (nrecs < 0 || nrecs > CONV_MAX_RECS || (nrecs > 0 && nstages < 0) ||
-		buf.len - buf.cursor != nrecs * CONV_SERIAL_REC)
-		bad_state("entry count does not match the data");
-	reserve(state, aggcxt, nrecs);
+		lm_agg_left(&r) != nrecs * CONV_SERIAL_REC)
+		lm_agg_bad_state(&r, "Entry count does not match the data.");
+	reserve(state, callcxt, nrecs);
 	for (i = 0; i < nrecs; i++)
 	{
-		int64		lead = pq_getmsgint64(&buf);
-		int32		stage = pq_getmsgint(&buf, 4);
+		int64		lead = lm_agg_read_int64(&r);
+		int32		stage = lm_agg_read_int32(&r);
 
 		if (stage < 0 || stage >= nstages)
-			bad_state("entry out of range");
-		state->recs[i] = lm_entry_make(lead, stage, pq_getmsgint64(&buf));
+			lm_agg_bad_state(&r, "Entry out of range.");
+		state->recs[i] = lm_entry_make(lead, stage, lm_agg_read_int64(&r));
 	}
 	state->nrecs = nrecs;
-	pq_getmsgend(&buf);
+	lm_agg_read_end(&r);
 	PG_RETURN_POINTER(state);
 }
 

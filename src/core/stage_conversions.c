@@ -1,11 +1,11 @@
 /*
- * entrylog.c
- *		Radix sort of stage entries and conversions from them (entrylog.h).
+ * stage_conversions.c
+ *		Radix sort of stage entries and conversions from them (stage_conversions.h).
  */
 #include <stdbool.h>
 #include <string.h>
 
-#include "entrylog.h"
+#include "stage_conversions.h"
 
 /* byte d of the (lead, stage) key, d = 0 the least significant (stage) */
 static inline unsigned

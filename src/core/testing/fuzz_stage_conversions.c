@@ -1,10 +1,10 @@
 /*
- * fuzz_entrylog.c
+ * fuzz_stage_conversions.c
  *		Fuzz target: any log of (lead, stage, time) entries sorts into key
  *		order with every record kept, and conversions over 4 stages with a
  *		fixed next graph never exceed the leads that entered each stage.
  */
-#include "entrylog.h"
+#include "stage_conversions.h"
 
 #include <stdint.h>
 #include <stdlib.h>

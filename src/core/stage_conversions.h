@@ -1,5 +1,5 @@
 /*
- * entrylog.h
+ * stage_conversions.h
  *		Stage entries (lead, stage, time) collected in an array and put in
  *		(lead, stage) order by an LSD radix sort; pure C.
  *
@@ -11,8 +11,8 @@
  * the key's 10 bytes).  Any bigint lead id sorts: its sign bit is flipped so
  * that negative ids come first, as in a signed comparison.
  */
-#ifndef LM_ENTRYLOG_H
-#define LM_ENTRYLOG_H
+#ifndef LM_STAGE_CONVERSIONS_H
+#define LM_STAGE_CONVERSIONS_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -62,4 +62,4 @@ extern void lm_entry_conversions(const LmEntryRec *sorted, size_t n, int nstages
 								 const int *next, int64_t *counts,
 								 int64_t *first, int64_t *last, int64_t *seen);
 
-#endif							/* LM_ENTRYLOG_H */
+#endif							/* LM_STAGE_CONVERSIONS_H */

@@ -1,6 +1,6 @@
 /*
- * test_entrylog.c
- *		Unit tests of src/core/entrylog.c: the radix sort against qsort
+ * test_stage_conversions.c
+ *		Unit tests of src/core/stage_conversions.c: the radix sort against qsort
  *		(order and stability, keys of every width), and conversions against a
  *		brute-force count on hand-made and seeded random entries.
  */
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "entrylog.h"
+#include "stage_conversions.h"
 #include "tap.h"
 
 /* by (lead, stage) as signed numbers, then by time as a stand-in for input position (stability) */

@@ -1,0 +1,40 @@
+-- covers: the shared PostgreSQL layer (src/pg): a lookup cache is built in a transient context and kept (under CacheMemoryContext) only when the build succeeded, dropped when a watched table changes, and built again
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS leadmgmt CASCADE;
+CREATE EXTENSION leadmgmt;
+DROP ROLE IF EXISTS lm_test_cache_probe;
+CREATE ROLE lm_test_cache_probe NOLOGIN;
+RESET client_min_messages;
+GRANT USAGE ON SCHEMA leadmgmt TO lm_test_cache_probe;
+-- the backend's long-lived memory contexts of leadmgmt (name and ident
+-- only: the parent and level columns differ between PostgreSQL versions)
+CREATE VIEW lm_caches AS
+SELECT name, ident FROM pg_backend_memory_contexts
+ WHERE name LIKE 'leadmgmt%' ORDER BY name, ident;
+
+-- the fit cache's build fails half-way (the role may not read the
+-- settings): nothing of it may stay behind in this backend
+SET ROLE lm_test_cache_probe;
+\set VERBOSITY terse
+SELECT leadmgmt.fit_score('{"size": 10}');
+\set VERBOSITY default
+RESET ROLE;
+SELECT * FROM lm_caches;
+
+-- a build that succeeds outlives its statement
+SELECT leadmgmt.fit_score('{"size": 10}') AS no_rules_no_score;
+SELECT * FROM lm_caches;
+
+-- a change of a watched table drops it; the next call builds it again
+INSERT INTO leadmgmt.fit_rule (name, attribute, op, value, points) VALUES ('big', 'size', 'eq', '10', 7);
+SELECT * FROM lm_caches;
+SELECT leadmgmt.fit_score('{"size": 10}') AS new_rule_counts;
+SELECT * FROM lm_caches;
+SELECT leadmgmt.set_setting('fit_grade_a', '5');
+SELECT * FROM lm_caches;
+SELECT leadmgmt.fit_grade(leadmgmt.fit_score('{"size": 10}')) AS new_threshold_counts;
+
+DROP VIEW lm_caches;
+SET client_min_messages = warning;
+DROP OWNED BY lm_test_cache_probe;
+DROP ROLE lm_test_cache_probe;
