@@ -329,6 +329,7 @@ DECLARE
 	d leadmgmt.lead;
 	moved bigint;
 	new_stage text;
+	pass integer;
 BEGIN
 	IF keep IS NULL OR duplicate IS NULL THEN
 		RAISE EXCEPTION 'lead ids must not be null' USING ERRCODE = '22004';
@@ -337,30 +338,39 @@ BEGIN
 		RAISE EXCEPTION 'cannot merge lead % into itself', keep
 			USING ERRCODE = 'LM031';
 	END IF;
-	-- row locks in id order; FOR UPDATE (not NO KEY) so that activity inserts
-	-- for the duplicate (FOR KEY SHARE in activity_lead_resolve) wait for us
-	PERFORM 1 FROM leadmgmt.lead l WHERE l.id IN (keep, duplicate) ORDER BY l.id FOR UPDATE;
-	SELECT * INTO k FROM leadmgmt.lead l WHERE l.id = keep;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'lead % does not exist', keep USING ERRCODE = 'LM005';
-	END IF;
-	SELECT * INTO d FROM leadmgmt.lead l WHERE l.id = duplicate;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'lead % does not exist', duplicate USING ERRCODE = 'LM005';
-	END IF;
-	IF d.merged_into IS NOT NULL THEN
-		IF leadmgmt.lead_resolve(duplicate) = leadmgmt.lead_resolve(keep) THEN
-			RETURN leadmgmt.lead_resolve(keep);		-- done already: idempotent
+	-- Checked twice: first without a lock, so that a lead merged away
+	-- meanwhile is refused without being locked (FOR UPDATE on a merged lead
+	-- would make a writer passing through it along merged_into wait for us
+	-- while we wait for the live lead that writer holds: a deadlock), then
+	-- with both leads locked, in id order, FOR UPDATE (not NO KEY) so that
+	-- activity inserts for them (FOR KEY SHARE in activity_lead_resolve)
+	-- wait for us.
+	FOR pass IN 1 .. 2 LOOP
+		IF pass = 2 THEN
+			PERFORM 1 FROM leadmgmt.lead l WHERE l.id IN (keep, duplicate) ORDER BY l.id FOR UPDATE;
 		END IF;
-		RAISE EXCEPTION 'lead % was already merged into lead %', duplicate, d.merged_into
-			USING ERRCODE = 'LM032',
-			      HINT = format('Merge lead %s instead.', leadmgmt.lead_resolve(duplicate));
-	END IF;
-	IF k.merged_into IS NOT NULL THEN
-		RAISE EXCEPTION 'lead % was merged into lead %: keep the lead it resolves to', keep, k.merged_into
-			USING ERRCODE = 'LM032',
-			      HINT = format('Use leadmgmt.merge_leads(%s, %s).', leadmgmt.lead_resolve(keep), duplicate);
-	END IF;
+		SELECT * INTO k FROM leadmgmt.lead l WHERE l.id = keep;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'lead % does not exist', keep USING ERRCODE = 'LM005';
+		END IF;
+		SELECT * INTO d FROM leadmgmt.lead l WHERE l.id = duplicate;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'lead % does not exist', duplicate USING ERRCODE = 'LM005';
+		END IF;
+		IF d.merged_into IS NOT NULL THEN
+			IF leadmgmt.lead_resolve(duplicate) = leadmgmt.lead_resolve(keep) THEN
+				RETURN leadmgmt.lead_resolve(keep);		-- done already: idempotent
+			END IF;
+			RAISE EXCEPTION 'lead % was already merged into lead %', duplicate, d.merged_into
+				USING ERRCODE = 'LM032',
+				      HINT = format('Merge lead %s instead.', leadmgmt.lead_resolve(duplicate));
+		END IF;
+		IF k.merged_into IS NOT NULL THEN
+			RAISE EXCEPTION 'lead % was merged into lead %: keep the lead it resolves to', keep, k.merged_into
+				USING ERRCODE = 'LM032',
+				      HINT = format('Use leadmgmt.merge_leads(%s, %s).', leadmgmt.lead_resolve(keep), duplicate);
+		END IF;
+	END LOOP;
 
 	-- the timeline: activities move, the duplicate's stage history stays
 	UPDATE leadmgmt.activity a SET lead_id = keep WHERE a.lead_id = duplicate;
