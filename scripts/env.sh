@@ -54,5 +54,9 @@ export PG_CONFIG PGBIN PG_MAJOR TOP STAGE
 # half-way does not block the next one)
 venv() {
 	set -- $(stage_settings | sed 's/^/-o /') "$@"
-	pg_virtualenv -t -v "$PG_MAJOR" -i '--encoding=UTF8 --locale=C.UTF-8' "$@"
+	# on a port drawn at random from 20000-39999: pg_virtualenv would take the
+	# first free one from 5432, and two clusters starting at the same moment on
+	# a shared machine pick the same ("Port conflict")
+	PGPORT=$((20000 + $(od -An -N2 -tu2 /dev/urandom) % 20000)) \
+		pg_virtualenv -t -v "$PG_MAJOR" -i '--encoding=UTF8 --locale=C.UTF-8' "$@"
 }
