@@ -13,6 +13,9 @@
 #   make deb      build the postgresql-NN-leadmgmt packages in each root and
 #                 test them installed (scripts/deb.sh)
 #   make dist     leadmgmt-$(EXTVERSION).zip for PGXN, from git archive HEAD
+#   make torture  concurrent load with kills and restarts, then invariant
+#                 checks (test/torture/run.sh; TORTURE_SECONDS=300,
+#                 TORTURE_CLIENTS=8, TORTURE_PROFILE=mixed|busy)
 #
 # Plain `make && make install` is the usual PGXS build for packagers; it does
 # not force -Werror on anyone's compiler.
@@ -82,7 +85,7 @@ check-release: $(DATA_built)
 	done; \
 	echo "release check: $(EXTVERSION) ok"
 
-.PHONY: deps demo test test-core bench bench-scale fuzz check-release test-matrix deb dist conformance
+.PHONY: deps demo test test-core bench bench-scale fuzz check-release test-matrix deb dist conformance torture
 deps:
 	scripts/bootstrap.sh
 
@@ -117,3 +120,8 @@ fuzz:
 	scripts/fuzz.sh
 bench-scale:
 	bench/scale.sh
+
+torture:
+	scripts/bootstrap.sh
+	scripts/build.sh
+	test/torture/run.sh

@@ -6,7 +6,8 @@
 # fuzz (a short scripts/fuzz.sh: libFuzzer on src/core, sqlsmith on the
 # extension), hardening (SPI strings), release (make check-release),
 # regress (pg_regress), isolation (isolation specs), tap (prove, as an
-# unprivileged OS user because initdb refuses root).  LM_SUITES selects a
+# unprivileged OS user because initdb refuses root), torture (a short
+# test/torture/run.sh: TORTURE_SECONDS, default 30).  LM_SUITES selects a
 # subset; REGRESS=..., ISOLATION=... and TAP_TESTS_GLOB=... narrow a suite.
 # The last line is "N passed, N failed"; the exit status is non-zero on any
 # failure.
@@ -18,7 +19,7 @@ set -u
 cd "$TOP"
 echo "== PostgreSQL $PG_MAJOR ($PG_CONFIG)"
 
-suites=${LM_SUITES:-core fuzz hardening release dist regress isolation doc tap}
+suites=${LM_SUITES:-core fuzz hardening release dist regress isolation doc tap torture}
 LOG=$TOP/build/test-logs
 rm -rf "$LOG"
 mkdir -p "$LOG"
@@ -161,6 +162,20 @@ for suite in $suites; do
 			f=1
 		fi
 		count tap "$p" "$f"
+		;;
+	torture)
+		echo "== torture (concurrent load, kills and restarts; ${TORTURE_SECONDS:-30} s)"
+		TORTURE_SECONDS=${TORTURE_SECONDS:-30} TORTURE_ROUND=${TORTURE_ROUND:-10} \
+			"$TOP/test/torture/run.sh" > "$LOG/torture.log" 2>&1
+		status=$?
+		grep -E '^(not )?ok - |^# (round|throughput|torture)' "$LOG/torture.log" | sed 's/^/   /'
+		p=$(grep -cE '^ok - ' "$LOG/torture.log")
+		f=$(grep -cE '^not ok - ' "$LOG/torture.log")
+		if [ $status -ne 0 ] && [ "$f" -eq 0 ]; then
+			tail -30 "$LOG/torture.log"
+			f=1
+		fi
+		count torture "$p" "$f"
 		;;
 	*)
 		echo "unknown suite $suite" >&2; exit 2 ;;

@@ -528,8 +528,9 @@ leadmgmt_activity_lead_resolve(PG_FUNCTION_ARGS)
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	if (hops >= 1000)
 		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("merged_into chain starting at lead " INT64_FORMAT " does not end", lead_id)));
+				(errcode(ERRCODE_LM_MERGE_CYCLE),
+				 errmsg("merged_into chain starting at lead " INT64_FORMAT " does not end", lead_id),
+				 errhint("merged_into is written by leadmgmt.merge_leads(); set it back to NULL on one lead of the circle.")));
 
 	if (current != lead_id)
 	{

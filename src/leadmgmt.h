@@ -31,6 +31,7 @@
 #define ERRCODE_LM_BUILTIN_READ_ONLY	MAKE_SQLSTATE('L','M','0','0','4')
 #define ERRCODE_LM_UNKNOWN_LEAD			MAKE_SQLSTATE('L','M','0','0','5')
 #define ERRCODE_LM_UNKNOWN_KIND			MAKE_SQLSTATE('L','M','0','0','6')
+#define ERRCODE_LM_MERGE_CYCLE			MAKE_SQLSTATE('L','M','0','5','0')
 
 #define LEADMGMT_SCHEMA "leadmgmt"
 
@@ -42,6 +43,8 @@ extern Oid	lm_schema_oid(void);
 /* stage.c */
 extern Datum lm_set_stage(int64 lead_id, const char *stage, const char *reason,
 						  TimestampTz at, bool explicit_at);
+/* the live lead an id stands for, following merged_into under FOR KEY SHARE */
+extern int64 lm_lock_lead(int64 lead_id);
 /* take stage without a transition check, history row with reason (merge) */
 extern void lm_stage_move_internal(int64 lead_id, const char *stage, const char *reason);
 /* a history row without a stage change (from_stage = to_stage), e.g. a merge */

@@ -7,6 +7,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -36,7 +38,7 @@ lm_state_from_bytea(bytea *raw, LmState *state)
 	if (!lm_state_parse((const uint8_t *) VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw),
 						state, state_palloc, &error))
 		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 				 errmsg("invalid leadmgmt score state: %s", error),
 				 errhint("Run leadmgmt.rescore() to rebuild every score state.")));
 }
@@ -52,10 +54,27 @@ lm_state_to_bytea(const LmState *state)
 	return result;
 }
 
+/*
+ * Fold points in.  Rule points and activity points are bounded (CHECK
+ * constraints, doc/scoring.md) so that no sum can overflow; should one
+ * overflow anyway (a state written around those bounds), say so rather
+ * than store an infinite score.
+ */
 bool
 lm_state_fold(LmState *state, int64 half_life_us, float8 points, TimestampTz ts)
 {
-	return lm_state_add_points(state, half_life_us, points, ts, state_palloc);
+	int			i;
+
+	if (!lm_state_add_points(state, half_life_us, points, ts, state_palloc))
+		return false;
+	for (i = 0; i < state->ncomponents; i++)
+		if (!isfinite(state->components[i].c.value))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("score overflows"),
+					 errdetail("Adding %g points to a score component gives a value that is not finite.", points),
+					 errhint("Scoring rule points lie between -1e9 and 1e9; run leadmgmt.rescore() to rebuild the score states.")));
+	return true;
 }
 
 LmStateAward *

@@ -64,6 +64,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
@@ -73,6 +74,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -85,6 +87,7 @@
 #include "utils/rel.h"
 #include "utils/relcache.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
@@ -1541,8 +1544,9 @@ hand_off_hot_leads(LeadState *leads, int nleads)
 		/* the crossing must come from recent activity, not an old import */
 		if (!may_hand_off(lead) || lead->score < threshold || lead->latest_match < window_start)
 			continue;
+		/* at the crossing, but never before the lead's last history row */
 		(void) lm_set_stage(lead->lead_id, "mql", "score >= threshold",
-							Max(lead->score_at, lead->stage_entered_at), true);
+							Max(lead->score_at, lead->stage_entered_at), false);
 		Async_Notify(channel, handoff_payload(lead->lead_id, lead->external_id, lead->score));
 	}
 }
@@ -1647,4 +1651,120 @@ leadmgmt_activity_score_statement(PG_FUNCTION_ARGS)
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	forget_resolved_leads();
 	return PointerGetDatum(NULL);
+}
+
+/* ---------------------------------------------------------------------
+ * Merges
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * merge_score(keep bigint, duplicate bigint) RETURNS float8
+ *
+ * Step of merge_leads() once the duplicate's activities are on the kept
+ * lead: merge_leads moves them by UPDATE, which the INSERT triggers above
+ * never see, so the two leads are rebuilt from their log (rescore_leads: the
+ * caps of both now count together) and the kept lead goes through the same
+ * hand-off as a tracked activity (hand_off_hot_leads: stage mql and the
+ * NOTIFY when it reached the threshold through activity within
+ * handoff_window).  Keeps the invariant "after any sequence of merges
+ * rescore() changes nothing".
+ *
+ * Runs as the extension owner, like the statement trigger; refuses a pair
+ * that is not merged and callers without UPDATE on leadmgmt.lead.  Locks
+ * both leads in id order first (merge_leads holds them already).  Returns
+ * the kept lead's score.
+ */
+PG_FUNCTION_INFO_V1(leadmgmt_merge_score);
+Datum
+leadmgmt_merge_score(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr lock_plan = NULL;
+	static SPIPlanPtr check_plan = NULL;
+	static SPIPlanPtr rescore_plan = NULL;
+	static SPIPlanPtr read_plan = NULL;
+	int64		keep = PG_GETARG_INT64(0);
+	int64		dup = PG_GETARG_INT64(1);
+	Oid			relid = get_relname_relid("lead", lm_schema_oid());
+	Oid			owner;
+	HeapTuple	classtup;
+	Oid			save_userid;
+	int			save_sec_context;
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		args[2];
+	Oid			arraytype = INT8ARRAYOID;
+	Datum		ids[2];
+	Datum		idarray;
+	LeadState	lead;
+	bool		isnull;
+	Datum		d;
+	HeapTuple	tup;
+	TupleDesc	desc;
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "leadmgmt.lead does not exist");
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_UPDATE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table lead"),
+				 errhint("merge_score() is a step of leadmgmt.merge_leads().")));
+	classtup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(classtup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(classtup))->relowner;
+	ReleaseSysCache(classtup);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	args[0] = Int64GetDatum(keep);
+	args[1] = Int64GetDatum(dup);
+	run_plan(&lock_plan,
+			 "SELECT 1 FROM leadmgmt.lead l WHERE l.id OPERATOR(pg_catalog.=) ANY (ARRAY[$1, $2]) "
+			 "ORDER BY l.id FOR NO KEY UPDATE",
+			 2, types, args, SPI_OK_SELECT);
+	run_plan(&check_plan,
+			 "SELECT d.merged_into FROM leadmgmt.lead d WHERE d.id OPERATOR(pg_catalog.=) $1",
+			 1, types + 1, args + 1, SPI_OK_SELECT);
+	d = SPI_processed == 0 ? (Datum) 0 :
+		SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (SPI_processed == 0 || isnull || DatumGetInt64(d) != keep)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("lead " INT64_FORMAT " is not merged into lead " INT64_FORMAT, dup, keep),
+				 errhint("Use leadmgmt.merge_leads(keep, duplicate).")));
+
+	ids[0] = Int64GetDatum(keep);
+	ids[1] = Int64GetDatum(dup);
+	idarray = PointerGetDatum(datum_array(ids, 2, INT8OID));
+	run_plan(&rescore_plan, "SELECT leadmgmt.rescore_leads($1)", 1, &arraytype, &idarray,
+			 SPI_OK_SELECT);
+
+	run_plan(&read_plan,
+			 "SELECT l.external_id, l.stage, l.stage_entered_at, l.score, l.score_at "
+			 "FROM leadmgmt.lead l WHERE l.id OPERATOR(pg_catalog.=) $1",
+			 1, types, args, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "could not read lead " INT64_FORMAT, keep);
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	memset(&lead, 0, sizeof(lead));
+	lead.lead_id = keep;
+	lead.found = true;
+	lead.external_id = SPI_getvalue(tup, desc, 1);
+	lead.stage = SPI_getvalue(tup, desc, 2);
+	lead.stage_entered_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+	lead.score = DatumGetFloat8(SPI_getbinval(tup, desc, 4, &isnull));
+	d = SPI_getbinval(tup, desc, 5, &isnull);
+	lead.score_at = isnull ? DT_NOBEGIN : DatumGetTimestampTz(d);
+	/* the crossing comes from the latest activity now on the lead */
+	lead.latest_match = lead.score_at;
+	if (!isnull)
+		hand_off_hot_leads(&lead, 1);
+
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	PG_RETURN_FLOAT8(lead.score);
 }

@@ -24,10 +24,28 @@
  * O(number of stages), a dozen string compares; nothing is parsed per row.
  *
  * set_stage() hands reason and "at" to the triggers through PendingMove, a
- * static that lives for the duration of its one UPDATE.  An explicit "at"
- * earlier than the lead's last change fails with LM003; the default (now())
- * is raised to the last change instead, because a transaction that started
- * before a concurrent, already committed move has an older now().
+ * static that lives for the duration of its one UPDATE.
+ *
+ * Invariants (doc/operations.md, guarded by test/isolation and test/torture):
+ *
+ *	History per lead is strictly time-ordered, in the order the moves took
+ *	effect.  The BEFORE trigger runs once the UPDATE holds the lead's row
+ *	lock, so it sees every committed change; it records the move at "at"
+ *	but never at or before the lead's latest history row (move or note):
+ *	at most one microsecond after it.  An explicit "at" earlier than that
+ *	row fails with LM003; the default (now()) is raised instead, because a
+ *	transaction that started before a concurrent, already committed move
+ *	has an older now().
+ *
+ *	A legal move never fails because of timing: with the rule above no two
+ *	rows of a lead share a time, so the history's unique key (lead_id,
+ *	to_stage, changed_at) is reached only by rows written around the
+ *	triggers: a second restore of the same dump.
+ *
+ *	A move lands on the surviving lead: set_stage() follows merged_into
+ *	with FOR KEY SHARE locks (lm_lock_lead), which wait for a merge in
+ *	progress (merge_leads holds FOR UPDATE) and keep the survivor from being
+ *	merged away until we commit.
  */
 #include "postgres.h"
 
@@ -316,31 +334,96 @@ check_new_lead(Relation rel, HeapTuple tuple)
 		created_at = GetCurrentTransactionStartTimestamp();
 		tuple = set_timestamp_column(rel, tuple, "created_at", created_at);
 	}
+	else if (TIMESTAMP_NOT_FINITE(created_at))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("created_at of a lead must be finite, not %s", format_timestamptz(created_at)),
+				 errdetail("The entry stage is recorded at created_at, and every later move after it."),
+				 errhint("Give the time the lead was created, or leave created_at out for now().")));
 	return set_timestamp_column(rel, tuple, "stage_entered_at", created_at);
 }
 
 /*
- * When the move is recorded: an explicit "at" must not precede the lead's
- * last change; the implicit now() is raised to it (see file header).
+ * The time of the lead's latest history row (a move or a note such as a
+ * merge), at least stage_entered_at.  Read as the owner of the history
+ * table, after the row lock of the UPDATE was granted: a fresh snapshot
+ * that holds what the transaction we waited for wrote.
+ */
+static TimestampTz
+last_history_time(Relation rel, int64 lead_id, TimestampTz stage_entered_at)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			save_userid;
+	int			save_sec_context;
+	Datum		arg = Int64GetDatum(lead_id);
+	TimestampTz last = stage_entered_at;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(rel->rd_rel->relowner,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (plan == NULL)
+	{
+		Oid			type = INT8OID;
+
+		plan = SPI_prepare("SELECT pg_catalog.max(h.changed_at) FROM leadmgmt.stage_history h "
+						   "WHERE h.lead_id OPERATOR(pg_catalog.=) $1", 1, &type);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+	}
+	if (SPI_execute_plan(plan, &arg, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the stage history of lead " INT64_FORMAT, lead_id);
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			last = Max(last, DatumGetTimestampTz(d));
+	}
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return last;
+}
+
+/*
+ * When the move is recorded (see the file header): "at" (explicit, or the
+ * implicit floor: now(), or the activity time of a hand-off), but strictly
+ * after the lead's latest history row.  An explicit "at" earlier than that
+ * row fails with LM003.
  */
 static TimestampTz
 move_time(int64 lead_id, TimestampTz last_change)
 {
 	const PendingMove *pending = pending_for(lead_id);
-	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	TimestampTz at = pending != NULL ? pending->at : GetCurrentTransactionStartTimestamp();
 
-	if (pending != NULL && pending->explicit_at)
-	{
-		if (pending->at < last_change)
-			ereport(ERROR,
-					(errcode(ERRCODE_LM_OUT_OF_ORDER),
-					 errmsg("stage change of lead " INT64_FORMAT " at %s is earlier than its last stage change at %s",
-							lead_id, format_timestamptz(pending->at),
-							format_timestamptz(last_change)),
-					 errhint("Replay a lead's moves in time order.")));
-		return pending->at;
-	}
-	return Max(now, last_change);
+	if (TIMESTAMP_NOT_FINITE(last_change))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("lead " INT64_FORMAT " has a stage history time that is not finite", lead_id),
+				 errdetail("The latest stage change of the lead is recorded at %s.",
+						   format_timestamptz(last_change)),
+				 errhint("Stage times must be finite; correct the lead's stage_entered_at.")));
+	if (last_change >= END_TIMESTAMP - 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("no time is left for a stage change of lead " INT64_FORMAT " after %s",
+						lead_id, format_timestamptz(last_change)),
+				 errdetail("Its latest stage change is at the last time a timestamp can hold."),
+				 errhint("Record stage changes at the times they happened.")));
+	if (pending != NULL && pending->explicit_at && at < last_change)
+		ereport(ERROR,
+				(errcode(ERRCODE_LM_OUT_OF_ORDER),
+				 errmsg("stage change of lead " INT64_FORMAT " at %s is earlier than its last stage change at %s",
+						lead_id, format_timestamptz(at),
+						format_timestamptz(last_change)),
+				 errhint("Replay a lead's moves in time order.")));
+	/* strictly after the last row: one microsecond later at the least */
+	return Max(at, last_change + 1);
 }
 
 static HeapTuple
@@ -378,7 +461,9 @@ check_stage_move(Relation rel, HeapTuple oldtuple, HeapTuple newtuple)
 						 from_name)));
 	}
 
-	last_change = DatumGetTimestampTz(column_value(rel, oldtuple, "stage_entered_at", &isnull));
+	last_change = last_history_time(rel, lead_id,
+									DatumGetTimestampTz(column_value(rel, oldtuple,
+																	 "stage_entered_at", &isnull)));
 	newtuple = set_timestamp_column(rel, newtuple, "stage_entered_at",
 									move_time(lead_id, last_change));
 	return set_timestamp_column(rel, newtuple, "updated_at",
@@ -633,6 +718,19 @@ leadmgmt_stage_history_guard(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
+#define MAX_MERGE_HOPS 1000
+
+static void
+merge_cycle_error(int64 lead_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_LM_MERGE_CYCLE),
+			 errmsg("merged_into chain starting at lead " INT64_FORMAT " does not end", lead_id),
+			 errdetail("Following merged_into from the lead takes more than %d steps: the chain runs in a circle.",
+					   MAX_MERGE_HOPS),
+			 errhint("merged_into is written by leadmgmt.merge_leads(); set it back to NULL on one lead of the circle.")));
+}
+
 /* Follow merged_into from lead_id; error LM005 when the lead is unknown. */
 static int64
 resolve_lead(int64 lead_id)
@@ -655,7 +753,7 @@ resolve_lead(int64 lead_id)
 	}
 
 	/* a chain longer than this is a cycle someone wrote by hand */
-	for (hops = 0; hops < 1000; hops++)
+	for (hops = 0; hops < MAX_MERGE_HOPS; hops++)
 	{
 		Datum		arg = Int64GetDatum(current);
 		bool		isnull;
@@ -678,9 +776,7 @@ resolve_lead(int64 lead_id)
 		}
 		current = DatumGetInt64(next);
 	}
-	ereport(ERROR,
-			(errcode(ERRCODE_DATA_CORRUPTED),
-			 errmsg("merged_into chain starting at lead " INT64_FORMAT " does not end", lead_id)));
+	merge_cycle_error(lead_id);
 	return 0;					/* keep compiler quiet */
 }
 
@@ -691,9 +787,90 @@ leadmgmt_lead_resolve(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(resolve_lead(PG_GETARG_INT64(0)));
 }
 
+/*
+ * The live lead lead_id stands for, locked: every writer that follows
+ * merged_into goes through here (set_stage, and upsert_lead, forget_lead,
+ * link_external_id and consent through leadmgmt.lead_lock()).
+ *
+ * Each hop reads the row FOR KEY SHARE.  That waits for a merge_leads() in
+ * progress on it (FOR UPDATE) and then returns the row as the merge left it,
+ * so a writer blocked behind a merge re-resolves and follows merged_into to
+ * the survivor instead of writing to the dropped lead.  Once the live lead
+ * is found, the lock keeps merge_leads() from merging it away until our
+ * transaction ends; KEY SHARE conflicts with nothing else an ordinary
+ * writer takes (not with the NO KEY UPDATE of set_stage or the scoring
+ * trigger), and the lock on a dropped lead passed on the way does not
+ * block the repointing of merged_into by a later merge, so no deadlock.
+ *
+ * Runs as the caller: row locks need UPDATE privilege on the table, which
+ * every role that writes leads has, and row-level security hides from the
+ * caller what it would hide from the UPDATE that follows.  Error LM005 for
+ * an unknown lead, LM050 for a circle of merged_into.
+ */
+int64
+lm_lock_lead(int64 lead_id)
+{
+	static SPIPlanPtr plan = NULL;
+	int64		current = lead_id;
+	int			hops;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (plan == NULL)
+	{
+		Oid			type = INT8OID;
+
+		plan = SPI_prepare("SELECT l.merged_into FROM leadmgmt.lead l "
+						   "WHERE l.id OPERATOR(pg_catalog.=) $1 FOR KEY SHARE OF l",
+						   1, &type);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+	}
+	for (hops = 0; hops < MAX_MERGE_HOPS; hops++)
+	{
+		Datum		arg = Int64GetDatum(current);
+		bool		isnull;
+		Datum		next;
+
+		if (SPI_execute_plan(plan, &arg, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not lock lead " INT64_FORMAT, current);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_LM_UNKNOWN_LEAD),
+					 current == lead_id ?
+					 errmsg("lead " INT64_FORMAT " does not exist", lead_id) :
+					 errmsg("lead " INT64_FORMAT ", into which lead " INT64_FORMAT " was merged, does not exist",
+							current, lead_id)));
+		next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull)
+		{
+			SPI_finish();
+			return current;
+		}
+		current = DatumGetInt64(next);
+	}
+	merge_cycle_error(lead_id);
+	return 0;					/* keep compiler quiet */
+}
+
+PG_FUNCTION_INFO_V1(leadmgmt_lead_lock);
+Datum
+leadmgmt_lead_lock(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(lm_lock_lead(PG_GETARG_INT64(0)));
+}
+
+/*
+ * The UPDATE behind set_stage().  The row is locked first, in a statement of
+ * its own: the UPDATE's "stage <> $2" then reads the lead as the last
+ * writer committed it, so a move computed against a stale snapshot is not
+ * taken for a no-op while another transaction still holds the row.
+ */
 static Datum
 update_stage(int64 lead_id, const char *stage)
 {
+	static SPIPlanPtr lock_plan = NULL;
 	static SPIPlanPtr update_plan = NULL;
 	static SPIPlanPtr select_plan = NULL;
 	Datum		args[2];
@@ -710,14 +887,20 @@ update_stage(int64 lead_id, const char *stage)
 								  2, types);
 		select_plan = SPI_prepare("SELECT l FROM leadmgmt.lead l "
 								  "WHERE l.id OPERATOR(pg_catalog.=) $1", 1, types);
-		if (update_plan == NULL || select_plan == NULL)
+		lock_plan = SPI_prepare("SELECT 1 FROM leadmgmt.lead l "
+								"WHERE l.id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
+								1, types);
+		if (update_plan == NULL || select_plan == NULL || lock_plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		SPI_keepplan(update_plan);
 		SPI_keepplan(select_plan);
+		SPI_keepplan(lock_plan);
 	}
 
 	args[0] = Int64GetDatum(lead_id);
 	args[1] = CStringGetTextDatum(stage);
+	if (SPI_execute_plan(lock_plan, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock lead " INT64_FORMAT, lead_id);
 	if (SPI_execute_plan(update_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not update lead " INT64_FORMAT, lead_id);
 	if (SPI_processed == 0)
@@ -757,8 +940,10 @@ run_pending_move(PendingMove saved, int64 lead_id, const char *stage)
 }
 
 /*
- * Move a lead (already resolved) as set_stage() does; reason may be NULL.
- * Used by the scoring hand-off as well.  Returns the updated row.
+ * Move a lead (already resolved and locked) as set_stage() does; reason may
+ * be NULL.  explicit_at: "at" was given (LM003 when it precedes the lead's
+ * last change); else "at" is only the earliest time to record (now(), or
+ * the activity time for the scoring hand-off).  Returns the updated row.
  */
 Datum
 lm_set_stage(int64 lead_id, const char *stage, const char *reason,
@@ -766,7 +951,7 @@ lm_set_stage(int64 lead_id, const char *stage, const char *reason,
 {
 	PendingMove saved = pending_move;
 
-	if (explicit_at && TIMESTAMP_NOT_FINITE(at))
+	if (TIMESTAMP_NOT_FINITE(at))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("stage change time must be finite")));
@@ -804,7 +989,7 @@ leadmgmt_set_stage(PG_FUNCTION_ARGS)
 				 errhint("Known stages: %s.", stage_list(get_stage_cache(), -1, false))));
 
 	at = PG_ARGISNULL(3) ? now : PG_GETARG_TIMESTAMPTZ(3);
-	PG_RETURN_DATUM(lm_set_stage(resolve_lead(PG_GETARG_INT64(0)),
+	PG_RETURN_DATUM(lm_set_stage(lm_lock_lead(PG_GETARG_INT64(0)),
 								 text_to_cstring(PG_GETARG_TEXT_PP(1)),
 								 PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)),
 								 at, at != now));
@@ -867,7 +1052,8 @@ lm_stage_note(int64 lead_id, const char *reason)
  * Internal move for leadmgmt.merge_leads (src/identity.c): the kept lead
  * takes the more advanced stage of the lead merged into it even where
  * stage_transition has no such move; recorded in history like any move,
- * at now(), with the given reason.  Not reachable from SQL on its own.
+ * at now() (strictly after the lead's last row), with the given reason.
+ * Not reachable from SQL on its own.
  */
 void
 lm_stage_move_internal(int64 lead_id, const char *stage, const char *reason)

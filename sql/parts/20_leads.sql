@@ -33,7 +33,10 @@ CREATE TABLE leadmgmt.lead (
 	email_key        text,
 	company_key      text,
 	phone_key        text,
-	CONSTRAINT lead_not_merged_into_itself CHECK (merged_into <> id)
+	CONSTRAINT lead_not_merged_into_itself CHECK (merged_into <> id),
+	-- every later stage change is recorded after these (doc/stages.md)
+	CONSTRAINT lead_created_at_finite CHECK (pg_catalog.isfinite(created_at)),
+	CONSTRAINT lead_stage_entered_at_finite CHECK (pg_catalog.isfinite(stage_entered_at))
 );
 ALTER SEQUENCE leadmgmt.lead_id_seq OWNED BY leadmgmt.lead.id;
 CREATE INDEX lead_stage_idx ON leadmgmt.lead (stage);
@@ -193,3 +196,14 @@ LANGUAGE c STABLE STRICT
 AS 'MODULE_PATHNAME', 'leadmgmt_lead_resolve';
 COMMENT ON FUNCTION leadmgmt.lead_resolve(bigint) IS
 	'The lead a lead id stands for today: follows merged_into; error LM005 when it does not exist';
+
+-- What writers use instead of lead_resolve(): follows merged_into taking
+-- FOR KEY SHARE row locks, so a writer blocked behind merge_leads() ends on
+-- the surviving lead, which cannot be merged away until it commits
+-- (doc/operations.md, "Concurrent use").
+CREATE FUNCTION leadmgmt.lead_lock(lead bigint)
+RETURNS bigint
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'leadmgmt_lead_lock';
+COMMENT ON FUNCTION leadmgmt.lead_lock(bigint) IS
+	'The live lead a lead id stands for, locked FOR KEY SHARE until the transaction ends (waits for a merge in progress, then follows merged_into); error LM005 when it does not exist, LM050 for a circle of merged_into';

@@ -45,7 +45,11 @@ CREATE TABLE leadmgmt.activity (
 	detail      text,
 	duration_s  integer CONSTRAINT activity_duration_not_negative CHECK (duration_s >= 0),
 	props       jsonb,
-	points      float8
+	points      float8,
+	-- scores decay from occurred_at, and views subtract it from now()
+	CONSTRAINT activity_occurred_at_finite CHECK (pg_catalog.isfinite(occurred_at)),
+	-- no sum of points over any number of rows can overflow (doc/scoring.md)
+	CONSTRAINT activity_points_bounded CHECK (points BETWEEN -1e15 AND 1e15)
 );
 ALTER SEQUENCE leadmgmt.activity_id_seq OWNED BY leadmgmt.activity.id;
 CREATE INDEX activity_lead_time_idx ON leadmgmt.activity (lead_id, occurred_at);
@@ -94,6 +98,11 @@ BEGIN
 	END IF;
 	IF at IS NULL THEN
 		RAISE EXCEPTION 'activity time must not be null' USING ERRCODE = '22004';
+	END IF;
+	IF NOT isfinite(at) THEN
+		RAISE EXCEPTION 'activity time must be finite, not %', at
+			USING ERRCODE = '22008',
+			      HINT = 'Give the time the activity happened, or leave "at" out for now().';
 	END IF;
 	target := leadmgmt.lead_resolve(lead);
 	IF target IS NULL THEN

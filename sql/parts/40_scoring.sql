@@ -13,7 +13,7 @@ CREATE TABLE leadmgmt.scoring_rule (
 	campaign       text,
 	min_duration_s integer CONSTRAINT scoring_rule_min_duration_not_negative CHECK (min_duration_s >= 0),
 	points         float8 NOT NULL
-	               CONSTRAINT scoring_rule_points_finite CHECK (points > '-Infinity' AND points < 'Infinity'),
+	               CONSTRAINT scoring_rule_points_bounded CHECK (points BETWEEN -1e9 AND 1e9),
 	half_life      interval
 	               CONSTRAINT scoring_rule_half_life_positive CHECK (half_life > interval '0'),
 	max_times      integer CONSTRAINT scoring_rule_max_times_positive CHECK (max_times > 0),
@@ -32,7 +32,7 @@ COMMENT ON COLUMN leadmgmt.scoring_rule.kind IS 'activity kind the rule applies 
 COMMENT ON COLUMN leadmgmt.scoring_rule.detail_pattern IS 'LIKE pattern on activity.detail (NULL: any)';
 COMMENT ON COLUMN leadmgmt.scoring_rule.campaign IS 'activity.campaign must equal this (NULL: any)';
 COMMENT ON COLUMN leadmgmt.scoring_rule.min_duration_s IS 'activity.duration_s must be at least this (NULL: any)';
-COMMENT ON COLUMN leadmgmt.scoring_rule.points IS 'points awarded, may be negative; finite';
+COMMENT ON COLUMN leadmgmt.scoring_rule.points IS 'points awarded, may be negative; between -1e9 and 1e9';
 COMMENT ON COLUMN leadmgmt.scoring_rule.half_life IS 'points halve every half_life (NULL: no decay); positive';
 COMMENT ON COLUMN leadmgmt.scoring_rule.max_times IS 'award only the first max_times matches per lead, in occurred_at order (NULL: unlimited)';
 COMMENT ON COLUMN leadmgmt.scoring_rule.active IS 'inactive rules award nothing';
@@ -77,7 +77,7 @@ CREATE TABLE leadmgmt.fit_rule (
 	min_value   numeric,
 	max_value   numeric,
 	points      float8 NOT NULL
-	            CONSTRAINT fit_rule_points_finite CHECK (points > '-Infinity' AND points < 'Infinity'),
+	            CONSTRAINT fit_rule_points_bounded CHECK (points BETWEEN -1e9 AND 1e9),
 	active      boolean NOT NULL DEFAULT true,
 	description text,
 	builtin     boolean NOT NULL DEFAULT false,
@@ -96,7 +96,7 @@ COMMENT ON COLUMN leadmgmt.fit_rule.op IS 'eq (equals value), in (one of the arr
 COMMENT ON COLUMN leadmgmt.fit_rule.value IS 'JSON scalar for eq, JSON array for in';
 COMMENT ON COLUMN leadmgmt.fit_rule.min_value IS 'lower bound for between (NULL: none)';
 COMMENT ON COLUMN leadmgmt.fit_rule.max_value IS 'upper bound for between (NULL: none)';
-COMMENT ON COLUMN leadmgmt.fit_rule.points IS 'fit points when the rule matches; finite';
+COMMENT ON COLUMN leadmgmt.fit_rule.points IS 'fit points when the rule matches; between -1e9 and 1e9';
 COMMENT ON COLUMN leadmgmt.fit_rule.active IS 'inactive rules give nothing';
 COMMENT ON COLUMN leadmgmt.fit_rule.description IS 'what the rule rewards';
 COMMENT ON COLUMN leadmgmt.fit_rule.builtin IS 'shipped with the extension: read-only, not dumped (none are shipped)';
@@ -475,6 +475,16 @@ COMMENT ON FUNCTION leadmgmt.rescore() IS
 	'Recompute every score from the current rules after rule edits; returns the number of leads whose score changed';
 REVOKE ALL ON FUNCTION leadmgmt.rescore() FROM PUBLIC;
 REVOKE ALL ON FUNCTION leadmgmt.rescore_leads(bigint[]) FROM PUBLIC;
+
+-- merge_leads() moves activities by UPDATE, which the scoring triggers do
+-- not see: this rebuilds both leads from their log and hands the kept one
+-- off like a tracked activity would (src/scoring.c).
+CREATE FUNCTION leadmgmt.merge_score(keep bigint, duplicate bigint)
+RETURNS float8
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'leadmgmt_merge_score';
+COMMENT ON FUNCTION leadmgmt.merge_score(bigint, bigint) IS
+	'Step of merge_leads(): once duplicate is merged into keep, rescores both from their activity and hands keep to sales (stage mql, NOTIFY) when the merge took it over the threshold; refuses pairs that are not merged; returns keep''s score';
 
 CREATE FUNCTION leadmgmt.score(lead bigint, at timestamptz DEFAULT pg_catalog.now())
 RETURNS float8

@@ -125,7 +125,7 @@ BEGIN
 	IF lead IS NULL OR system IS NULL OR external_id IS NULL THEN
 		RAISE EXCEPTION 'lead, system and external_id must not be null' USING ERRCODE = '22004';
 	END IF;
-	target := leadmgmt.lead_resolve(lead);
+	target := leadmgmt.lead_lock(lead);
 	SELECT x.lead_id INTO existing FROM leadmgmt.lead_external_id x
 	 WHERE x.system = link_external_id.system AND x.external_id = link_external_id.external_id
 	   FOR UPDATE;
@@ -210,7 +210,6 @@ BEGIN
 	IF upsert_lead.external_id IS NOT NULL THEN
 		SELECT l.id INTO target FROM leadmgmt.lead l WHERE l.external_id = upsert_lead.external_id;
 		IF FOUND THEN
-			target := leadmgmt.lead_resolve(target);
 			how := 'external_id';
 		END IF;
 	END IF;
@@ -246,6 +245,11 @@ BEGIN
 		RETURN QUERY SELECT target, false, NULL::text;
 		RETURN;
 	END IF;
+
+	-- The lead found may be merged away meanwhile (merge_leads does not take
+	-- the key locks): lock it, waiting for a merge in progress, and follow
+	-- merged_into to the survivor, which then cannot be merged until we commit.
+	target := leadmgmt.lead_lock(target);
 
 	-- What we knew wins; new information fills the gaps (doc/identity.md).
 	UPDATE leadmgmt.lead l SET
@@ -325,6 +329,7 @@ DECLARE
 	d leadmgmt.lead;
 	moved bigint;
 	new_stage text;
+	pass integer;
 BEGIN
 	IF keep IS NULL OR duplicate IS NULL THEN
 		RAISE EXCEPTION 'lead ids must not be null' USING ERRCODE = '22004';
@@ -333,37 +338,51 @@ BEGIN
 		RAISE EXCEPTION 'cannot merge lead % into itself', keep
 			USING ERRCODE = 'LM031';
 	END IF;
-	-- row locks in id order; FOR UPDATE (not NO KEY) so that activity inserts
-	-- for the duplicate (FOR KEY SHARE in activity_lead_resolve) wait for us
-	PERFORM 1 FROM leadmgmt.lead l WHERE l.id IN (keep, duplicate) ORDER BY l.id FOR UPDATE;
-	SELECT * INTO k FROM leadmgmt.lead l WHERE l.id = keep;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'lead % does not exist', keep USING ERRCODE = 'LM005';
-	END IF;
-	SELECT * INTO d FROM leadmgmt.lead l WHERE l.id = duplicate;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'lead % does not exist', duplicate USING ERRCODE = 'LM005';
-	END IF;
-	IF d.merged_into IS NOT NULL THEN
-		IF leadmgmt.lead_resolve(duplicate) = leadmgmt.lead_resolve(keep) THEN
-			RETURN leadmgmt.lead_resolve(keep);		-- done already: idempotent
+	-- Checked twice: first without a lock, so that a lead merged away
+	-- meanwhile is refused without being locked (FOR UPDATE on a merged lead
+	-- would make a writer passing through it along merged_into wait for us
+	-- while we wait for the live lead that writer holds: a deadlock), then
+	-- with both leads locked, in id order, FOR UPDATE (not NO KEY) so that
+	-- activity inserts for them (FOR KEY SHARE in activity_lead_resolve)
+	-- wait for us.
+	FOR pass IN 1 .. 2 LOOP
+		IF pass = 2 THEN
+			PERFORM 1 FROM leadmgmt.lead l WHERE l.id IN (keep, duplicate) ORDER BY l.id FOR UPDATE;
 		END IF;
-		RAISE EXCEPTION 'lead % was already merged into lead %', duplicate, d.merged_into
-			USING ERRCODE = 'LM032',
-			      HINT = format('Merge lead %s instead.', leadmgmt.lead_resolve(duplicate));
-	END IF;
-	IF k.merged_into IS NOT NULL THEN
-		RAISE EXCEPTION 'lead % was merged into lead %: keep the lead it resolves to', keep, k.merged_into
-			USING ERRCODE = 'LM032',
-			      HINT = format('Use leadmgmt.merge_leads(%s, %s).', leadmgmt.lead_resolve(keep), duplicate);
-	END IF;
+		SELECT * INTO k FROM leadmgmt.lead l WHERE l.id = keep;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'lead % does not exist', keep USING ERRCODE = 'LM005';
+		END IF;
+		SELECT * INTO d FROM leadmgmt.lead l WHERE l.id = duplicate;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'lead % does not exist', duplicate USING ERRCODE = 'LM005';
+		END IF;
+		IF d.merged_into IS NOT NULL THEN
+			IF leadmgmt.lead_resolve(duplicate) = leadmgmt.lead_resolve(keep) THEN
+				RETURN leadmgmt.lead_resolve(keep);		-- done already: idempotent
+			END IF;
+			RAISE EXCEPTION 'lead % was already merged into lead %', duplicate, d.merged_into
+				USING ERRCODE = 'LM032',
+				      HINT = format('Merge lead %s instead.', leadmgmt.lead_resolve(duplicate));
+		END IF;
+		IF k.merged_into IS NOT NULL THEN
+			RAISE EXCEPTION 'lead % was merged into lead %: keep the lead it resolves to', keep, k.merged_into
+				USING ERRCODE = 'LM032',
+				      HINT = format('Use leadmgmt.merge_leads(%s, %s).', leadmgmt.lead_resolve(keep), duplicate);
+		END IF;
+	END LOOP;
 
 	-- the timeline: activities move, the duplicate's stage history stays
 	UPDATE leadmgmt.activity a SET lead_id = keep WHERE a.lead_id = duplicate;
 	GET DIAGNOSTICS moved = ROW_COUNT;
 	UPDATE leadmgmt.lead_external_id x SET lead_id = keep WHERE x.lead_id = duplicate;
-	-- leads merged into the duplicate earlier now point at keep directly
-	UPDATE leadmgmt.lead l SET merged_into = keep WHERE l.merged_into = duplicate;
+	-- leads merged into the duplicate earlier now point at keep directly;
+	-- one that another transaction holds keeps pointing at the duplicate
+	-- (it resolves the same): waiting for it, out of id order, could close
+	-- a circle of waits with a merge that locked it first
+	UPDATE leadmgmt.lead l SET merged_into = keep
+	 WHERE l.id IN (SELECT x.id FROM leadmgmt.lead x WHERE x.merged_into = duplicate
+	                   FOR NO KEY UPDATE SKIP LOCKED);
 
 	-- the duplicate's external_id moves only if keep has none (it is unique)
 	IF k.external_id IS NULL AND d.external_id IS NOT NULL THEN
@@ -404,10 +423,9 @@ BEGIN
 	        COALESCE(NULLIF(pg_catalog.current_setting('leadmgmt.actor', true), ''), SESSION_USER),
 	        moved, k.stage, new_stage, d.stage);
 
-	-- scores follow the activities (when the scoring capability is installed)
-	IF pg_catalog.to_regprocedure('leadmgmt.score(bigint,timestamp with time zone)') IS NOT NULL THEN
-		EXECUTE 'SELECT leadmgmt.score($1)' USING keep;
-	END IF;
+	-- scores follow the activities: both leads rescored from their log, and
+	-- keep handed to sales if the merge took it over the threshold
+	PERFORM leadmgmt.merge_score(keep, duplicate);
 	RETURN keep;
 END
 $$;
@@ -566,12 +584,15 @@ BEGIN
 	END LOOP;
 
 	-- 3. what the rows can reach (a new snapshot: what others committed
-	-- before we got the locks)
-	SELECT array_agg(x.external_id), array_agg(leadmgmt.lead_resolve(x.id))
+	-- before we got the locks).  merge_leads() takes no key locks: the
+	-- leads are locked FOR KEY SHARE (lead_lock, and in id order below), so
+	-- a lead merged while we waited is passed over for its survivor, and
+	-- none can be merged away before we commit.
+	SELECT array_agg(x.external_id), array_agg(leadmgmt.lead_lock(x.id))
 	  INTO x_id, x_lead
 	  FROM leadmgmt.lead x
 	 WHERE x.external_id = ANY (r_xid);
-	SELECT array_agg(ARRAY[s.system, s.external_id]), array_agg(leadmgmt.lead_resolve(s.lead_id))
+	SELECT array_agg(ARRAY[s.system, s.external_id]), array_agg(leadmgmt.lead_lock(s.lead_id))
 	  INTO s_ids, s_lead
 	  FROM leadmgmt.lead_external_id s
 	 WHERE (s.system, s.external_id) IN (SELECT u.system, u.system_id
@@ -598,7 +619,9 @@ BEGIN
 	                         WHERE e.merged_into IS NULL AND e.company_key = ANY (r_ck)
 	                        UNION ALL
 	                        SELECT unnest(x_lead || s_lead))
-	         ORDER BY c.id) l;
+	           AND c.merged_into IS NULL
+	         ORDER BY c.id
+	           FOR KEY SHARE OF c) l;
 
 	-- 4. replay the rows in id order, in memory
 	SELECT * INTO res

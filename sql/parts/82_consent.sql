@@ -54,7 +54,7 @@ BEGIN
 	IF lead_id IS NULL OR channel IS NULL OR granted IS NULL OR at IS NULL THEN
 		RAISE EXCEPTION 'lead_id, channel, granted and at must not be null' USING ERRCODE = '22004';
 	END IF;
-	target := leadmgmt.lead_resolve(consent.lead_id);
+	target := leadmgmt.lead_lock(consent.lead_id);
 	INSERT INTO leadmgmt.consent (lead_id, channel, granted, source, at)
 	VALUES (target, consent.channel, consent.granted, consent.source, consent.at)
 	RETURNING id INTO new_id;
@@ -114,7 +114,8 @@ BEGIN
 	IF lead IS NULL THEN
 		RAISE EXCEPTION 'lead id must not be null' USING ERRCODE = '22004';
 	END IF;
-	target := leadmgmt.lead_resolve(lead);
+	-- locked: no merge can move the person while we erase it
+	target := leadmgmt.lead_lock(lead);
 	-- the person is the lead and every duplicate merged into it
 	WITH RECURSIVE f(id) AS (
 		SELECT target

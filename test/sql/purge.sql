@@ -94,6 +94,7 @@ SELECT leadmgmt.purge_activity('2026-02-02') AS deleted_again;
 -- then scores 8 + 10 * 2^-0.3 (lead 2's) + 10 * 2^-0.2 = 24.828 on 4 Feb
 SELECT leadmgmt.merge_leads(3, 2) AS kept;
 SELECT lead_id, activities FROM leadmgmt.purged_score ORDER BY lead_id;
+-- the merge rescored both leads itself: a full rescore changes nothing
 SELECT leadmgmt.rescore() AS rescored_changed;
 SELECT id, round(score::numeric, 3) AS score, round(leadmgmt.score(id, '2026-02-04')::numeric, 3) AS feb4
   FROM leadmgmt.lead WHERE id IN (2, 3) ORDER BY id;

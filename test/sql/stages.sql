@@ -115,13 +115,13 @@ SET TimeZone = 'Asia/Tokyo';
 SELECT stage, stage_entered_at FROM leadmgmt.set_stage(1, 'mql', 'score 120', '2026-02-01 10:00+09');
 SELECT stage, stage_entered_at FROM leadmgmt.set_stage(1, 'sal', 'accepted by Sato', '2026-02-03 11:30+09');
 SELECT leadmgmt.set_stage(1, 'sql', NULL, '2026-02-02 00:00+09');   -- earlier than the last change: LM003
-SELECT stage FROM leadmgmt.set_stage(1, 'sql', NULL, '2026-02-03 11:30+09');  -- equal is fine
+SELECT stage FROM leadmgmt.set_stage(1, 'sql', NULL, '2026-02-03 11:30+09');  -- equal: one microsecond later, history stays strictly ordered
 SELECT from_stage, to_stage, changed_at, reason FROM leadmgmt.stage_history WHERE lead_id = 1 ORDER BY id;
 
--- a move without an explicit time is recorded now, never before the last change
+-- a move without an explicit time is recorded now, never at or before the last change
 BEGIN;
 INSERT INTO leadmgmt.lead (id, created_at) VALUES (2, now() + interval '1 hour');
-SELECT stage_entered_at = now() + interval '1 hour' AS raised_to_last_change
+SELECT stage_entered_at = now() + interval '1 hour 0.000001 seconds' AS raised_past_last_change
   FROM leadmgmt.set_stage(2, 'sgl');
 COMMIT;
 SELECT (SELECT stage FROM leadmgmt.set_stage(2, 'sql'))

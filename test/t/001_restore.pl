@@ -175,6 +175,21 @@ $node->safe_psql('dst', q{SELECT leadmgmt.rebuild_funnel_summary()});
 is($node->safe_psql('dst', $summary_sql), $kept_summary,
 	'the summaries kept up with the new moves (a rebuild changes nothing)');
 
+# Restoring the data a second time over the restored database (the history
+# keeps its unique key (lead_id, to_stage, changed_at) for this) fails
+# loudly and doubles nothing.
+{
+	my $history_before = $node->safe_psql('dst', q{SELECT count(*) FROM leadmgmt.stage_history});
+	my ($out, $err);
+	my $again = IPC::Run::run([ 'pg_restore', '--data-only', '--disable-triggers', '-d', $dst, $dump ],
+		'>', \$out, '2>', \$err);
+	ok(!$again, 'a second data-only restore exits with an error');
+	like($err, qr/duplicate key value violates unique constraint "stage_history_/,
+		'the second restore names the history\'s unique key');
+	is($node->safe_psql('dst', q{SELECT count(*) FROM leadmgmt.stage_history}), $history_before,
+		'the second restore did not double the history');
+}
+
 # A naive restore (everything in one go, triggers on) must fail loudly and
 # never double the history.
 $node->safe_psql('postgres', 'CREATE DATABASE naive');
