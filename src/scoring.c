@@ -424,7 +424,11 @@ probe_merged_into(Relation lead_rel, Relation pkey, int merged_attnum, int64 lea
 	bool		found;
 
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(lead_id));
+#if PG_VERSION_NUM >= 180000
+	scan = index_beginscan(lead_rel, pkey, snapshot, NULL, 1, 0);
+#else
 	scan = index_beginscan(lead_rel, pkey, snapshot, 1, 0);
+#endif
 	index_rescan(scan, &key, 1, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	*merged_into = 0;
@@ -505,7 +509,11 @@ resolve_row_lead(int64 lead_id)
 	if (!OidIsValid(lead_relid))
 		return lead_id;
 	lead_rel = table_open(lead_relid, AccessShareLock);
+#if PG_VERSION_NUM >= 180000
+	pkey = index_open(RelationGetPrimaryKeyIndex(lead_rel, false), AccessShareLock);
+#else
 	pkey = index_open(RelationGetPrimaryKeyIndex(lead_rel), AccessShareLock);
+#endif
 	merged_attnum = lm_column(lead_rel, "merged_into");
 	for (hops = 0; hops < 1000; hops++)
 	{
