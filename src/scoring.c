@@ -527,8 +527,9 @@ resolve_row_lead(int64 lead_id)
 	table_close(lead_rel, AccessShareLock);
 	if (hops >= 1000)
 		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("merged_into chain starting at lead " INT64_FORMAT " does not end", lead_id)));
+				(errcode(ERRCODE_LM_MERGE_CYCLE),
+				 errmsg("merged_into chain starting at lead " INT64_FORMAT " does not end", lead_id),
+				 errhint("merged_into is written by leadmgmt.merge_leads(); set it back to NULL on one lead of the circle.")));
 
 	entry = hash_search(resolved_leads, &lead_id, HASH_ENTER, &found);
 	entry->target = current;
@@ -921,9 +922,10 @@ resolve_merged(LeadMap *map, int64 *ids, int n)
 
 		if (hops >= 1000)
 			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
+					(errcode(ERRCODE_LM_MERGE_CYCLE),
 					 errmsg("merged_into chain starting at lead " INT64_FORMAT " does not end",
-							ids[0])));
+							ids[0]),
+					 errhint("merged_into is written by leadmgmt.merge_leads(); set it back to NULL on one lead of the circle.")));
 		run_plan(&plan,
 				 "SELECT l.id, l.merged_into FROM leadmgmt.lead l "
 				 "WHERE l.id OPERATOR(pg_catalog.=) ANY ($1) AND l.merged_into IS NOT NULL",
@@ -1641,6 +1643,16 @@ leadmgmt_activity_score_statement(PG_FUNCTION_ARGS)
 		}
 	}
 	move_rows(&map, rows, nrows);
+
+	/*
+	 * A merge that ran inside or alongside this statement (map not empty)
+	 * has already rebuilt its leads from their log, rows of this statement
+	 * included (merge_score): adding this statement's points on top would
+	 * count them twice, so those leads are rebuilt from the log once more.
+	 */
+	if (map.n > 0)
+		for (i = 0; i < nleads; i++)
+			leads[i].recompute = true;
 
 	/* 3. scores, hygiene, consent, hand-off */
 	if (nleads > 0)
