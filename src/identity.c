@@ -452,8 +452,10 @@ leadmgmt_merge_stage(PG_FUNCTION_ARGS)
 }
 
 /*
- * BEFORE INSERT OR UPDATE OF lead_id ON leadmgmt.activity: an activity for
- * a merged lead goes to the lead it was merged into.  The lead row is read
+ * BEFORE UPDATE OF lead_id ON leadmgmt.activity (and INSERT, where a
+ * caller attaches it so): an activity for a merged lead goes to the lead it
+ * was merged into.  Inserts are resolved by the scoring row trigger since
+ * 1.1.0, once per lead and statement (src/scoring.c, resolve_row_lead).  The lead row is read
  * FOR KEY SHARE, so an insert racing a merge_leads() of its lead (which
  * holds FOR UPDATE) waits for the merge and then follows merged_into:
  * nothing is left on the dropped lead.  Runs as the table owner (row
