@@ -718,66 +718,35 @@ leadmgmt_stage_history_guard(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
-#define MAX_MERGE_HOPS 1000
-
-static void
-merge_cycle_error(int64 lead_id)
+/*
+ * The live lead lead_id stands for (lm_follow_merged_into), with error LM005
+ * when lead_id or a lead on its chain does not exist.
+ */
+static int64
+live_lead(int64 lead_id, bool key_share)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_LM_MERGE_CYCLE),
-			 errmsg("merged_into chain starting at lead " INT64_FORMAT " does not end", lead_id),
-			 errdetail("Following merged_into from the lead takes more than %d steps: the chain runs in a circle.",
-					   MAX_MERGE_HOPS),
-			 errhint("merged_into is written by leadmgmt.merge_leads(); set it back to NULL on one lead of the circle.")));
+	int64		current;
+	bool		exists;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	current = lm_follow_merged_into(lead_id, key_share, &exists);
+	if (!exists)
+		ereport(ERROR,
+				(errcode(ERRCODE_LM_UNKNOWN_LEAD),
+				 current == lead_id ?
+				 errmsg("lead " INT64_FORMAT " does not exist", lead_id) :
+				 errmsg("lead " INT64_FORMAT ", into which lead " INT64_FORMAT " was merged, does not exist",
+						current, lead_id)));
+	SPI_finish();
+	return current;
 }
 
 /* Follow merged_into from lead_id; error LM005 when the lead is unknown. */
 static int64
 resolve_lead(int64 lead_id)
 {
-	static SPIPlanPtr plan = NULL;
-	int64		current = lead_id;
-	int			hops;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (plan == NULL)
-	{
-		Oid			type = INT8OID;
-
-		plan = SPI_prepare("SELECT l.merged_into FROM leadmgmt.lead l "
-						   "WHERE l.id OPERATOR(pg_catalog.=) $1", 1, &type);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-	}
-
-	/* a chain longer than this is a cycle someone wrote by hand */
-	for (hops = 0; hops < MAX_MERGE_HOPS; hops++)
-	{
-		Datum		arg = Int64GetDatum(current);
-		bool		isnull;
-		Datum		next;
-
-		if (SPI_execute_plan(plan, &arg, NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not look up lead " INT64_FORMAT, current);
-		if (SPI_processed == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_LM_UNKNOWN_LEAD),
-					 current == lead_id ?
-					 errmsg("lead " INT64_FORMAT " does not exist", lead_id) :
-					 errmsg("lead " INT64_FORMAT ", into which lead " INT64_FORMAT " was merged, does not exist",
-							current, lead_id)));
-		next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (isnull)
-		{
-			SPI_finish();
-			return current;
-		}
-		current = DatumGetInt64(next);
-	}
-	merge_cycle_error(lead_id);
-	return 0;					/* keep compiler quiet */
+	return live_lead(lead_id, false);
 }
 
 PG_FUNCTION_INFO_V1(leadmgmt_lead_resolve);
@@ -810,48 +779,7 @@ leadmgmt_lead_resolve(PG_FUNCTION_ARGS)
 int64
 lm_lock_lead(int64 lead_id)
 {
-	static SPIPlanPtr plan = NULL;
-	int64		current = lead_id;
-	int			hops;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (plan == NULL)
-	{
-		Oid			type = INT8OID;
-
-		plan = SPI_prepare("SELECT l.merged_into FROM leadmgmt.lead l "
-						   "WHERE l.id OPERATOR(pg_catalog.=) $1 FOR KEY SHARE OF l",
-						   1, &type);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-	}
-	for (hops = 0; hops < MAX_MERGE_HOPS; hops++)
-	{
-		Datum		arg = Int64GetDatum(current);
-		bool		isnull;
-		Datum		next;
-
-		if (SPI_execute_plan(plan, &arg, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not lock lead " INT64_FORMAT, current);
-		if (SPI_processed == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_LM_UNKNOWN_LEAD),
-					 current == lead_id ?
-					 errmsg("lead " INT64_FORMAT " does not exist", lead_id) :
-					 errmsg("lead " INT64_FORMAT ", into which lead " INT64_FORMAT " was merged, does not exist",
-							current, lead_id)));
-		next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (isnull)
-		{
-			SPI_finish();
-			return current;
-		}
-		current = DatumGetInt64(next);
-	}
-	merge_cycle_error(lead_id);
-	return 0;					/* keep compiler quiet */
+	return live_lead(lead_id, true);
 }
 
 PG_FUNCTION_INFO_V1(leadmgmt_lead_lock);

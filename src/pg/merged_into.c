@@ -7,6 +7,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 
+#include "leadmgmt.h"
 #include "pg/kept_plan.h"
 #include "pg/merged_into.h"
 
@@ -47,9 +48,10 @@ lm_follow_merged_into(int64 lead_id, bool key_share, bool *exists)
 		current = DatumGetInt64(next);
 	}
 	ereport(ERROR,
-			(errcode(ERRCODE_DATA_CORRUPTED),
+			(errcode(ERRCODE_LM_MERGE_CYCLE),
 			 errmsg("merged_into chain starting at lead " INT64_FORMAT " does not end", lead_id),
-			 errdetail("It is longer than %d links, so it has a cycle.", LM_MERGED_INTO_MAX_HOPS),
-			 errhint("Set merged_into to NULL on one lead of the cycle.")));
+			 errdetail("Following merged_into from the lead takes more than %d steps: the chain runs in a circle.",
+					   LM_MERGED_INTO_MAX_HOPS),
+			 errhint("merged_into is written by leadmgmt.merge_leads(); set it back to NULL on one lead of the circle.")));
 	return 0;					/* keep compiler quiet */
 }

@@ -14,7 +14,7 @@
  * come from merges done before that rule or by hand.  The walk stops after
  * LM_MERGED_INTO_MAX_HOPS hops: a chain that long is a cycle somebody wrote
  * by hand (the CHECK only forbids a lead merged into itself), and the
- * answer is an error (XX001, data_corrupted) rather than a loop.  One cap,
+ * answer is an error (LM050) rather than a loop.  One cap,
  * here, for every caller.
  */
 #ifndef LM_PG_MERGED_INTO_H
