@@ -41,9 +41,9 @@ RELEASED    = $(sort $(wildcard sql/released/$(EXTENSION)--*.sql))
 DATA        = $(filter-out %/$(EXTENSION)--$(EXTVERSION).sql,$(RELEASED)) \
               $(sort $(wildcard sql/updates/$(EXTENSION)--*--*.sql))
 
-REGRESS      = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
+REGRESS     ?= $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
 REGRESS_OPTS = --inputdir=test --outputdir=test/out --encoding=UTF8
-ISOLATION      = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
+ISOLATION     ?= $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/out/isolation --encoding=UTF8
 
 ICU_CFLAGS := $(shell pkg-config --cflags icu-uc icu-i18n 2>/dev/null)
