@@ -43,7 +43,7 @@ extern Oid	lm_schema_oid(void);
 /* stage.c */
 extern Datum lm_set_stage(int64 lead_id, const char *stage, const char *reason,
 						  TimestampTz at, bool explicit_at);
-/* the live lead an id stands for, following merged_into under FOR KEY SHARE */
+/* the live lead an id stands for, locked FOR KEY SHARE (merged leads on the way are not) */
 extern int64 lm_lock_lead(int64 lead_id);
 /* take stage without a transition check, history row with reason (merge) */
 extern void lm_stage_move_internal(int64 lead_id, const char *stage, const char *reason);

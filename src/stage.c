@@ -43,9 +43,9 @@
  *	triggers: a second restore of the same dump.
  *
  *	A move lands on the surviving lead: set_stage() follows merged_into
- *	with FOR KEY SHARE locks (lm_lock_lead), which wait for a merge in
- *	progress (merge_leads holds FOR UPDATE) and keep the survivor from being
- *	merged away until we commit.
+ *	and locks the live lead FOR KEY SHARE (lm_lock_lead), which waits for a
+ *	merge in progress (merge_leads holds FOR UPDATE) and keeps the survivor
+ *	from being merged away until we commit.
  */
 #include "postgres.h"
 
@@ -761,15 +761,16 @@ leadmgmt_lead_resolve(PG_FUNCTION_ARGS)
  * merged_into goes through here (set_stage, and upsert_lead, forget_lead,
  * link_external_id and consent through leadmgmt.lead_lock()).
  *
- * Each hop reads the row FOR KEY SHARE.  That waits for a merge_leads() in
- * progress on it (FOR UPDATE) and then returns the row as the merge left it,
- * so a writer blocked behind a merge re-resolves and follows merged_into to
- * the survivor instead of writing to the dropped lead.  Once the live lead
- * is found, the lock keeps merge_leads() from merging it away until our
- * transaction ends; KEY SHARE conflicts with nothing else an ordinary
- * writer takes (not with the NO KEY UPDATE of set_stage or the scoring
- * trigger), and the lock on a dropped lead passed on the way does not
- * block the repointing of merged_into by a later merge, so no deadlock.
+ * The chain is read without locks; the lead it ends on is read again FOR
+ * KEY SHARE.  That waits for a merge_leads() in progress on it (FOR UPDATE)
+ * and then returns the row as the merge left it, so a writer blocked behind
+ * a merge follows merged_into on to the survivor (and locks that one)
+ * instead of writing to the dropped lead.  Once the live lead is found, the
+ * lock keeps merge_leads() from merging it away until our transaction ends;
+ * KEY SHARE conflicts with nothing else an ordinary writer takes (not with
+ * the NO KEY UPDATE of set_stage or the scoring trigger), and merged leads
+ * passed on the way are not locked, so a merge never waits for a writer
+ * that waits for it (doc/operations.md, "Lock order").
  *
  * Runs as the caller: row locks need UPDATE privilege on the table, which
  * every role that writes leads has, and row-level security hides from the

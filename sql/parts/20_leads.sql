@@ -197,10 +197,10 @@ AS 'MODULE_PATHNAME', 'leadmgmt_lead_resolve';
 COMMENT ON FUNCTION leadmgmt.lead_resolve(bigint) IS
 	'The lead a lead id stands for today: follows merged_into; error LM005 when it does not exist';
 
--- What writers use instead of lead_resolve(): follows merged_into taking
--- FOR KEY SHARE row locks, so a writer blocked behind merge_leads() ends on
--- the surviving lead, which cannot be merged away until it commits
--- (doc/operations.md, "Concurrent use").
+-- What writers use instead of lead_resolve(): follows merged_into and locks
+-- the live lead FOR KEY SHARE (and no merged lead on the way), so a writer
+-- blocked behind merge_leads() ends on the surviving lead, which cannot be
+-- merged away until it commits (doc/operations.md, "Lock order").
 CREATE FUNCTION leadmgmt.lead_lock(lead bigint)
 RETURNS bigint
 LANGUAGE c VOLATILE STRICT

@@ -258,6 +258,8 @@ DECLARE
 	moved bigint;
 	new_stage text;
 	pass integer;
+	target bigint;
+	tries integer;
 BEGIN
 	IF keep IS NULL OR duplicate IS NULL THEN
 		RAISE EXCEPTION 'lead ids must not be null' USING ERRCODE = '22004';
@@ -266,16 +268,31 @@ BEGIN
 		RAISE EXCEPTION 'cannot merge lead % into itself', keep
 			USING ERRCODE = 'LM031';
 	END IF;
-	-- Checked twice: first without a lock, so that a lead merged away
-	-- meanwhile is refused without being locked (FOR UPDATE on a merged lead
-	-- would make a writer passing through it along merged_into wait for us
-	-- while we wait for the live lead that writer holds: a deadlock), then
-	-- with both leads locked, in id order, FOR UPDATE (not NO KEY) so that
-	-- activity inserts for them (FOR KEY SHARE in activity_lead_resolve)
-	-- wait for us.
-	FOR pass IN 1 .. 2 LOOP
-		IF pass = 2 THEN
-			PERFORM 1 FROM leadmgmt.lead l WHERE l.id IN (keep, duplicate) ORDER BY l.id FOR UPDATE;
+	-- Lock order (doc/operations.md, "Lock order"): the two leads FOR UPDATE
+	-- (not NO KEY, so that activity inserts for them, which read their lead
+	-- FOR KEY SHARE, wait for us), one at a time in ascending id order, and
+	-- both checked before each lock and again after it, so a lead merged
+	-- away meanwhile is refused before we wait for it.  A merge gives way
+	-- to writers: each lock is taken only when it is free (SKIP LOCKED),
+	-- retried after a short random pause, and waited for in the queue only
+	-- after about two seconds of tries.  A writer holds FOR KEY SHARE on its
+	-- lead from the activity insert on and asks for NO KEY UPDATE later in
+	-- the same statement; a merge queued on that row in between would be
+	-- waited for by the writer it waits for.
+	FOR pass IN 1 .. 3 LOOP
+		IF pass > 1 THEN
+			target := CASE WHEN pass = 2 THEN least(keep, duplicate) ELSE greatest(keep, duplicate) END;
+			tries := 0;
+			LOOP
+				PERFORM 1 FROM leadmgmt.lead l WHERE l.id = target FOR UPDATE SKIP LOCKED;
+				EXIT WHEN FOUND OR NOT EXISTS (SELECT 1 FROM leadmgmt.lead l WHERE l.id = target);
+				tries := tries + 1;
+				IF tries > 200 THEN
+					PERFORM 1 FROM leadmgmt.lead l WHERE l.id = target FOR UPDATE;
+					EXIT;
+				END IF;
+				PERFORM pg_catalog.pg_sleep(0.001 + 0.019 * pg_catalog.random());
+			END LOOP;
 		END IF;
 		SELECT * INTO k FROM leadmgmt.lead l WHERE l.id = keep;
 		IF NOT FOUND THEN

@@ -11,41 +11,76 @@
 #include "pg/kept_plan.h"
 #include "pg/merged_into.h"
 
+/* merged_into of one lead through plan; false when the lead does not exist */
+static bool
+read_merged_into(SPIPlanPtr plan, bool locking, int64 lead_id, int64 *next, bool *live)
+{
+	Datum		arg = Int64GetDatum(lead_id);
+	Datum		d;
+	bool		isnull;
+
+	/* a locking read cannot run read-only */
+	if (SPI_execute_plan(plan, &arg, NULL, !locking, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up lead " INT64_FORMAT, lead_id);
+	if (SPI_processed == 0)
+		return false;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	*live = isnull;
+	*next = isnull ? lead_id : DatumGetInt64(d);
+	return true;
+}
+
+/*
+ * The walk reads without a lock; with key_share, the lead it ends on is
+ * then locked FOR KEY SHARE and read again, and if a merge that committed
+ * while we waited moved it on, the walk goes on from there.  Only the live
+ * lead stays locked, never a merged one on the way: merge_leads() never
+ * waits for a merged lead, and the lock order stays that of the leads a
+ * writer writes (doc/operations.md, "Lock order").
+ */
 int64
 lm_follow_merged_into(int64 lead_id, bool key_share, bool *exists)
 {
-	static SPIPlanPtr plans[2] = {NULL, NULL};
+	static SPIPlanPtr read_plan = NULL;
+	static SPIPlanPtr lock_plan = NULL;
 	Oid			type = INT8OID;
-	SPIPlanPtr	plan;
+	SPIPlanPtr	read;
+	SPIPlanPtr	lock = NULL;
 	int64		current = lead_id;
-	int			hops;
+	int			hops = 0;
 
-	plan = key_share ?
-		lm_kept_plan(&plans[1], "SELECT l.merged_into FROM leadmgmt.lead l "
-					 "WHERE l.id OPERATOR(pg_catalog.=) $1 FOR KEY SHARE OF l", 1, &type) :
-		lm_kept_plan(&plans[0], "SELECT l.merged_into FROM leadmgmt.lead l "
-					 "WHERE l.id OPERATOR(pg_catalog.=) $1", 1, &type);
-	for (hops = 0; hops < LM_MERGED_INTO_MAX_HOPS; hops++)
+	read = lm_kept_plan(&read_plan, "SELECT l.merged_into FROM leadmgmt.lead l "
+						"WHERE l.id OPERATOR(pg_catalog.=) $1", 1, &type);
+	if (key_share)
+		lock = lm_kept_plan(&lock_plan, "SELECT l.merged_into FROM leadmgmt.lead l "
+							"WHERE l.id OPERATOR(pg_catalog.=) $1 FOR KEY SHARE OF l", 1, &type);
+	for (;;)
 	{
-		Datum		arg = Int64GetDatum(current);
-		Datum		next;
-		bool		isnull;
+		int64		next;
+		bool		live;
 
-		/* a locking read cannot run read-only */
-		if (SPI_execute_plan(plan, &arg, NULL, !key_share, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not look up lead " INT64_FORMAT, current);
-		if (SPI_processed == 0)
+		if (!read_merged_into(read, false, current, &next, &live))
 		{
 			*exists = false;
 			return current;
 		}
-		next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (isnull)
+		if (live && key_share)
+		{
+			/* the end of the chain as last committed: lock it and look again */
+			if (!read_merged_into(lock, true, current, &next, &live))
+			{
+				*exists = false;	/* deleted meanwhile */
+				return current;
+			}
+		}
+		if (live)
 		{
 			*exists = true;
 			return current;
 		}
-		current = DatumGetInt64(next);
+		current = next;
+		if (++hops >= LM_MERGED_INTO_MAX_HOPS)
+			break;
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_LM_MERGE_CYCLE),

@@ -29,9 +29,10 @@
  * whose merged_into is NULL.  When a lead on the way does not exist,
  * *exists is false and that lead's id is returned (lead_id itself when it
  * does not exist), so the caller decides: an LM005 error, or letting a
- * foreign key report it.  key_share locks every lead read FOR KEY SHARE,
+ * foreign key report it.  key_share locks the live lead FOR KEY SHARE,
  * which waits for a concurrent merge_leads() of it (that one holds FOR
- * UPDATE) and then sees where it went.
+ * UPDATE) and then sees where it went; merged leads passed on the way are
+ * read without a lock.
  */
 extern int64 lm_follow_merged_into(int64 lead_id, bool key_share, bool *exists);
 

@@ -10,7 +10,11 @@ SET client_min_messages = warning;
 -- the operations refused, by SQLSTATE
 SELECT format('# %s %s: %s', o.op, o.sqlstate, count(*)) FROM torture.outcome o
  GROUP BY o.op, o.sqlstate ORDER BY o.op, o.sqlstate;
+-- an unexpected one with its detail and where it was raised (a deadlock's
+-- detail names the locks and the other process's statement)
 SELECT format('#   e.g. %s %s: %s', x.op, x.sqlstate, x.message)
+       || coalesce(E'\n#     detail: ' || replace(nullif(x.detail, ''), E'\n', E'\n#     '), '')
+       || coalesce(E'\n#     context: ' || replace(nullif(x.context, ''), E'\n', E'\n#     '), '')
   FROM (SELECT DISTINCT ON (o.sqlstate) o.* FROM torture.outcome o
          WHERE o.sqlstate <> ALL (string_to_array(:'expected', ' ')) ORDER BY o.sqlstate, o.at) x;
 SELECT format('%s - no unexpected SQLSTATE (expected: %s; unexpected: %s)',

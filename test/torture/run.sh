@@ -109,6 +109,8 @@ unix_socket_directories = '$W'
 max_connections = $((CLIENTS + 20))
 log_line_prefix = '%m [%p] %e '
 log_min_messages = warning
+# lock waits over deadlock_timeout (1 s) and each deadlock, with both sides
+log_lock_waits = on
 restart_after_crash = on
 fsync = on
 synchronous_commit = on
@@ -297,6 +299,8 @@ check "$([ "$bad_client_errors" -eq 0 ] && echo 1 || echo 0)" "no pgbench client
 
 psql -X -q -v expected="$EXPECTED" -f "$HERE/check.sql" >"$W/check.out" 2>"$W/check.err" || true
 cat "$W/check.out"
+# every refusal with its detail and context, for a kept run (TORTURE_KEEP=1)
+psql -X -q -c "\\copy torture.outcome TO '$W/outcome.tsv'" >/dev/null 2>&1 || true
 if [ -s "$W/check.err" ]; then
 	sed 's/^/# /' "$W/check.err"
 	check 0 "check.sql ran without error"

@@ -13,12 +13,16 @@ CREATE TABLE torture.outcome (
 	op       text NOT NULL,
 	sqlstate text NOT NULL,
 	message  text,
+	detail   text,
+	context  text,
 	at       timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE TABLE torture.ack (kind text NOT NULL, id bigint NOT NULL, round integer NOT NULL);
 
-CREATE FUNCTION torture.failed(op text, state text, message text) RETURNS void
-LANGUAGE sql AS $$ INSERT INTO torture.outcome (op, sqlstate, message) VALUES (op, state, message) $$;
+CREATE FUNCTION torture.failed(op text, state text, message text, detail text, context text) RETURNS void
+LANGUAGE sql AS $$
+	INSERT INTO torture.outcome (op, sqlstate, message, detail, context) VALUES (op, state, message, detail, context)
+$$;
 
 -- The lead an operation acts on: the id drawn (which may have been merged
 -- away: the write then follows merged_into) or, for odd k, the first live
@@ -33,6 +37,9 @@ $$;
 
 -- track: a kind from a mix that takes busy leads over the MQL threshold
 CREATE FUNCTION torture.track(lead bigint, k integer) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+	why text;
+	place text;
 BEGIN
 	PERFORM leadmgmt.track(torture.pick(lead, k / 8), (ARRAY['page_view', 'email_open', 'email_click', 'form_submit',
 	                                    'visit', 'call', 'download', 'page_view'])[1 + k % 8],
@@ -40,7 +47,8 @@ BEGIN
 	                                      WHEN k % 8 = 0 THEN '/pricing' END,
 	                       duration_s => k % 90);
 EXCEPTION WHEN OTHERS THEN
-	PERFORM torture.failed('track', SQLSTATE, SQLERRM);
+	GET STACKED DIAGNOSTICS why = PG_EXCEPTION_DETAIL, place = PG_EXCEPTION_CONTEXT;
+	PERFORM torture.failed('track', SQLSTATE, SQLERRM, why, place);
 END $$;
 
 -- set_stage: a move the lead's current stage allows (read without a lock,
@@ -48,6 +56,8 @@ END $$;
 -- a target that is never allowed from anywhere it can be (LM001 on purpose)
 CREATE FUNCTION torture.move(lead bigint, k integer) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
+	why text;
+	place text;
 	current text;
 	target text;
 BEGIN
@@ -68,12 +78,15 @@ BEGIN
 		PERFORM leadmgmt.set_stage(lead, target, 'torture ' || k);
 	END IF;
 EXCEPTION WHEN OTHERS THEN
-	PERFORM torture.failed('set_stage', SQLSTATE, SQLERRM);
+	GET STACKED DIAGNOSTICS why = PG_EXCEPTION_DETAIL, place = PG_EXCEPTION_CONTEXT;
+	PERFORM torture.failed('set_stage', SQLSTATE, SQLERRM, why, place);
 END $$;
 
 -- upsert_lead: identity k spelled one of five ways that share one e-mail key
 CREATE FUNCTION torture.upsert(k integer, spelling integer) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
+	why text;
+	place text;
 	local text := 'person' || k;
 BEGIN
 	PERFORM leadmgmt.upsert_lead(
@@ -87,13 +100,16 @@ BEGIN
 		name => CASE WHEN spelling % 2 = 0 THEN 'Person ' || k END,
 		attributes => jsonb_build_object('seen', spelling));
 EXCEPTION WHEN OTHERS THEN
-	PERFORM torture.failed('upsert_lead', SQLSTATE, SQLERRM);
+	GET STACKED DIAGNOSTICS why = PG_EXCEPTION_DETAIL, place = PG_EXCEPTION_CONTEXT;
+	PERFORM torture.failed('upsert_lead', SQLSTATE, SQLERRM, why, place);
 END $$;
 
 -- merge_leads: the leads two ids stand for, unless they are one already
 -- (racing merges may still meet: LM032)
 CREATE FUNCTION torture.merge(a bigint, b bigint) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
+	why text;
+	place text;
 	keep bigint := leadmgmt.lead_resolve(a);
 	dup bigint := leadmgmt.lead_resolve(torture.pick(b, b::integer));
 BEGIN
@@ -101,7 +117,8 @@ BEGIN
 		PERFORM leadmgmt.merge_leads(keep, dup);
 	END IF;
 EXCEPTION WHEN OTHERS THEN
-	PERFORM torture.failed('merge_leads', SQLSTATE, SQLERRM);
+	GET STACKED DIAGNOSTICS why = PG_EXCEPTION_DETAIL, place = PG_EXCEPTION_CONTEXT;
+	PERFORM torture.failed('merge_leads', SQLSTATE, SQLERRM, why, place);
 END $$;
 
 -- the leads: identities 1 .. :leads, each with an entry a while ago

@@ -11,6 +11,8 @@ INSERT INTO leadmgmt.nurture_step (track, step_no, channel, content, wait) VALUE
 SELECT count(*) >= 0 AS enrolled FROM leadmgmt.nurture_enroll();
 CREATE FUNCTION torture.nurture(k integer) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
+	why text;
+	place text;
 	due record;
 BEGIN
 	IF k % 50 = 0 THEN
@@ -21,5 +23,6 @@ BEGIN
 		PERFORM leadmgmt.nurture_sent(due.enrollment, due.step_no);
 	END IF;
 EXCEPTION WHEN OTHERS THEN
-	PERFORM torture.failed('nurture_sent', SQLSTATE, SQLERRM);
+	GET STACKED DIAGNOSTICS why = PG_EXCEPTION_DETAIL, place = PG_EXCEPTION_CONTEXT;
+	PERFORM torture.failed('nurture_sent', SQLSTATE, SQLERRM, why, place);
 END $$;
