@@ -19,10 +19,7 @@ set -u
 cd "$TOP"
 echo "== PostgreSQL $PG_MAJOR ($PG_CONFIG)"
 
-# torture is not in the default list while it finds deadlocks (40P01) between
-# merge_leads() and concurrent writers after the 1.1.0 merges (issue 14 open):
-# run it with make torture or LM_SUITES=torture
-suites=${LM_SUITES:-core fuzz hardening release dist regress isolation doc tap}
+suites=${LM_SUITES:-core fuzz hardening release dist regress isolation doc tap torture}
 LOG=$TOP/build/test-logs
 rm -rf "$LOG"
 mkdir -p "$LOG"
@@ -171,7 +168,7 @@ for suite in $suites; do
 		TORTURE_SECONDS=${TORTURE_SECONDS:-30} TORTURE_ROUND=${TORTURE_ROUND:-10} \
 			"$TOP/test/torture/run.sh" > "$LOG/torture.log" 2>&1
 		status=$?
-		grep -E '^(not )?ok - |^# (round|throughput|torture)' "$LOG/torture.log" | sed 's/^/   /'
+		grep -E '^(not )?ok - |^# (round|throughput|torture|server log errors)' "$LOG/torture.log" | sed 's/^/   /'
 		p=$(grep -cE '^ok - ' "$LOG/torture.log")
 		f=$(grep -cE '^not ok - ' "$LOG/torture.log")
 		if [ $status -ne 0 ] && [ "$f" -eq 0 ]; then
