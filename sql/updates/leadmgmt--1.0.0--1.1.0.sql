@@ -272,25 +272,36 @@ BEGIN
 	-- (not NO KEY, so that activity inserts for them, which read their lead
 	-- FOR KEY SHARE, wait for us), one at a time in ascending id order, and
 	-- both checked before each lock and again after it, so a lead merged
-	-- away meanwhile is refused before we wait for it.  A merge gives way
-	-- to writers: each lock is taken only when it is free (SKIP LOCKED),
-	-- retried after a short random pause, and waited for in the queue only
-	-- after about two seconds of tries.  A writer holds FOR KEY SHARE on its
-	-- lead from the activity insert on and asks for NO KEY UPDATE later in
-	-- the same statement; a merge queued on that row in between would be
-	-- waited for by the writer it waits for.
+	-- away meanwhile is refused before we wait for it.
+	--
+	-- A merge never queues for FOR UPDATE behind a writer.  A writer holds
+	-- FOR KEY SHARE on its lead from its activity insert on and asks for NO
+	-- KEY UPDATE later in the same statement (scoring); a merge queued on
+	-- that row in between would wait for the writer that waits for it.  So
+	-- the merge queues for NO KEY UPDATE like a writer (which lets KEY SHARE
+	-- through), then takes FOR UPDATE only if no writer holds KEY SHARE
+	-- (SKIP LOCKED); else it gives the row back (the block is rolled back,
+	-- which releases its lock), pauses 1-20 ms and queues again.  After 200
+	-- rounds it queues for FOR UPDATE like any session.
 	FOR pass IN 1 .. 3 LOOP
 		IF pass > 1 THEN
 			target := CASE WHEN pass = 2 THEN least(keep, duplicate) ELSE greatest(keep, duplicate) END;
 			tries := 0;
 			LOOP
-				PERFORM 1 FROM leadmgmt.lead l WHERE l.id = target FOR UPDATE SKIP LOCKED;
-				EXIT WHEN FOUND OR NOT EXISTS (SELECT 1 FROM leadmgmt.lead l WHERE l.id = target);
 				tries := tries + 1;
 				IF tries > 200 THEN
 					PERFORM 1 FROM leadmgmt.lead l WHERE l.id = target FOR UPDATE;
 					EXIT;
 				END IF;
+				BEGIN
+					PERFORM 1 FROM leadmgmt.lead l WHERE l.id = target FOR NO KEY UPDATE;
+					EXIT WHEN NOT FOUND;	-- deleted: the checks below say so
+					PERFORM 1 FROM leadmgmt.lead l WHERE l.id = target FOR UPDATE SKIP LOCKED;
+					EXIT WHEN FOUND;
+					RAISE EXCEPTION 'lead % is held by a writer', target USING ERRCODE = 'LM059';
+				EXCEPTION WHEN SQLSTATE 'LM059' THEN
+					NULL;		-- rolled back: our NO KEY UPDATE is released
+				END;
 				PERFORM pg_catalog.pg_sleep(0.001 + 0.019 * pg_catalog.random());
 			END LOOP;
 		END IF;
