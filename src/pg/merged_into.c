@@ -11,16 +11,19 @@
 #include "pg/kept_plan.h"
 #include "pg/merged_into.h"
 
-/* merged_into of one lead through plan; false when the lead does not exist */
+/*
+ * merged_into of one lead through plan; false when the lead does not exist.
+ * read_only: with the caller's snapshot; else (a locking read, or the walk
+ * of a writer) with a new one, which sees what committed meanwhile.
+ */
 static bool
-read_merged_into(SPIPlanPtr plan, bool locking, int64 lead_id, int64 *next, bool *live)
+read_merged_into(SPIPlanPtr plan, bool read_only, int64 lead_id, int64 *next, bool *live)
 {
 	Datum		arg = Int64GetDatum(lead_id);
 	Datum		d;
 	bool		isnull;
 
-	/* a locking read cannot run read-only */
-	if (SPI_execute_plan(plan, &arg, NULL, !locking, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(plan, &arg, NULL, read_only, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up lead " INT64_FORMAT, lead_id);
 	if (SPI_processed == 0)
 		return false;
@@ -59,7 +62,7 @@ lm_follow_merged_into(int64 lead_id, bool key_share, bool *exists)
 		int64		next;
 		bool		live;
 
-		if (!read_merged_into(read, false, current, &next, &live))
+		if (!read_merged_into(read, !key_share, current, &next, &live))
 		{
 			*exists = false;
 			return current;
@@ -67,7 +70,7 @@ lm_follow_merged_into(int64 lead_id, bool key_share, bool *exists)
 		if (live && key_share)
 		{
 			/* the end of the chain as last committed: lock it and look again */
-			if (!read_merged_into(lock, true, current, &next, &live))
+			if (!read_merged_into(lock, false, current, &next, &live))
 			{
 				*exists = false;	/* deleted meanwhile */
 				return current;
