@@ -1,5 +1,5 @@
 /*
- * sequence.c
+ * sequences.c
  *		PostgreSQL glue of sequence_match, sequence_count (ClickHouse
  *		sequenceMatch / sequenceCount) and retention (ClickHouse retention);
  *		doc/sequences.md.
