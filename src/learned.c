@@ -1,7 +1,7 @@
 /*
  * learned.c
  *		Learned scoring: logistic regression and prediction as PostgreSQL
- *		aggregates and functions (doc/learned-scoring.md); ROC AUC is in
+ *		aggregates and functions (doc/learned.md); ROC AUC is in
  *		auc.c.
  *
  * The numerical work is in src/core/logreg.c; this file is the PostgreSQL

@@ -1,7 +1,7 @@
 
 -------------------------------------------------------------------------------
 -- Learned scoring: logistic regression, AUC, models, rule suggestions
--- (doc/learned-scoring.md; C in src/learned.c, src/auc.c, src/core/logreg.c, src/core/auc.c)
+-- (doc/learned.md; C in src/learned.c, src/auc.c, src/core/logreg.c, src/core/auc.c)
 -------------------------------------------------------------------------------
 -- Aggregates are pure and parallel safe; their support functions are named
 -- after the aggregate.  The in-memory logreg keeps every row (8 bytes per
