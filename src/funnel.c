@@ -611,25 +611,7 @@ leadmgmt_window_funnel_deserialize(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(state);
 }
 
-static void *
-hook_alloc(size_t size)
-{
-	return palloc(size);
-}
-
-static void
-hook_release(void *ptr)
-{
-	pfree(ptr);
-}
-
-static void
-hook_interrupt(void)
-{
-	CHECK_FOR_INTERRUPTS();
-}
-
-static const FunnelHooks pg_hooks = {hook_alloc, hook_release, hook_interrupt};
+static const FunnelHooks pg_hooks = {lm_core_alloc, lm_core_free, lm_core_interrupt};
 
 /* scratch array of the final function, kept per call site (fn_extra) */
 typedef struct FinalScratch
