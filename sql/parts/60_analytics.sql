@@ -444,7 +444,7 @@ CREATE TRIGGER lead_funnel_summary_delete
 -- Whether the calling role sees every lead, so that the summaries (which
 -- count every live lead) answer for it: false for a sales rep restricted by
 -- rls_by_owner (doc/roles.md).  PL/pgSQL, so that it binds to
--- rls_restricted() (sql/parts/90_access.sql) when it runs.
+-- rls_restricted() (sql/parts/90_roles.sql) when it runs.
 CREATE FUNCTION leadmgmt.funnel_summary_usable()
 RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE

@@ -842,6 +842,12 @@ COMMENT ON AGGREGATE leadmgmt.retention(VARIADIC boolean[]) IS
 
 -- BEGIN structure (one shape for every capability)
 
+-- structure: layout
+-- sql/parts renamed, and objects moved between parts (the lead table whole
+-- in 20_leads.sql, the stage machine in 25_stages.sql, one template per
+-- group of aggregates of the same shape): the installed objects are the
+-- same, so there is nothing to update (test/t/003_upgrade.pl).
+-- structure: layout end
 
 -- END structure
 
