@@ -35,6 +35,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/typcache.h"
 
 #include "leadmgmt.h"
 #include "identity.h"
@@ -196,80 +197,190 @@ imp_check(ImportError err)
 }
 
 /*
- * Deconstruct an array argument: n elements (-1: any number) of width
- * values each -- one-dimensional for width 1, else n x width (an empty
- * array is fine for n = 0).  Returns n.
+ * The columns of the composite types import_leads() and import_resolve()
+ * pass each other (sql/parts/80_identity.sql), in order.  imp_rows() checks
+ * the installed type against these, so the two sides cannot drift apart
+ * unnoticed.
+ */
+typedef struct ImpColumn
+{
+	const char *name;
+	Oid			type;
+} ImpColumn;
+
+#define IMP_FIELD_COLUMNS \
+	{"email", TEXTOID}, {"name", TEXTOID}, {"company", TEXTOID}, {"phone", TEXTOID}, \
+	{"source", TEXTOID}, {"origin", TEXTOID}, {"external_id", TEXTOID}
+
+/* import_row */
+enum
+{
+	ROW_ID, ROW_FIELDS, ROW_SYSTEM = ROW_FIELDS + IMPORT_NFIELDS, ROW_SYSTEM_ID, ROW_ATTRIBUTES,
+	ROW_EMAIL_KEY, ROW_PHONE_KEY, ROW_COMPANY_KEY, ROW_NAME_KEY, ROW_NATTS
+};
+static const ImpColumn row_columns[ROW_NATTS] = {
+	{"id", INT8OID}, IMP_FIELD_COLUMNS, {"system", TEXTOID}, {"system_id", TEXTOID},
+	{"attributes", JSONBOID}, {"email_key", TEXTOID}, {"phone_key", TEXTOID},
+	{"company_key", TEXTOID}, {"name_key", TEXTOID}
+};
+
+/* import_lead */
+enum
+{
+	LEAD_ID, LEAD_FIELDS, LEAD_ATTRIBUTES = LEAD_FIELDS + IMPORT_NFIELDS,
+	LEAD_EMAIL_KEY, LEAD_PHONE_KEY, LEAD_COMPANY_KEY, LEAD_NAME_KEY, LEAD_NATTS
+};
+static const ImpColumn lead_columns[LEAD_NATTS] = {
+	{"id", INT8OID}, IMP_FIELD_COLUMNS, {"attributes", JSONBOID}, {"email_key", TEXTOID},
+	{"phone_key", TEXTOID}, {"company_key", TEXTOID}, {"name_key", TEXTOID}
+};
+
+/* import_link */
+enum
+{
+	LINK_SYSTEM, LINK_EXTERNAL_ID, LINK_LEAD_ID, LINK_NATTS
+};
+static const ImpColumn link_columns[LINK_NATTS] = {
+	{"system", TEXTOID}, {"external_id", TEXTOID}, {"lead_id", INT8OID}
+};
+
+/* import_outcome */
+enum
+{
+	OUTCOME_ID, OUTCOME_LEAD_REF, OUTCOME_MATCHED_ON, OUTCOME_NATTS
+};
+static const ImpColumn outcome_columns[OUTCOME_NATTS] = {
+	{"id", INT8OID}, {"lead_ref", INT8OID}, {"matched_on", TEXTOID}
+};
+
+/* import_fill */
+enum
+{
+	FILL_LEAD_REF, FILL_FIELDS, FILL_ATTRIBUTES = FILL_FIELDS + IMPORT_NFIELDS, FILL_NATTS
+};
+static const ImpColumn fill_columns[FILL_NATTS] = {
+	{"lead_ref", INT8OID}, IMP_FIELD_COLUMNS, {"attributes", JSONBOID}
+};
+
+/* the descriptor of a row type, checked against the expected columns */
+static TupleDesc
+imp_rowtype(Oid elemtype, const ImpColumn *columns, int ncolumns, const char *what)
+{
+	TupleDesc	desc;
+	int			i;
+
+	if (!OidIsValid(elemtype) || !type_is_rowtype(elemtype))
+		elog(ERROR, "import_resolve: %s must be an array of a row type", what);
+	desc = lookup_rowtype_tupdesc_copy(elemtype, -1);
+	if (desc->natts != ncolumns)
+		elog(ERROR, "import_resolve: %s has %d columns, expected %d", what, desc->natts, ncolumns);
+	for (i = 0; i < ncolumns; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped || att->atttypid != columns[i].type ||
+			strcmp(NameStr(att->attname), columns[i].name) != 0)
+			elog(ERROR, "import_resolve: column %d of %s is not \"%s\" of type %s",
+				 i + 1, what, columns[i].name, format_type_be(columns[i].type));
+	}
+	return desc;
+}
+
+/*
+ * The elements of composite array argument argno, each deformed into
+ * ncolumns values: values[ncolumns * i + column].  Returns the count.
  */
 static int
-imp_array(FunctionCallInfo fcinfo, int argno, Oid elemtype, int n, int width,
-		  bool nulls_allowed, Datum **values, bool **nulls)
+imp_rows(FunctionCallInfo fcinfo, int argno, const ImpColumn *columns, int ncolumns,
+		 const char *what, Datum **values, bool **nulls)
 {
 	ArrayType  *a = PG_GETARG_ARRAYTYPE_P(argno);
+	TupleDesc	desc = imp_rowtype(ARR_ELEMTYPE(a), columns, ncolumns, what);
+	Datum	   *elems;
+	bool	   *elemnulls;
 	int16		typlen;
 	bool		typbyval;
 	char		typalign;
-	int			count;
-	int			rows;
+	int			n;
 	int			i;
 
-	if (ARR_ELEMTYPE(a) != elemtype)
-		elog(ERROR, "import_resolve: argument %d has the wrong type", argno + 1);
-	if (ARR_NDIM(a) == 0)
-		rows = 0;
-	else if (width == 1 && ARR_NDIM(a) == 1)
-		rows = ARR_DIMS(a)[0];
-	else if (width > 1 && ARR_NDIM(a) == 2 && ARR_DIMS(a)[1] == width)
-		rows = ARR_DIMS(a)[0];
-	else
+	if (ARR_NDIM(a) > 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("import_resolve: argument %d must be %s", argno + 1,
-						width == 1 ? "a one-dimensional array" :
-						psprintf("an array of %d-element arrays", width)),
+				 errmsg("import_resolve: %s must be a one-dimensional array", what),
 				 IMP_HINT));
-	if (n >= 0 && rows != n)
-		ereport(ERROR,
-				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("import_resolve: argument %d has %d elements, expected %d",
-						argno + 1, rows, n),
-				 IMP_HINT));
-	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-	deconstruct_array(a, elemtype, typlen, typbyval, typalign, values, nulls, &count);
-	Assert(count == rows * width);
-	if (!nulls_allowed)
-		for (i = 0; i < count; i++)
-			if ((*nulls)[i])
-				ereport(ERROR,
-						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-						 errmsg("import_resolve: argument %d must not contain NULL", argno + 1),
-						 IMP_HINT));
-	return rows;
+	get_typlenbyvalalign(ARR_ELEMTYPE(a), &typlen, &typbyval, &typalign);
+	deconstruct_array(a, ARR_ELEMTYPE(a), typlen, typbyval, typalign, &elems, &elemnulls, &n);
+	*values = palloc(sizeof(Datum) * ((Size) n * ncolumns + 1));
+	*nulls = palloc(sizeof(bool) * ((Size) n * ncolumns + 1));
+	for (i = 0; i < n; i++)
+	{
+		HeapTupleHeader td;
+		HeapTupleData tuple;
+
+		if (elemnulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("import_resolve: %s must not contain NULL", what),
+					 IMP_HINT));
+		td = DatumGetHeapTupleHeader(elems[i]);
+		tuple.t_len = HeapTupleHeaderGetDatumLength(td);
+		ItemPointerSetInvalid(&tuple.t_self);
+		tuple.t_tableOid = InvalidOid;
+		tuple.t_data = td;
+		heap_deform_tuple(&tuple, desc, &(*values)[(Size) i * ncolumns], &(*nulls)[(Size) i * ncolumns]);
+	}
+	return n;
 }
 
+/* an array of rows of the element type of an OUT column */
+static Datum
+imp_array_of(Oid arraytype, const ImpColumn *columns, int ncolumns, const char *what,
+			 int n, Datum *values, bool *nulls)
+{
+	Oid			elemtype = get_element_type(arraytype);
+	TupleDesc	desc = BlessTupleDesc(imp_rowtype(elemtype, columns, ncolumns, what));
+	Datum	   *elems = palloc(sizeof(Datum) * ((Size) n + 1));
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		elems[i] = HeapTupleGetDatum(heap_form_tuple(desc, &values[(Size) i * ncolumns],
+													 &nulls[(Size) i * ncolumns]));
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_array(elems, n, elemtype, typlen, typbyval, typalign));
+}
+
+/* the IMPORT_BIT of each field that is not NULL */
+static uint32
+imp_present(const bool *fieldnulls)
+{
+	uint32		present = 0;
+	int			f;
+
+	for (f = 0; f < IMPORT_NFIELDS; f++)
+		if (!fieldnulls[f])
+			present |= IMPORT_BIT(f);
+	return present;
+}
 
 /*
- * import_resolve(row_id int8[], row_present int4[], row_keys text[][],
- *     row_attributes jsonb[], lead_id int8[], lead_present int4[],
- *     lead_keys text[][], lead_attributes jsonb[], external_id text[],
- *     external_lead int8[], system_ids text[][], system_lead int8[],
- *     OUT row_lead int8[], OUT row_matched_on text[], OUT row_fills int4[],
- *     OUT lead_ref int8[], OUT lead_attributes_after jsonb[])
+ * import_resolve(pending import_row[], leads import_lead[],
+ *     links import_link[], OUT outcomes import_outcome[],
+ *     OUT fills import_fill[])
  *
- * Rows, any order (processed by row_id): present has the IMPORT_BIT bits of
- * the fields given (email, name, company, phone, source, origin; the
- * external id bit comes from the keys), keys are [email key, phone key,
- * company key, name key, external_id, system, system_id], attributes as
- * given.  Leads: the live leads the rows can reach, any order, present with
- * the external id bit, keys [stored email, phone and company keys, email,
- * phone and company as they are, name key], attributes.  external_*:
- * leads having that external_id, resolved through merged_into; system_*:
- * rows of lead_external_id ([system, external_id]), resolved.
+ * pending: the rows, any order (replayed by id), with their match keys;
+ * leads: the live leads the rows can reach, any order, with their stored
+ * keys and the name key of their current name; links: leads having an
+ * external_id (system NULL) or a lead_external_id row the rows name,
+ * resolved through merged_into.
  *
- * Out, per row (input order): the lead (existing id, or -k for the k-th
- * lead the list creates; NULL: nothing to match on), matched_on (NULL when
- * created or rejected), the bits of the fields the row filled (created:
- * all it has).  Per lead created or updated: ref (id or -k) and its
- * attributes after the import.
+ * outcomes, per row (input order): the lead (existing id, or -k for the
+ * k-th lead the list creates; NULL: nothing to match on) and what it
+ * matched on (NULL when created or rejected).  fills, per lead created or
+ * updated: the values the rows fill in and its attributes after the import.
  */
 PG_FUNCTION_INFO_V1(leadmgmt_import_resolve);
 Datum
@@ -283,167 +394,144 @@ leadmgmt_import_resolve(PG_FUNCTION_ARGS)
 	ImportLead *leads;
 	ImportLink *links;
 	ImportResult res;
-	Datum	   *row_id,
-			   *row_present,
-			   *row_key,
-			   *row_attr;
-	bool	   *row_idn,
-			   *row_presentn,
-			   *row_keyn,
-			   *row_attrn;
-	Datum	   *lead_id,
-			   *lead_present,
-			   *lead_key,
-			   *lead_attr;
-	bool	   *lead_idn,
-			   *lead_presentn,
-			   *lead_keyn,
-			   *lead_attrn;
-	Datum	   *ext_id,
-			   *ext_lead,
-			   *sys_id,
-			   *sys_lead;
-	bool	   *ext_idn,
-			   *ext_leadn,
-			   *sys_idn,
-			   *sys_leadn;
+	Datum	   *rv,
+			   *lv,
+			   *kv,
+			   *ov,
+			   *fv;
+	bool	   *rn,
+			   *ln,
+			   *kn,
+			   *on,
+			   *fn;
 	int			nrows,
 				nleads,
-				next,
-				nsys;
-	Datum	   *o_lead,
-			   *o_how,
-			   *o_fills,
-			   *o_ref,
-			   *o_attr;
-	bool	   *o_leadn,
-			   *o_hown;
+				nlinks;
 	int			i;
-	Datum		result[5];
-	bool		result_nulls[5] = {false, false, false, false, false};
-	int			dims[1];
-	int			lbs[1] = {1};
+	Datum		result[2];
+	bool		result_nulls[2] = {false, false};
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "import_resolve: return type must be a row type");
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE || tupdesc->natts != 2)
+		elog(ERROR, "import_resolve: return type must be a row type of two columns");
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "import_resolve", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(work);
 
-	/* rows: keys are email, phone, company, name, external id, system, system id */
-	nrows = imp_array(fcinfo, 0, INT8OID, -1, 1, false, &row_id, &row_idn);
-	imp_array(fcinfo, 1, INT4OID, nrows, 1, false, &row_present, &row_presentn);
-	imp_array(fcinfo, 2, TEXTOID, nrows, 7, true, &row_key, &row_keyn);
-	imp_array(fcinfo, 3, JSONBOID, nrows, 1, true, &row_attr, &row_attrn);
-	/* leads: stored email, phone, company keys; email, phone, company; name key */
-	nleads = imp_array(fcinfo, 4, INT8OID, -1, 1, false, &lead_id, &lead_idn);
-	imp_array(fcinfo, 5, INT4OID, nleads, 1, false, &lead_present, &lead_presentn);
-	imp_array(fcinfo, 6, TEXTOID, nleads, 7, true, &lead_key, &lead_keyn);
-	imp_array(fcinfo, 7, JSONBOID, nleads, 1, false, &lead_attr, &lead_attrn);
-	/* external ids; system ids (system, id) */
-	next = imp_array(fcinfo, 8, TEXTOID, -1, 1, false, &ext_id, &ext_idn);
-	imp_array(fcinfo, 9, INT8OID, next, 1, false, &ext_lead, &ext_leadn);
-	nsys = imp_array(fcinfo, 10, TEXTOID, -1, 2, false, &sys_id, &sys_idn);
-	imp_array(fcinfo, 11, INT8OID, nsys, 1, false, &sys_lead, &sys_leadn);
+	nrows = imp_rows(fcinfo, 0, row_columns, ROW_NATTS, "pending", &rv, &rn);
+	nleads = imp_rows(fcinfo, 1, lead_columns, LEAD_NATTS, "leads", &lv, &ln);
+	nlinks = imp_rows(fcinfo, 2, link_columns, LINK_NATTS, "links", &kv, &kn);
 
 	glue.empty_object = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
 	glue.raw = palloc(sizeof(text *) * 3 * ((Size) nleads + 1));
 	rows = palloc(sizeof(ImportRow) * ((Size) nrows + 1));
 	leads = palloc(sizeof(ImportLead) * ((Size) nleads + 1));
-	links = palloc(sizeof(ImportLink) * ((Size) next + nsys + 1));
+	links = palloc(sizeof(ImportLink) * ((Size) nlinks + 1));
 	for (i = 0; i < nrows; i++)
 	{
 		ImportRow  *r = &rows[i];
-		Datum	   *k = &row_key[7 * i];
-		bool	   *kn = &row_keyn[7 * i];
+		Datum	   *v = &rv[(Size) i * ROW_NATTS];
+		bool	   *n = &rn[(Size) i * ROW_NATTS];
 
-		r->id = DatumGetInt64(row_id[i]);
-		r->present = (uint32) DatumGetInt32(row_present[i]);
-		r->email_key = imp_datum_str(k[0], kn[0]);
-		r->phone_key = imp_datum_str(k[1], kn[1]);
-		r->company_key = imp_datum_str(k[2], kn[2]);
-		r->name_key = imp_datum_str(k[3], kn[3]);
-		r->external_id = imp_datum_str(k[4], kn[4]);
-		r->system = imp_datum_str(k[5], kn[5]);
-		r->system_id = imp_datum_str(k[6], kn[6]);
-		r->attributes = row_attrn[i] ? NULL : DatumGetJsonbP(row_attr[i]);
+		if (n[ROW_ID])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("import_resolve: a row id must not be NULL"),
+					 IMP_HINT));
+		r->id = DatumGetInt64(v[ROW_ID]);
+		r->present = imp_present(&n[ROW_FIELDS]);
+		r->email_key = imp_datum_str(v[ROW_EMAIL_KEY], n[ROW_EMAIL_KEY]);
+		r->phone_key = imp_datum_str(v[ROW_PHONE_KEY], n[ROW_PHONE_KEY]);
+		r->company_key = imp_datum_str(v[ROW_COMPANY_KEY], n[ROW_COMPANY_KEY]);
+		r->name_key = imp_datum_str(v[ROW_NAME_KEY], n[ROW_NAME_KEY]);
+		r->external_id = imp_datum_str(v[ROW_FIELDS + IMPORT_EXTERNAL_ID],
+									   n[ROW_FIELDS + IMPORT_EXTERNAL_ID]);
+		r->system = imp_datum_str(v[ROW_SYSTEM], n[ROW_SYSTEM]);
+		r->system_id = imp_datum_str(v[ROW_SYSTEM_ID], n[ROW_SYSTEM_ID]);
+		r->attributes = n[ROW_ATTRIBUTES] ? NULL : DatumGetJsonbP(v[ROW_ATTRIBUTES]);
 	}
 	for (i = 0; i < nleads; i++)
 	{
 		ImportLead *l = &leads[i];
-		Datum	   *k = &lead_key[7 * i];
-		bool	   *kn = &lead_keyn[7 * i];
+		Datum	   *v = &lv[(Size) i * LEAD_NATTS];
+		bool	   *n = &ln[(Size) i * LEAD_NATTS];
+		static const int raw[3] = {IMPORT_EMAIL, IMPORT_PHONE, IMPORT_COMPANY};
 		int			j;
 
-		l->id = DatumGetInt64(lead_id[i]);
-		l->present = (uint32) DatumGetInt32(lead_present[i]);
-		l->email_key = imp_datum_str(k[0], kn[0]);
-		l->phone_key = imp_datum_str(k[1], kn[1]);
-		l->company_key = imp_datum_str(k[2], kn[2]);
+		if (n[LEAD_ID])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("import_resolve: a lead id must not be NULL"),
+					 IMP_HINT));
+		l->id = DatumGetInt64(v[LEAD_ID]);
+		l->present = imp_present(&n[LEAD_FIELDS]);
+		l->email_key = imp_datum_str(v[LEAD_EMAIL_KEY], n[LEAD_EMAIL_KEY]);
+		l->phone_key = imp_datum_str(v[LEAD_PHONE_KEY], n[LEAD_PHONE_KEY]);
+		l->company_key = imp_datum_str(v[LEAD_COMPANY_KEY], n[LEAD_COMPANY_KEY]);
+		l->name_key = imp_datum_str(v[LEAD_NAME_KEY], n[LEAD_NAME_KEY]);
 		for (j = 0; j < 3; j++)
-			glue.raw[3 * i + j] = kn[3 + j] ? NULL : DatumGetTextPP(k[3 + j]);
-		l->name_key = imp_datum_str(k[6], kn[6]);
-		l->attributes = DatumGetJsonbP(lead_attr[i]);
+			glue.raw[3 * i + j] = n[LEAD_FIELDS + raw[j]] ? NULL :
+				DatumGetTextPP(v[LEAD_FIELDS + raw[j]]);
+		l->attributes = n[LEAD_ATTRIBUTES] ? NULL : DatumGetJsonbP(v[LEAD_ATTRIBUTES]);
 	}
-	for (i = 0; i < next; i++)
+	for (i = 0; i < nlinks; i++)
 	{
-		links[i].system = imp_str(NULL);
-		links[i].id = imp_datum_str(ext_id[i], false);
-		links[i].lead_id = DatumGetInt64(ext_lead[i]);
-	}
-	for (i = 0; i < nsys; i++)
-	{
-		links[next + i].system = imp_datum_str(sys_id[2 * i], false);
-		links[next + i].id = imp_datum_str(sys_id[2 * i + 1], false);
-		links[next + i].lead_id = DatumGetInt64(sys_lead[i]);
+		Datum	   *v = &kv[(Size) i * LINK_NATTS];
+		bool	   *n = &kn[(Size) i * LINK_NATTS];
+
+		if (n[LINK_EXTERNAL_ID] || n[LINK_LEAD_ID])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("import_resolve: a link needs an external_id and a lead_id"),
+					 IMP_HINT));
+		links[i].system = imp_datum_str(v[LINK_SYSTEM], n[LINK_SYSTEM]);
+		links[i].id = imp_datum_str(v[LINK_EXTERNAL_ID], false);
+		links[i].lead_id = DatumGetInt64(v[LINK_LEAD_ID]);
 	}
 
-	imp_check(import_replay(rows, nrows, leads, nleads, links, next + nsys,
-							&imp_hooks, &glue, &res));
+	imp_check(import_replay(rows, nrows, leads, nleads, links, nlinks, &imp_hooks, &glue, &res));
 
 	/* results, in the caller's memory */
 	MemoryContextSwitchTo(caller);
-	o_lead = palloc(sizeof(Datum) * ((Size) nrows + 1));
-	o_how = palloc(sizeof(Datum) * ((Size) nrows + 1));
-	o_hown = palloc(sizeof(bool) * ((Size) nrows + 1));
-	o_leadn = palloc(sizeof(bool) * ((Size) nrows + 1));
-	o_fills = palloc(sizeof(Datum) * ((Size) nrows + 1));
+	ov = palloc(sizeof(Datum) * OUTCOME_NATTS * ((Size) nrows + 1));
+	on = palloc0(sizeof(bool) * OUTCOME_NATTS * ((Size) nrows + 1));
 	for (i = 0; i < nrows; i++)
 	{
 		const ImportRowResult *r = &res.rows[i];
 		const char *how = import_match_name(r->how);
+		Datum	   *v = &ov[(Size) i * OUTCOME_NATTS];
+		bool	   *n = &on[(Size) i * OUTCOME_NATTS];
 
-		o_lead[i] = Int64GetDatum(r->lead);
-		o_leadn[i] = r->rejected;
-		o_how[i] = how ? CStringGetTextDatum(how) : (Datum) 0;
-		o_hown[i] = how == NULL;
-		o_fills[i] = Int32GetDatum((int32) r->fills);
+		v[OUTCOME_ID] = Int64GetDatum(rows[i].id);
+		v[OUTCOME_LEAD_REF] = Int64GetDatum(r->lead);
+		n[OUTCOME_LEAD_REF] = r->rejected;
+		v[OUTCOME_MATCHED_ON] = how ? CStringGetTextDatum(how) : (Datum) 0;
+		n[OUTCOME_MATCHED_ON] = how == NULL;
 	}
-	o_ref = palloc(sizeof(Datum) * ((Size) res.nleads + 1));
-	o_attr = palloc(sizeof(Datum) * ((Size) res.nleads + 1));
+	fv = palloc(sizeof(Datum) * FILL_NATTS * ((Size) res.nleads + 1));
+	fn = palloc0(sizeof(bool) * FILL_NATTS * ((Size) res.nleads + 1));
 	for (i = 0; i < res.nleads; i++)
 	{
-		o_ref[i] = Int64GetDatum(res.leads[i].ref);
-		o_attr[i] = JsonbPGetDatum(res.leads[i].attributes ?
-								   (Jsonb *) res.leads[i].attributes : glue.empty_object);
+		const ImportLeadResult *l = &res.leads[i];
+		Datum	   *v = &fv[(Size) i * FILL_NATTS];
+		bool	   *n = &fn[(Size) i * FILL_NATTS];
+		int			f;
+
+		v[FILL_LEAD_REF] = Int64GetDatum(l->ref);
+		/* each field is filled by one row at most: that row's value */
+		for (f = 0; f < IMPORT_NFIELDS; f++)
+		{
+			int32		p = l->filled_by[f];
+
+			n[FILL_FIELDS + f] = p < 0;
+			v[FILL_FIELDS + f] = p < 0 ? (Datum) 0 : rv[(Size) p * ROW_NATTS + ROW_FIELDS + f];
+		}
+		v[FILL_ATTRIBUTES] = JsonbPGetDatum(l->attributes ? (Jsonb *) l->attributes :
+											glue.empty_object);
 	}
-	dims[0] = nrows;
-	if (nrows == 0)
-	{
-		result[0] = PointerGetDatum(construct_empty_array(INT8OID));
-		result[1] = PointerGetDatum(construct_empty_array(TEXTOID));
-	}
-	else
-	{
-		result[0] = PointerGetDatum(construct_md_array(o_lead, o_leadn, 1, dims, lbs,
-													   INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		result[1] = PointerGetDatum(construct_md_array(o_how, o_hown, 1, dims, lbs,
-													   TEXTOID, -1, false, TYPALIGN_INT));
-	}
-	result[2] = PointerGetDatum(construct_array(o_fills, nrows, INT4OID, 4, true, TYPALIGN_INT));
-	result[3] = PointerGetDatum(construct_array(o_ref, res.nleads, INT8OID, 8, FLOAT8PASSBYVAL,
-												TYPALIGN_DOUBLE));
-	result[4] = PointerGetDatum(construct_array(o_attr, res.nleads, JSONBOID, -1, false, TYPALIGN_INT));
+	result[0] = imp_array_of(TupleDescAttr(tupdesc, 0)->atttypid, outcome_columns, OUTCOME_NATTS,
+							 "outcomes", nrows, ov, on);
+	result[1] = imp_array_of(TupleDescAttr(tupdesc, 1)->atttypid, fill_columns, FILL_NATTS,
+							 "fills", res.nleads, fv, fn);
 	MemoryContextDelete(work);
 
 	tupdesc = BlessTupleDesc(tupdesc);
