@@ -6,11 +6,14 @@
  *		into.  Part of identity (doc/identity.md).
  *
  * How: merge_stage() reads both leads and their stage ranks with one kept
- * plan and hands the move to stage.c (lm_stage_move_internal or
- * lm_stage_note), so each merge leaves exactly one history row.  The
- * trigger follows merged_into FOR KEY SHARE as the table owner.
+ * plan (src/pg/kept_plan.h) and hands the move to stage.c
+ * (lm_stage_move_internal or lm_stage_note), so each merge leaves exactly
+ * one history row.  The trigger, declared BEFORE UPDATE OF lead_id, follows
+ * merged_into FOR KEY SHARE with the shared walk (src/pg/merged_into.h) as
+ * the table owner (src/pg/as_owner.h, restricted).
  *
- * State: the kept SPI plans only (CacheMemoryContext, for the backend).
+ * State: one kept SPI plan here and the walk's in src/pg (CacheMemoryContext,
+ * for the backend).
  *
  * Complexity: merge_stage() is one indexed read and one move; the trigger
  * one indexed read per hop of the merged_into chain (normally one; capped).
@@ -22,7 +25,6 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/rel.h"
 
@@ -46,7 +48,7 @@ PG_FUNCTION_INFO_V1(leadmgmt_merge_stage);
 Datum
 leadmgmt_merge_stage(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr kept = NULL;
 	int64		keep = PG_GETARG_INT64(0);
 	int64		dup = PG_GETARG_INT64(1);
 	Datum		args[2];
@@ -59,24 +61,18 @@ leadmgmt_merge_stage(PG_FUNCTION_ARGS)
 	text	   *result;
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext spi;
+	Oid			types[2] = {INT8OID, INT8OID};
+	SPIPlanPtr	plan;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (plan == NULL)
-	{
-		Oid			types[2] = {INT8OID, INT8OID};
-
-		plan = SPI_prepare("SELECT d.merged_into, k.stage, ks.rank, d.stage, ds.rank "
-						   "FROM leadmgmt.lead k "
-						   "JOIN leadmgmt.stage ks ON ks.name OPERATOR(pg_catalog.=) k.stage, "
-						   "leadmgmt.lead d "
-						   "JOIN leadmgmt.stage ds ON ds.name OPERATOR(pg_catalog.=) d.stage "
-						   "WHERE k.id OPERATOR(pg_catalog.=) $1 "
-						   "AND d.id OPERATOR(pg_catalog.=) $2", 2, types);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-	}
+	plan = lm_kept_plan(&kept, "SELECT d.merged_into, k.stage, ks.rank, d.stage, ds.rank "
+						"FROM leadmgmt.lead k "
+						"JOIN leadmgmt.stage ks ON ks.name OPERATOR(pg_catalog.=) k.stage, "
+						"leadmgmt.lead d "
+						"JOIN leadmgmt.stage ds ON ds.name OPERATOR(pg_catalog.=) d.stage "
+						"WHERE k.id OPERATOR(pg_catalog.=) $1 "
+						"AND d.id OPERATOR(pg_catalog.=) $2", 2, types);
 	args[0] = Int64GetDatum(keep);
 	args[1] = Int64GetDatum(dup);
 	if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT)
@@ -107,32 +103,32 @@ leadmgmt_merge_stage(PG_FUNCTION_ARGS)
 }
 
 /*
- * BEFORE UPDATE OF lead_id ON leadmgmt.activity (and INSERT, where a
- * caller attaches it so): an activity for a merged lead goes to the lead it
- * was merged into.  Inserts are resolved by the scoring row trigger since
- * 1.1.0, once per lead and statement (src/scoring.c, resolve_row_lead).  The lead row is read
- * FOR KEY SHARE, so an insert racing a merge_leads() of its lead (which
- * holds FOR UPDATE) waits for the merge and then follows merged_into:
- * nothing is left on the dropped lead.  Runs as the table owner (row
- * locks need UPDATE privilege; row-level security must not hide leads).
+ * BEFORE UPDATE OF lead_id ON leadmgmt.activity: an activity moved to a
+ * merged lead goes on to the lead it was merged into.  Since 1.1.0 the
+ * trigger is declared for UPDATE OF lead_id only; inserts are resolved by
+ * the scoring row trigger, once per lead and statement (src/scoring.c,
+ * resolve_row_lead).  (Attached to INSERT by hand, it resolves inserts the
+ * same way, as it did in 1.0.0.)  The walk (src/pg/merged_into.c) reads each lead FOR
+ * KEY SHARE, so an update racing a merge_leads() of its lead (which holds
+ * FOR UPDATE) waits for the merge and then follows merged_into: nothing is
+ * left on the dropped lead.  Runs as the table owner (row locks need
+ * UPDATE privilege; row-level security must not hide leads).  A lead that
+ * does not exist is left for the foreign key to report.
  */
 PG_FUNCTION_INFO_V1(leadmgmt_activity_lead_resolve);
 Datum
 leadmgmt_activity_lead_resolve(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr plan = NULL;
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	Relation	rel;
 	HeapTuple	tuple;
 	int			attnum;
 	bool		isnull;
+	bool		exists;
 	Datum		value;
 	int64		lead_id;
 	int64		current;
-	int			hops;
-	Oid			save_userid;
-	int			save_sec_context;
-	Oid			owner;
+	LmAsOwner	saved;
 
 	lm_check_trigger_context(fcinfo, "activity_lead_resolve", true, true);
 	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
@@ -147,47 +143,14 @@ leadmgmt_activity_lead_resolve(PG_FUNCTION_ARGS)
 	if (isnull)
 		return PointerGetDatum(tuple);	/* NOT NULL reports it */
 	lead_id = DatumGetInt64(value);
-	current = lead_id;
 
 	/* the lead table and the activity table have the same owner */
-	owner = rel->rd_rel->relowner;
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	lm_as_owner_begin(&saved, rel->rd_rel->relowner, LM_OWNER_RESTRICTED);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (plan == NULL)
-	{
-		Oid			type = INT8OID;
-
-		plan = SPI_prepare("SELECT l.merged_into FROM leadmgmt.lead l "
-						   "WHERE l.id OPERATOR(pg_catalog.=) $1 FOR KEY SHARE OF l",
-						   1, &type);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-	}
-	for (hops = 0; hops < 1000; hops++)
-	{
-		Datum		arg = Int64GetDatum(current);
-		Datum		next;
-
-		if (SPI_execute_plan(plan, &arg, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not look up lead " INT64_FORMAT, current);
-		if (SPI_processed == 0)
-			break;				/* the foreign key reports a missing lead */
-		next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (isnull)
-			break;
-		current = DatumGetInt64(next);
-	}
+	current = lm_follow_merged_into(lead_id, true, &exists);
 	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	if (hops >= 1000)
-		ereport(ERROR,
-				(errcode(ERRCODE_LM_MERGE_CYCLE),
-				 errmsg("merged_into chain starting at lead " INT64_FORMAT " does not end", lead_id),
-				 errhint("merged_into is written by leadmgmt.merge_leads(); set it back to NULL on one lead of the circle.")));
+	lm_as_owner_end(&saved);
 
 	if (current != lead_id)
 	{
