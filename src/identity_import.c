@@ -353,6 +353,29 @@ imp_array_of(Oid arraytype, const ImpColumn *columns, int ncolumns, const char *
 	return PointerGetDatum(construct_array(elems, n, elemtype, typlen, typbyval, typalign));
 }
 
+/* the id in column col of a deformed row (never NULL) */
+static int64
+imp_id(const Datum *v, const bool *n, int col, const char *what)
+{
+	if (n[col])
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("import_resolve: a %s id must not be NULL", what),
+				 IMP_HINT));
+	return DatumGetInt64(v[col]);
+}
+
+/* e-mail, phone, company and name keys: four columns from first on */
+static void
+imp_keys(const Datum *v, const bool *n, int first, ImportStr *email, ImportStr *phone,
+		 ImportStr *company, ImportStr *name)
+{
+	*email = imp_datum_str(v[first], n[first]);
+	*phone = imp_datum_str(v[first + 1], n[first + 1]);
+	*company = imp_datum_str(v[first + 2], n[first + 2]);
+	*name = imp_datum_str(v[first + 3], n[first + 3]);
+}
+
 /* the IMPORT_BIT of each field that is not NULL */
 static uint32
 imp_present(const bool *fieldnulls)
@@ -432,17 +455,9 @@ leadmgmt_import_resolve(PG_FUNCTION_ARGS)
 		Datum	   *v = &rv[(Size) i * ROW_NATTS];
 		bool	   *n = &rn[(Size) i * ROW_NATTS];
 
-		if (n[ROW_ID])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("import_resolve: a row id must not be NULL"),
-					 IMP_HINT));
-		r->id = DatumGetInt64(v[ROW_ID]);
+		r->id = imp_id(v, n, ROW_ID, "row");
 		r->present = imp_present(&n[ROW_FIELDS]);
-		r->email_key = imp_datum_str(v[ROW_EMAIL_KEY], n[ROW_EMAIL_KEY]);
-		r->phone_key = imp_datum_str(v[ROW_PHONE_KEY], n[ROW_PHONE_KEY]);
-		r->company_key = imp_datum_str(v[ROW_COMPANY_KEY], n[ROW_COMPANY_KEY]);
-		r->name_key = imp_datum_str(v[ROW_NAME_KEY], n[ROW_NAME_KEY]);
+		imp_keys(v, n, ROW_EMAIL_KEY, &r->email_key, &r->phone_key, &r->company_key, &r->name_key);
 		r->external_id = imp_datum_str(v[ROW_FIELDS + IMPORT_EXTERNAL_ID],
 									   n[ROW_FIELDS + IMPORT_EXTERNAL_ID]);
 		r->system = imp_datum_str(v[ROW_SYSTEM], n[ROW_SYSTEM]);
@@ -457,17 +472,9 @@ leadmgmt_import_resolve(PG_FUNCTION_ARGS)
 		static const int raw[3] = {IMPORT_EMAIL, IMPORT_PHONE, IMPORT_COMPANY};
 		int			j;
 
-		if (n[LEAD_ID])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("import_resolve: a lead id must not be NULL"),
-					 IMP_HINT));
-		l->id = DatumGetInt64(v[LEAD_ID]);
+		l->id = imp_id(v, n, LEAD_ID, "lead");
 		l->present = imp_present(&n[LEAD_FIELDS]);
-		l->email_key = imp_datum_str(v[LEAD_EMAIL_KEY], n[LEAD_EMAIL_KEY]);
-		l->phone_key = imp_datum_str(v[LEAD_PHONE_KEY], n[LEAD_PHONE_KEY]);
-		l->company_key = imp_datum_str(v[LEAD_COMPANY_KEY], n[LEAD_COMPANY_KEY]);
-		l->name_key = imp_datum_str(v[LEAD_NAME_KEY], n[LEAD_NAME_KEY]);
+		imp_keys(v, n, LEAD_EMAIL_KEY, &l->email_key, &l->phone_key, &l->company_key, &l->name_key);
 		for (j = 0; j < 3; j++)
 			glue.raw[3 * i + j] = n[LEAD_FIELDS + raw[j]] ? NULL :
 				DatumGetTextPP(v[LEAD_FIELDS + raw[j]]);

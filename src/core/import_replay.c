@@ -136,24 +136,7 @@ st_zalloc(State *st, size_t size)
 	return p;
 }
 
-/* 64-bit FNV-1a, then a finaliser so that the low bits mix well */
-static uint64_t
-hash_bytes64(const char *s, size_t len)
-{
-	uint64_t	h = 0xcbf29ce484222325ULL;
-	size_t		i;
-
-	for (i = 0; i < len; i++)
-	{
-		h ^= (unsigned char) s[i];
-		h *= 0x100000001b3ULL;
-	}
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdULL;
-	h ^= h >> 33;
-	return h;
-}
-
+/* murmur3's 64-bit finaliser */
 static uint64_t
 hash_u64(uint64_t k)
 {
@@ -165,29 +148,76 @@ hash_u64(uint64_t k)
 	return k;
 }
 
-static bool
-str_grow(State *st)
+/* 64-bit FNV-1a, then the finaliser, so that the low bits mix well */
+static uint64_t
+hash_bytes64(const char *s, size_t len)
 {
-	uint64_t	oldsize = st->strmask + 1;
-	StrSlot    *old = st->strings;
-	StrSlot    *n = st_zalloc(st, sizeof(StrSlot) * oldsize * 2);
+	uint64_t	h = 0xcbf29ce484222325ULL;
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+	{
+		h ^= (unsigned char) s[i];
+		h *= 0x100000001b3ULL;
+	}
+	return hash_u64(h);
+}
+
+/*
+ * Double an open-addressing table (linear probing) of elem-sized slots:
+ * used() tells a filled slot, hash() its hash.  *slots and *mask are
+ * replaced (the old slots freed); false when the allocation failed (the
+ * table stays as it was).
+ */
+static bool
+table_grow(State *st, void **slots, uint64_t *mask, size_t elem,
+		   bool (*used) (const void *), uint64_t (*hash) (const void *))
+{
+	uint64_t	oldsize = *mask + 1;
+	uint64_t	newmask = oldsize * 2 - 1;
+	char	   *old = *slots;
+	char	   *n = st_zalloc(st, elem * oldsize * 2);
 	uint64_t	i;
 
 	if (n == NULL)
 		return false;
-	st->strings = n;
-	st->strmask = oldsize * 2 - 1;
 	for (i = 0; i < oldsize; i++)
-		if (old[i].data != NULL)
+		if (used(old + i * elem))
 		{
-			uint64_t	j = old[i].hash & st->strmask;
+			uint64_t	j = hash(old + i * elem) & newmask;
 
-			while (n[j].data != NULL)
-				j = (j + 1) & st->strmask;
-			n[j] = old[i];
+			while (used(n + j * elem))
+				j = (j + 1) & newmask;
+			memcpy(n + j * elem, old + i * elem, elem);
 		}
 	st_free(st, old);
+	*slots = n;
+	*mask = newmask;
 	return true;
+}
+
+static bool
+str_used(const void *slot)
+{
+	return ((const StrSlot *) slot)->data != NULL;
+}
+
+static uint64_t
+str_hash(const void *slot)
+{
+	return ((const StrSlot *) slot)->hash;
+}
+
+static bool
+map_used(const void *slot)
+{
+	return ((const MapSlot *) slot)->key != 0;
+}
+
+static uint64_t
+map_hash(const void *slot)
+{
+	return hash_u64(((const MapSlot *) slot)->key);
 }
 
 /* the id of a string (-1 for NULL); -2 on failure (st->failed or too many) */
@@ -199,7 +229,8 @@ intern(State *st, ImportStr s)
 
 	if (s.data == NULL)
 		return -1;
-	if ((uint64_t) st->nstrings * 2 >= st->strmask + 1 && !str_grow(st))
+	if ((uint64_t) st->nstrings * 2 >= st->strmask + 1 &&
+		!table_grow(st, (void **) &st->strings, &st->strmask, sizeof(StrSlot), str_used, str_hash))
 		return -2;
 	h = hash_bytes64(s.data, s.len);
 	for (j = h & st->strmask; st->strings[j].data != NULL; j = (j + 1) & st->strmask)
@@ -224,31 +255,6 @@ ix_key(int kind, int32_t a, int32_t b)
 	return ((uint64_t) kind << 58) | ((uint64_t) (uint32_t) a << 29) | (uint64_t) (uint32_t) b;
 }
 
-static bool
-map_grow(State *st)
-{
-	uint64_t	oldsize = st->mapmask + 1;
-	MapSlot    *old = st->map;
-	MapSlot    *n = st_zalloc(st, sizeof(MapSlot) * oldsize * 2);
-	uint64_t	i;
-
-	if (n == NULL)
-		return false;
-	st->map = n;
-	st->mapmask = oldsize * 2 - 1;
-	for (i = 0; i < oldsize; i++)
-		if (old[i].key != 0)
-		{
-			uint64_t	j = hash_u64(old[i].key) & st->mapmask;
-
-			while (n[j].key != 0)
-				j = (j + 1) & st->mapmask;
-			n[j] = old[i];
-		}
-	st_free(st, old);
-	return true;
-}
-
 /* the slot of key, or NULL (absent; with insert: added with value -1) */
 static MapSlot *
 map_slot(State *st, uint64_t key, bool insert, bool *found)
@@ -256,7 +262,8 @@ map_slot(State *st, uint64_t key, bool insert, bool *found)
 	uint64_t	j;
 
 	*found = false;
-	if (insert && (uint64_t) st->nmap * 2 >= st->mapmask + 1 && !map_grow(st))
+	if (insert && (uint64_t) st->nmap * 2 >= st->mapmask + 1 &&
+		!table_grow(st, (void **) &st->map, &st->mapmask, sizeof(MapSlot), map_used, map_hash))
 		return NULL;
 	for (j = hash_u64(key) & st->mapmask; st->map[j].key != 0; j = (j + 1) & st->mapmask)
 		if (st->map[j].key == key)
