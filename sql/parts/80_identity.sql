@@ -47,10 +47,8 @@ COMMENT ON FUNCTION leadmgmt.key_version() IS
 -------------------------------------------------------------------------------
 -- Keys on leadmgmt.lead
 -------------------------------------------------------------------------------
-ALTER TABLE leadmgmt.lead ADD COLUMN key_version integer;
-COMMENT ON COLUMN leadmgmt.lead.key_version IS
-	'leadmgmt.key_version() the match keys were built with (maintained by the extension)';
-
+-- The key columns (email_key, company_key, phone_key, key_version) are
+-- created with the lead table (20_leads.sql).
 CREATE FUNCTION leadmgmt.lead_keys()
 RETURNS trigger
 LANGUAGE c
@@ -436,7 +434,7 @@ COMMENT ON FUNCTION leadmgmt.merge_leads(bigint, bigint) IS
 -- when they race the merge.  New rows are resolved by the activity ingest
 -- triggers (activity_score_row and activity_score_statement, src/scoring.c,
 -- doc/activity.md), so COPY runs no query per row; this row trigger covers
--- UPDATEs of lead_id (src/identity.c).
+-- UPDATEs of lead_id (src/identity_merge.c).
 CREATE FUNCTION leadmgmt.activity_lead_resolve()
 RETURNS trigger
 LANGUAGE c
