@@ -505,6 +505,15 @@ BEGIN
 	horizon := leadmgmt.get_setting('nurture_horizon')::interval;
 	enrolled := 0;
 	held_out := 0;
+	-- one run at a time: a second run waits here until the first commits,
+	-- and its statements then see the first one's enrolments.  This mode
+	-- conflicts with itself only, not with nurture_sent(), the exit
+	-- triggers or readers.  It spares the INSERTs below ON CONFLICT, whose
+	-- speculative insertion cost a third more per row; under REPEATABLE READ
+	-- or SERIALIZABLE the snapshot predates the lock, so there ON CONFLICT
+	-- on the one-current-enrolment index still skips what a concurrent run
+	-- took.
+	LOCK TABLE leadmgmt.nurture_enrollment IN SHARE UPDATE EXCLUSIVE MODE;
 
 	-- 1. exits.  Their causes record them when they happen (the triggers
 	-- above, and nurture_sent() for a finished track or a closed next
@@ -563,20 +572,21 @@ BEGIN
 	GET DIAGNOSTICS exited = ROW_COUNT;
 	PERFORM pg_catalog.set_config('enable_nestloop', 'off', true);
 
-	-- 2. enrolment.  The candidates, found in one pass: leads that may be
-	-- nurtured and have no current enrolment (in the steady state, only the
-	-- new ones; none: no per-track work at all).  Then track by track in
-	-- priority order, those that match and were never in the track; a lead
-	-- a concurrent run enrolled meanwhile is skipped by ON CONFLICT on the
-	-- one-current-enrolment index.  No lead row is locked, so merges and
-	-- stage changes never wait for a run.
-	SELECT array_agg(l.id ORDER BY l.id) INTO candidates
-	  FROM leadmgmt.lead l
-	  JOIN leadmgmt.stage st ON st.name = l.stage
-	 WHERE l.merged_into IS NULL AND l.forgotten_at IS NULL AND st.category <> 'lost'
-	   AND l.created_at <= nurture_enroll.at
-	   AND NOT EXISTS (SELECT 1 FROM leadmgmt.nurture_enrollment x
-	                    WHERE x.lead_id = l.id AND x.exited_at IS NULL);
+	-- 2. enrolment.  The candidates: leads that may be nurtured and have no
+	-- current enrolment (in the steady state, only the new ones; none: no
+	-- per-track work at all; more than 10,000: a first run, which scans).
+	-- Then track by track in priority order, those that match and were
+	-- never in the track.  No lead row is locked, so merges and stage
+	-- changes never wait for a run.
+	SELECT array_agg(c.id) INTO candidates
+	  FROM (SELECT l.id
+	          FROM leadmgmt.lead l
+	          JOIN leadmgmt.stage st ON st.name = l.stage
+	         WHERE l.merged_into IS NULL AND l.forgotten_at IS NULL AND st.category <> 'lost'
+	           AND l.created_at <= nurture_enroll.at
+	           AND NOT EXISTS (SELECT 1 FROM leadmgmt.nurture_enrollment x
+	                            WHERE x.lead_id = l.id AND x.exited_at IS NULL)
+	         LIMIT 10001) c;
 	FOR t IN SELECT * FROM leadmgmt.nurture_track tr WHERE tr.active AND candidates IS NOT NULL
 	          ORDER BY tr.priority DESC, tr.name LOOP
 		SELECT s.channel, c.consent_channel, s.wait INTO first_channel, first_consent, first_wait
@@ -585,9 +595,8 @@ BEGIN
 		CONTINUE WHEN NOT FOUND;
 		-- EXECUTE: a plan for this track's criteria, not a generic one.  A
 		-- few candidates (the steady state) are looked up by id; many (a
-		-- first run) are found by a scan of lead.  The arbiter is the
-		-- one-current-enrolment index alone (one probe per row, not three);
-		-- a lead that was in the track before is left out by the query.
+		-- first run) are found by a scan of lead.  A lead that was in the
+		-- track before is left out by the query.
 		EXECUTE format($sql$
 			WITH ins AS (
 				INSERT INTO leadmgmt.nurture_enrollment AS ne (lead_id, track, enrolled_at, step_no, status, next_due_at)
@@ -614,13 +623,15 @@ BEGIN
 				                        ORDER BY c.lead_id, c.at DESC, c.id DESC) w
 				         WHERE w.lead_id = l.id AND NOT w.granted)
 				 ORDER BY l.id
-				ON CONFLICT (lead_id) WHERE exited_at IS NULL DO NOTHING
+				%s
 				RETURNING ne.status)
 			SELECT count(*), count(*) FILTER (WHERE ins.status = 'holdout') FROM ins
 		$sql$, CASE WHEN cardinality(candidates) <= 10000 THEN 'l.id = ANY ($13)'
 		            ELSE 'l.merged_into IS NULL AND l.forgotten_at IS NULL AND l.created_at <= $2
 				   AND l.stage IN (SELECT st.name FROM leadmgmt.stage st WHERE st.category <> ''lost'')' END,
-		       CASE WHEN cardinality(candidates) <= 10000 THEN 'AND x.lead_id = ANY ($13)' ELSE '' END)
+		       CASE WHEN cardinality(candidates) <= 10000 THEN 'AND x.lead_id = ANY ($13)' ELSE '' END,
+		       CASE WHEN pg_catalog.current_setting('transaction_isolation') <> 'read committed'
+		            THEN 'ON CONFLICT (lead_id) WHERE exited_at IS NULL DO NOTHING' ELSE '' END)
 		INTO n_new, n_held
 		USING t.name, nurture_enroll.at, t.holdout_pct, first_wait, t.entry_stages, t.entry_grades,
 		      t.min_score, t.max_score, t.interest_kind, t.interest_pattern, t.interest_within,
