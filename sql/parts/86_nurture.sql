@@ -354,29 +354,46 @@ RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	reason text;
+	category text;
+	rank integer;
 BEGIN
-	UPDATE leadmgmt.nurture_enrollment e
-	   SET status = CASE WHEN e.status = 'holdout' THEN 'holdout' ELSE 'exited' END,
-	       exited_at = greatest(pg_catalog.now(), e.enrolled_at, e.last_sent_at),
-	       exit_reason = x.reason,
-	       next_due_at = NULL
-	  FROM (SELECT c.id,
-	               CASE
-	               WHEN NEW.stage IS DISTINCT FROM OLD.stage AND st.category <> 'lost'
-	                    AND NEW.stage_entered_at > c.enrolled_at
-	                    AND st.rank >= (SELECT cs.rank FROM leadmgmt.stage cs
-	                                     WHERE cs.name = leadmgmt.get_setting('nurture_convert_stage'))
-	                    THEN 'converted'
-	               WHEN NEW.stage IS DISTINCT FROM OLD.stage AND st.category = 'lost' THEN 'disqualified'
-	               WHEN c.status = 'active' AND ch.consent_channel = 'email'
-	                    AND NEW.email_status IN ('unsubscribed', 'bounced') THEN NEW.email_status
-	               END AS reason
-	          FROM leadmgmt.nurture_enrollment c
-	          JOIN leadmgmt.stage st ON st.name = NEW.stage
-	          LEFT JOIN leadmgmt.nurture_step s ON s.track = c.track AND s.step_no = c.step_no + 1
-	          LEFT JOIN leadmgmt.nurture_channel ch ON ch.name = s.channel
-	         WHERE c.lead_id = NEW.id AND c.exited_at IS NULL) x
-	 WHERE e.id = x.id AND x.reason IS NOT NULL AND e.exited_at IS NULL;
+	IF NEW.stage IS DISTINCT FROM OLD.stage THEN
+		SELECT s.category, s.rank INTO category, rank FROM leadmgmt.stage s WHERE s.name = NEW.stage;
+		IF category = 'lost' THEN
+			reason := 'disqualified';
+		ELSIF rank >= (SELECT cs.rank FROM leadmgmt.stage cs
+		                WHERE cs.name = leadmgmt.get_setting('nurture_convert_stage')) THEN
+			reason := 'converted';
+		END IF;
+	END IF;
+	IF reason IS NOT NULL THEN
+		-- converted: only by a stage entered after the enrolment (a
+		-- back-dated move is history the enrolment did not see)
+		UPDATE leadmgmt.nurture_enrollment e
+		   SET status = CASE WHEN e.status = 'holdout' THEN 'holdout' ELSE 'exited' END,
+		       exited_at = greatest(pg_catalog.now(), e.enrolled_at, e.last_sent_at),
+		       exit_reason = reason,
+		       next_due_at = NULL
+		 WHERE e.lead_id = NEW.id AND e.exited_at IS NULL
+		   AND (reason = 'disqualified' OR NEW.stage_entered_at > e.enrolled_at);
+		IF FOUND THEN
+			RETURN NULL;
+		END IF;
+	END IF;
+	IF NEW.email_status IN ('unsubscribed', 'bounced') AND NEW.email_status IS DISTINCT FROM OLD.email_status THEN
+		UPDATE leadmgmt.nurture_enrollment e
+		   SET status = 'exited',
+		       exited_at = greatest(pg_catalog.now(), e.enrolled_at, e.last_sent_at),
+		       exit_reason = NEW.email_status,
+		       next_due_at = NULL
+		 WHERE e.lead_id = NEW.id AND e.exited_at IS NULL AND e.status = 'active'
+		   AND EXISTS (SELECT 1 FROM leadmgmt.nurture_step s
+		                 JOIN leadmgmt.nurture_channel ch ON ch.name = s.channel
+		                WHERE s.track = e.track AND s.step_no = e.step_no + 1
+		                  AND ch.consent_channel = 'email');
+	END IF;
 	RETURN NULL;
 END
 $$;
