@@ -2012,9 +2012,9 @@ CREATE TRIGGER grant_sales_loop
 
 
 -- BEGIN nurture
--- mirrors sql/parts/00_schema.sql (settings nurture_min_gap, nurture_horizon,
+-- mirrors sql/parts/00_settings.sql (settings nurture_min_gap, nurture_horizon,
 -- nurture_convert_stage; value type stage), sql/parts/86_nurture.sql and
--- the nurture grants in sql/parts/90_access.sql
+-- the nurture grants in sql/parts/90_roles.sql
 
 CREATE OR REPLACE FUNCTION leadmgmt.setting_defaults(
 	OUT key text, OUT default_value text, OUT value_type text, OUT description text)
