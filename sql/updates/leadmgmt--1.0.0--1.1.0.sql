@@ -849,6 +849,270 @@ COMMENT ON AGGREGATE leadmgmt.retention(VARIADIC boolean[]) IS
 -- same, so there is nothing to update (test/t/003_upgrade.pl).
 -- structure: layout end
 
+-- structure: identity (issue 18): import_leads() and import_resolve() pass
+-- named rows (the leadmgmt.import_* types) instead of twelve positional
+-- arrays and bit flags, and the fields a list fills in come back from
+-- import_resolve(), so the duplicated "fills" subquery is gone.  This
+-- import_leads() is the last definition in this script: it replaces the
+-- one of the reliability section above.
+DROP FUNCTION leadmgmt.import_resolve(bigint[], integer[], text[], jsonb[], bigint[], integer[],
+                                      text[], jsonb[], text[], bigint[], text[], bigint[]);
+-- What import_leads() and import_resolve() (src/identity_import.c, over
+-- src/core/import_replay.c) pass each other: named rows, one type each.
+CREATE TYPE leadmgmt.import_row AS (
+	id          bigint,
+	email       text,
+	name        text,
+	company     text,
+	phone       text,
+	source      text,
+	origin      text,
+	external_id text,
+	system      text,
+	system_id   text,
+	attributes  jsonb,
+	email_key   text,
+	phone_key   text,
+	company_key text,
+	name_key    text
+);
+COMMENT ON TYPE leadmgmt.import_row IS
+	'Internal, for import_leads(): a pending lead_import row as given, with its match keys';
+CREATE TYPE leadmgmt.import_lead AS (
+	id          bigint,
+	email       text,
+	name        text,
+	company     text,
+	phone       text,
+	source      text,
+	origin      text,
+	external_id text,
+	attributes  jsonb,
+	email_key   text,
+	phone_key   text,
+	company_key text,
+	name_key    text
+);
+COMMENT ON TYPE leadmgmt.import_lead IS
+	'Internal, for import_leads(): a live lead the rows of a list can reach, with its stored match keys and the name key of its current name';
+CREATE TYPE leadmgmt.import_link AS (
+	system      text,
+	external_id text,
+	lead_id     bigint
+);
+COMMENT ON TYPE leadmgmt.import_link IS
+	'Internal, for import_leads(): the live lead an external id (system NULL: leadmgmt.lead.external_id) or a system id (leadmgmt.lead_external_id) stands for';
+CREATE TYPE leadmgmt.import_outcome AS (
+	id          bigint,
+	lead_ref    bigint,
+	matched_on  text
+);
+COMMENT ON TYPE leadmgmt.import_outcome IS
+	'Internal, for import_leads(): a row''s lead (an id, or -k for the k-th lead the list creates; NULL: nothing to match on) and what it matched on (NULL: created)';
+CREATE TYPE leadmgmt.import_fill AS (
+	lead_ref    bigint,
+	email       text,
+	name        text,
+	company     text,
+	phone       text,
+	source      text,
+	origin      text,
+	external_id text,
+	attributes  jsonb
+);
+COMMENT ON TYPE leadmgmt.import_fill IS
+	'Internal, for import_leads(): a lead the list creates or updates (lead_ref as in import_outcome), the values the rows fill in (NULL: none) and its attributes after the import';
+
+CREATE FUNCTION leadmgmt.import_resolve(
+	pending leadmgmt.import_row[], leads leadmgmt.import_lead[], links leadmgmt.import_link[],
+	OUT outcomes leadmgmt.import_outcome[], OUT fills leadmgmt.import_fill[])
+RETURNS record
+LANGUAGE c IMMUTABLE STRICT
+AS 'MODULE_PATHNAME', 'leadmgmt_import_resolve';
+COMMENT ON FUNCTION leadmgmt.import_resolve(leadmgmt.import_row[], leadmgmt.import_lead[], leadmgmt.import_link[]) IS
+	'Internal step of import_leads(): replays the rows of a list in id order against the leads they can reach, in memory, as upsert_lead() row by row would; returns each row''s lead and match, and the fields and attributes of every lead created or updated';
+
+-- Set-based: a fixed number of statements per call, whatever the length of
+-- the list.  Exactly what calling find_lead()/upsert_lead() per row in id
+-- order gives (doc/identity.md): the rows and every lead they can reach are
+-- read in a few queries, import_resolve() replays the rows in memory, and
+-- the outcome is written with one statement per table.
+CREATE OR REPLACE FUNCTION leadmgmt.import_leads(batch text DEFAULT NULL,
+	OUT imported bigint, OUT matched bigint, OUT created bigint,
+	OUT activities bigint, OUT rejected bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	-- the pending rows with their keys, and the keys one array each (for
+	-- the queries)
+	pending leadmgmt.import_row[];
+	r_ek text[]; r_pk text[]; r_ck text[]; r_xid text[]; r_system text[]; r_system_id text[];
+	-- what the rows can reach: external ids and system ids, live leads
+	x_links leadmgmt.import_link[];
+	s_links leadmgmt.import_link[];
+	reach leadmgmt.import_lead[];
+	res record;
+	new_id bigint[];
+	bucket integer;
+BEGIN
+	imported := 0; matched := 0; created := 0; activities := 0; rejected := 0;
+
+	-- 1. claim the pending rows (row locks, id order) and compute their keys
+	-- once (company and name keys once per distinct value: lists repeat them)
+	WITH c AS MATERIALIZED (
+		SELECT i.id, i.email, i.name, i.company, i.phone, i.source, i.origin, i.external_id,
+		       i.system, i.system_id, i.attributes,
+		       leadmgmt.normalize_email(i.email) AS ek, leadmgmt.normalize_phone(i.phone, 'JP') AS pk
+		  FROM leadmgmt.lead_import i
+		 WHERE i.imported_at IS NULL AND (import_leads.batch IS NULL OR i.batch = import_leads.batch)
+		 ORDER BY i.id
+		   FOR UPDATE OF i),
+	ck AS (SELECT d.company, leadmgmt.normalize_company(d.company) AS ck
+	         FROM (SELECT DISTINCT c.company FROM c WHERE c.company IS NOT NULL) d),
+	nk AS (SELECT d.name, leadmgmt.normalize_name(d.name) AS nk
+	         FROM (SELECT DISTINCT c.name FROM c WHERE c.name IS NOT NULL) d)
+	SELECT array_agg(ROW(c.id, c.email, c.name, c.company, c.phone, c.source, c.origin, c.external_id,
+	                     c.system, c.system_id, c.attributes, c.ek, c.pk, ck.ck, nk.nk)::leadmgmt.import_row),
+	       array_agg(c.ek), array_agg(c.pk), array_agg(ck.ck),
+	       array_agg(c.external_id), array_agg(c.system), array_agg(c.system_id)
+	  INTO pending, r_ek, r_pk, r_ck, r_xid, r_system, r_system_id
+	  FROM c
+	  LEFT JOIN ck ON ck.company = c.company
+	  LEFT JOIN nk ON nk.name = c.name;
+	IF pending IS NULL THEN
+		RETURN;
+	END IF;
+
+	-- 2. the advisory locks of upsert_lead(), by bucket: every bucket a key
+	-- of the list falls in, exclusively, ascending
+	FOR bucket IN
+		SELECT DISTINCT (pg_catalog.hashtextextended('leadmgmt.lead:' || k.k, 0) & 1023)::integer
+		  FROM unnest(pending) AS r,
+		       unnest(ARRAY['e:' || r.email_key, 'p:' || r.phone_key,
+		                    'c:' || r.company_key || ':' || r.name_key, 'x:' || r.external_id]) AS k(k)
+		 WHERE k.k IS NOT NULL
+		 ORDER BY 1
+	LOOP
+		PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('leadmgmt.lead'), bucket);
+	END LOOP;
+
+	-- 3. what the rows can reach (a new snapshot: what others committed
+	-- before we got the locks).  merge_leads() takes no key locks: the
+	-- leads are locked FOR KEY SHARE (lead_lock, and in id order below), so
+	-- a lead merged while we waited is passed over for its survivor, and
+	-- none can be merged away before we commit.
+	SELECT array_agg(ROW(NULL, x.external_id, leadmgmt.lead_lock(x.id))::leadmgmt.import_link)
+	  INTO x_links
+	  FROM leadmgmt.lead x
+	 WHERE x.external_id = ANY (r_xid);
+	SELECT array_agg(ROW(s.system, s.external_id, leadmgmt.lead_lock(s.lead_id))::leadmgmt.import_link)
+	  INTO s_links
+	  FROM leadmgmt.lead_external_id s
+	 WHERE (s.system, s.external_id) IN (SELECT u.system, u.system_id
+	                                       FROM unnest(r_system, r_system_id) AS u(system, system_id));
+	x_links := COALESCE(x_links, '{}') || COALESCE(s_links, '{}');
+	SELECT array_agg(ROW(c.id, c.email, c.name, c.company, c.phone, c.source, c.origin, c.external_id,
+	                     c.attributes, c.email_key, c.phone_key, c.company_key,
+	                     leadmgmt.normalize_name(c.name))::leadmgmt.import_lead)
+	  INTO reach
+	  FROM (SELECT c.*
+	          FROM leadmgmt.lead c
+	         WHERE c.id IN (SELECT e.id FROM leadmgmt.lead e
+	                         WHERE e.merged_into IS NULL AND e.email_key = ANY (r_ek)
+	                        UNION ALL
+	                        SELECT e.id FROM leadmgmt.lead e
+	                         WHERE e.merged_into IS NULL AND e.phone_key = ANY (r_pk)
+	                        UNION ALL
+	                        SELECT e.id FROM leadmgmt.lead e
+	                         WHERE e.merged_into IS NULL AND e.company_key = ANY (r_ck)
+	                        UNION ALL
+	                        SELECT k.lead_id FROM unnest(x_links) AS k)
+	           AND c.merged_into IS NULL
+	         ORDER BY c.id
+	           FOR KEY SHARE OF c) c;
+
+	-- 4. replay the rows in id order, in memory
+	SELECT * INTO res
+	  FROM leadmgmt.import_resolve(pending, COALESCE(reach, '{}'), x_links);
+
+	-- 5. ids of the new leads, in creation order
+	new_id := ARRAY(SELECT pg_catalog.nextval('leadmgmt.lead_id_seq')
+	                  FROM pg_catalog.generate_series(1, (SELECT count(*) FROM unnest(res.fills) AS f
+	                                                       WHERE f.lead_ref < 0)));
+
+	-- 6. new leads: the fields of the rows that created or filled them
+	INSERT INTO leadmgmt.lead (id, email, name, company, phone, source, origin, external_id, attributes)
+	SELECT new_id[-f.lead_ref], f.email, f.name, f.company, f.phone, f.source, f.origin, f.external_id,
+	       f.attributes
+	  FROM unnest(res.fills) AS f
+	 WHERE f.lead_ref < 0
+	 ORDER BY f.lead_ref DESC;
+
+	-- 7. matched leads: fill their gaps (row locks in id order first, as
+	-- merge_leads() takes them)
+	PERFORM 1 FROM leadmgmt.lead l
+	 WHERE l.id IN (SELECT f.lead_ref FROM unnest(res.fills) AS f WHERE f.lead_ref > 0)
+	 ORDER BY l.id
+	   FOR NO KEY UPDATE OF l;
+	UPDATE leadmgmt.lead l SET
+		email = COALESCE(l.email, f.email),
+		name = COALESCE(l.name, f.name),
+		company = COALESCE(l.company, f.company),
+		phone = COALESCE(l.phone, f.phone),
+		source = COALESCE(l.source, f.source),
+		origin = COALESCE(l.origin, f.origin),
+		external_id = COALESCE(l.external_id, f.external_id),
+		attributes = f.attributes,
+		updated_at = pg_catalog.now()
+	  FROM unnest(res.fills) AS f
+	 WHERE f.lead_ref > 0 AND l.id = f.lead_ref;
+
+	-- 8. system ids seen for the first time
+	INSERT INTO leadmgmt.lead_external_id (system, external_id, lead_id)
+	SELECT i.system, i.system_id, CASE WHEN r.lead_ref < 0 THEN new_id[-r.lead_ref] ELSE r.lead_ref END
+	  FROM unnest(res.outcomes) AS r
+	  JOIN leadmgmt.lead_import i ON i.id = r.id
+	 WHERE r.lead_ref IS NOT NULL AND r.matched_on IS DISTINCT FROM 'system_id'
+	   AND i.system IS NOT NULL AND i.system_id IS NOT NULL
+	 ORDER BY r.id;
+
+	-- 9. the list as activity on the leads: one statement, so scoring runs
+	-- once for all of them (statement trigger)
+	INSERT INTO leadmgmt.activity (lead_id, kind, occurred_at, campaign, detail, channel)
+	SELECT CASE WHEN r.lead_ref < 0 THEN new_id[-r.lead_ref] ELSE r.lead_ref END, i.kind,
+	       COALESCE(i.occurred_at, pg_catalog.now()), i.campaign, i.detail, 'import'
+	  FROM unnest(res.outcomes) AS r
+	  JOIN leadmgmt.lead_import i ON i.id = r.id
+	 WHERE r.lead_ref IS NOT NULL AND i.kind IS NOT NULL
+	 ORDER BY r.id;
+	GET DIAGNOSTICS activities = ROW_COUNT;
+
+	-- 10. the outcome on the staging rows
+	UPDATE leadmgmt.lead_import i SET
+		lead_id = CASE WHEN r.lead_ref IS NULL THEN i.lead_id
+		               WHEN r.lead_ref < 0 THEN new_id[-r.lead_ref] ELSE r.lead_ref END,
+		matched = CASE WHEN r.lead_ref IS NULL THEN i.matched ELSE r.matched_on IS NOT NULL END,
+		matched_on = CASE WHEN r.lead_ref IS NULL THEN i.matched_on ELSE r.matched_on END,
+		error = CASE WHEN r.lead_ref IS NULL
+		             THEN 'nothing to match on: no usable e-mail, phone, company and name, or external id'
+		             ELSE i.error END,
+		imported_at = pg_catalog.now()
+	  FROM unnest(res.outcomes) AS r
+	 WHERE i.id = r.id;
+
+	SELECT count(*) FILTER (WHERE r.lead_ref IS NOT NULL), count(*) FILTER (WHERE r.matched_on IS NOT NULL),
+	       count(*) FILTER (WHERE r.lead_ref IS NOT NULL AND r.matched_on IS NULL),
+	       count(*) FILTER (WHERE r.lead_ref IS NULL)
+	  INTO imported, matched, created, rejected
+	  FROM unnest(res.outcomes) AS r;
+END
+$$;
+COMMENT ON FUNCTION leadmgmt.import_leads(text) IS
+	'Import the pending rows of leadmgmt.lead_import (one batch, or all) in one set-based pass, with the result of matching or creating each row''s lead as upsert_lead() would in id order: system ids linked, the row''s activity recorded on the lead; rows without anything to match on are marked with an error';
+-- structure: identity end
+
 -- END structure
 
 
