@@ -65,23 +65,10 @@
 #include "scoring.h"
 
 /* ---------------------------------------------------------------------
- * Rule cache
+ * Rule cache (src/pg/lookup_cache.h)
  * ---------------------------------------------------------------------
  */
-
-static RuleCache *rule_cache = NULL;
-static Oid	rule_relid = InvalidOid;
-static bool rule_callback_registered = false;
-
-static void
-rule_cache_callback(Datum arg, Oid relid)
-{
-	if (rule_cache != NULL && (relid == InvalidOid || relid == rule_relid))
-	{
-		MemoryContextDelete(rule_cache->context);
-		rule_cache = NULL;
-	}
-}
+static uint64 rule_cache_builds = 0;
 
 static char *
 copy_text_column(MemoryContext cxt, HeapTuple tup, TupleDesc desc, int col)
@@ -91,35 +78,26 @@ copy_text_column(MemoryContext cxt, HeapTuple tup, TupleDesc desc, int col)
 	return value ? MemoryContextStrdup(cxt, value) : NULL;
 }
 
-static RuleCache *
-load_rule_cache(void)
+static void *
+build_rule_cache(MemoryContext cxt)
 {
-	MemoryContext cxt;
-	RuleCache  *cache;
+	static SPIPlanPtr plan = NULL;
+	RuleCache  *cache = MemoryContextAllocZero(cxt, sizeof(RuleCache));
 	uint64		i;
-
-	if (!rule_callback_registered)
-	{
-		CacheRegisterRelcacheCallback(rule_cache_callback, (Datum) 0);
-		rule_callback_registered = true;
-	}
-	rule_relid = get_relname_relid("scoring_rule", lm_schema_oid());
-
-	cxt = AllocSetContextCreate(CacheMemoryContext, "leadmgmt rule cache",
-								ALLOCSET_SMALL_SIZES);
-	cache = MemoryContextAllocZero(cxt, sizeof(RuleCache));
-	cache->context = cxt;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT r.id, r.kind, r.detail_pattern, r.campaign, r.min_duration_s, "
-					"r.points, leadmgmt.half_life_us(r.half_life), r.max_times "
-					"FROM leadmgmt.scoring_rule r WHERE r.active AND NOT EXISTS "
-					"(SELECT 1 FROM leadmgmt.scoring_rule o "
-					" WHERE o.overrides OPERATOR(pg_catalog.=) r.name) ORDER BY r.id",
-					true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(lm_kept_plan(&plan,
+									  "SELECT r.id, r.kind, r.detail_pattern, r.campaign, r.min_duration_s, "
+									  "r.points, leadmgmt.half_life_us(r.half_life), r.max_times "
+									  "FROM leadmgmt.scoring_rule r WHERE r.active AND NOT EXISTS "
+									  "(SELECT 1 FROM leadmgmt.scoring_rule o "
+									  " WHERE o.overrides OPERATOR(pg_catalog.=) r.name) ORDER BY r.id",
+									  0, NULL),
+						 NULL, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read leadmgmt.scoring_rule");
 
+	cache->generation = ++rule_cache_builds;
 	cache->nrules = (int) SPI_processed;
 	cache->rules = MemoryContextAllocZero(cxt, sizeof(ScoringRule) * Max(cache->nrules, 1));
 	for (i = 0; i < SPI_processed; i++)
@@ -132,6 +110,7 @@ load_rule_cache(void)
 
 		rule->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		rule->kind = copy_text_column(cxt, tup, desc, 2);
+		rule->kind_len = strlen(rule->kind);
 		d = SPI_getbinval(tup, desc, 3, &isnull);
 		if (!isnull)
 		{
@@ -141,6 +120,7 @@ load_rule_cache(void)
 			MemoryContextSwitchTo(old);
 		}
 		rule->campaign = copy_text_column(cxt, tup, desc, 4);
+		rule->campaign_len = rule->campaign ? strlen(rule->campaign) : 0;
 		d = SPI_getbinval(tup, desc, 5, &isnull);
 		rule->min_duration_s = isnull ? -1 : DatumGetInt32(d);
 		rule->points = DatumGetFloat8(SPI_getbinval(tup, desc, 6, &isnull));
@@ -149,21 +129,25 @@ load_rule_cache(void)
 		rule->max_times = isnull ? 0 : DatumGetInt32(d);
 	}
 	SPI_finish();
-	rule_cache = cache;
 	return cache;
 }
 
+static LmLookupCache rule_cache = {"leadmgmt rule cache", {"scoring_rule", NULL}, build_rule_cache};
+
+/*
+ * The effective rules: active, not overridden by a user rule.  Built once
+ * per session, dropped when leadmgmt.scoring_rule changes.
+ */
 RuleCache *
 lm_rule_cache(void)
 {
-	return rule_cache ? rule_cache : load_rule_cache();
+	return (RuleCache *) lm_lookup_cache_get(&rule_cache);
 }
 
 /* ---------------------------------------------------------------------
  * Matching one activity
  * ---------------------------------------------------------------------
  */
-
 static int
 activity_column(TupleDesc desc, const char *name)
 {
@@ -186,7 +170,8 @@ column_is(TupleDesc desc, int attnum, const char *name)
 
 /*
  * Column numbers of the activity table, looked up once and re-checked by
- * name on every use (cheap), so ALTER TABLE cannot make them stale.
+ * name on every call, so ALTER TABLE cannot make them stale (the row trigger
+ * calls it once per statement: the table cannot change under a statement).
  */
 const ActivityColumns *
 lm_activity_columns(TupleDesc desc)
@@ -211,40 +196,54 @@ lm_activity_columns(TupleDesc desc)
 }
 
 /*
- * Read the columns matching needs.  Strings point into the tuple (kind and
- * campaign are detoasted copies), valid while the tuple is.
+ * The columns matching reads, from a deformed tuple (heap_deform_tuple or
+ * slot_getallattrs).  Strings point into the tuple, detoasted only when
+ * compressed or external.
  */
 void
-lm_read_activity(HeapTuple tuple, TupleDesc desc, const ActivityColumns *cols, ActivityRow *row)
+lm_activity_from_values(const Datum *values, const bool *nulls, const ActivityColumns *cols,
+						ActivityRow *row)
 {
-	bool		isnull;
-	Datum		d;
+#define COL(c) ((c) - 1)
+	row->id = nulls[COL(cols->id)] ? 0 : DatumGetInt64(values[COL(cols->id)]);
+	row->lead_id = nulls[COL(cols->lead_id)] ? 0 : DatumGetInt64(values[COL(cols->lead_id)]);
+	row->occurred_at = nulls[COL(cols->occurred_at)] ? DT_NOBEGIN :
+		DatumGetTimestampTz(values[COL(cols->occurred_at)]);
+	if (nulls[COL(cols->kind)])
+		row->kind = NULL;
+	else
+	{
+		text	   *t = DatumGetTextPP(values[COL(cols->kind)]);
 
-	row->id = DatumGetInt64(heap_getattr(tuple, cols->id, desc, &isnull));
-	row->lead_id = DatumGetInt64(heap_getattr(tuple, cols->lead_id, desc, &isnull));
-	d = heap_getattr(tuple, cols->occurred_at, desc, &isnull);
-	row->occurred_at = isnull ? DT_NOBEGIN : DatumGetTimestampTz(d);
-	d = heap_getattr(tuple, cols->kind, desc, &isnull);
-	row->kind = isnull ? NULL : TextDatumGetCString(d);
-	d = heap_getattr(tuple, cols->detail, desc, &isnull);
-	row->detail = isnull ? NULL : DatumGetTextPP(d);
-	d = heap_getattr(tuple, cols->campaign, desc, &isnull);
-	row->campaign = isnull ? NULL : TextDatumGetCString(d);
-	d = heap_getattr(tuple, cols->duration_s, desc, &isnull);
-	row->has_duration = !isnull;
-	row->duration_s = isnull ? 0 : DatumGetInt32(d);
-	(void) heap_getattr(tuple, cols->points, desc, &isnull);
-	row->points_given = !isnull;
+		row->kind = VARDATA_ANY(t);
+		row->kind_len = VARSIZE_ANY_EXHDR(t);
+	}
+	row->detail = nulls[COL(cols->detail)] ? NULL : DatumGetTextPP(values[COL(cols->detail)]);
+	if (nulls[COL(cols->campaign)])
+		row->campaign = NULL;
+	else
+	{
+		text	   *t = DatumGetTextPP(values[COL(cols->campaign)]);
+
+		row->campaign = VARDATA_ANY(t);
+		row->campaign_len = VARSIZE_ANY_EXHDR(t);
+	}
+	row->has_duration = !nulls[COL(cols->duration_s)];
+	row->duration_s = row->has_duration ? DatumGetInt32(values[COL(cols->duration_s)]) : 0;
+	row->points_given = !nulls[COL(cols->points)];
+#undef COL
 }
 
 /* the SQL of leadmgmt.score_matches(), for one row and one rule */
 bool
 lm_rule_matches(const ScoringRule *rule, const ActivityRow *row)
 {
-	if (row->kind == NULL || strcmp(rule->kind, row->kind) != 0)
+	if (row->kind == NULL || row->kind_len != rule->kind_len ||
+		memcmp(rule->kind, row->kind, row->kind_len) != 0)
 		return false;
 	if (rule->campaign != NULL &&
-		(row->campaign == NULL || strcmp(rule->campaign, row->campaign) != 0))
+		(row->campaign == NULL || row->campaign_len != rule->campaign_len ||
+		 memcmp(rule->campaign, row->campaign, row->campaign_len) != 0))
 		return false;
 	if (rule->min_duration_s >= 0 &&
 		(!row->has_duration || row->duration_s < rule->min_duration_s))
@@ -262,7 +261,7 @@ lm_rule_matches(const ScoringRule *rule, const ActivityRow *row)
 }
 
 /* ---------------------------------------------------------------------
- * Helpers shared with ingest.c and consent.c
+ * Helpers shared with ingest.c
  * ---------------------------------------------------------------------
  */
 int
@@ -283,29 +282,21 @@ lm_datum_array(Datum *d, int n, Oid type)
 }
 
 /*
- * Run a kept plan, preparing it on first use.  Never read-only: each step
- * must see what the previous one wrote (read-only SPI skips the command
- * counter increment and would read a stale snapshot).
+ * Run a kept plan (lm_kept_plan).  Never read-only: each step must see what
+ * the previous one wrote (read-only SPI skips the command counter increment
+ * and would read a stale snapshot).
  */
 void
 lm_run_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *values,
-		 int expected)
+			int expected)
 {
-	int			rc;
+	int			rc = SPI_execute_plan(lm_kept_plan(plan, sql, nargs, types), values, NULL,
+									  false, 0);
 
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		*plan = p;
-	}
-	rc = SPI_execute_plan(*plan, values, NULL, false, 0);
 	if (rc != expected)
 		elog(ERROR, "unexpected SPI result %s for \"%s\"", SPI_result_code_string(rc), sql);
 }
+
 
 Datum
 lm_int8_datum_array(const int64 *values, int n)
@@ -316,6 +307,21 @@ lm_int8_datum_array(const int64 *values, int n)
 	for (i = 0; i < n; i++)
 		d[i] = Int64GetDatum(values[i]);
 	return PointerGetDatum(lm_datum_array(d, n, INT8OID));
+}
+
+/* the lead ids as an int8[] (all, or only those to recompute) */
+Datum
+lm_lead_id_array(const LeadState *leads, int nleads, bool recompute_only, int *count)
+{
+	Datum	   *ids = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
+	int			n = 0;
+	int			i;
+
+	for (i = 0; i < nleads; i++)
+		if (!recompute_only || leads[i].recompute)
+			ids[n++] = Int64GetDatum(leads[i].lead_id);
+	*count = n;
+	return PointerGetDatum(lm_datum_array(ids, n, INT8OID));
 }
 
 LeadState *
@@ -400,6 +406,204 @@ lm_fold_points(const Match *matches, int nmatches, RuleCache *cache, LeadState *
 	}
 }
 
+
+/* ---------------------------------------------------------------------
+ * Storing what a statement did
+ * ---------------------------------------------------------------------
+ */
+typedef struct Correction
+{
+	int64		activity_id;
+	float8		delta;
+} Correction;
+
+static int
+correction_cmp(const void *a, const void *b)
+{
+	return CMP(((const Correction *) a)->activity_id, ((const Correction *) b)->activity_id);
+}
+
+/* insert the new states, or update the existing ones */
+static void
+write_states(const Datum *ids, const Datum *states, const bool *is_new, int n, bool inserting)
+{
+	static SPIPlanPtr insert_plan = NULL;
+	static SPIPlanPtr update_plan = NULL;
+	Datum	   *some_ids = palloc_extended(sizeof(Datum) * Max(n, 1), MCXT_ALLOC_HUGE);
+	Datum	   *some_states = palloc_extended(sizeof(Datum) * Max(n, 1), MCXT_ALLOC_HUGE);
+	Oid			types[2] = {INT8ARRAYOID, BYTEAARRAYOID};
+	Datum		args[2];
+	int			m = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		if (is_new[i] != inserting)
+			continue;
+		some_ids[m] = ids[i];
+		some_states[m] = states[i];
+		m++;
+	}
+	if (m == 0)
+		return;
+	args[0] = PointerGetDatum(lm_datum_array(some_ids, m, INT8OID));
+	args[1] = PointerGetDatum(lm_datum_array(some_states, m, BYTEAOID));
+	if (inserting)
+		lm_run_plan(&insert_plan,
+				 "INSERT INTO leadmgmt.score_state (lead_id, state) "
+				 "SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))",
+				 2, types, args, SPI_OK_INSERT);
+	else
+		lm_run_plan(&update_plan,
+				 "UPDATE leadmgmt.score_state s SET state = u.state "
+				 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS u(lead_id, state) "
+				 "WHERE s.lead_id OPERATOR(pg_catalog.=) u.lead_id",
+				 2, types, args, SPI_OK_UPDATE);
+}
+
+/* one write per lead for its state and one for its score */
+static void
+store_states(LeadState *leads, int nleads)
+{
+	static SPIPlanPtr score_plan = NULL;
+	Oid			score_types[3] = {INT8ARRAYOID, FLOAT8ARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum	   *ids = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
+	Datum	   *states = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
+	bool	   *is_new = palloc_extended(sizeof(bool) * Max(nleads, 1), MCXT_ALLOC_HUGE);
+	Datum	   *scores = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
+	Datum	   *ats = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
+	Datum		args[3];
+	int			n = 0;
+	int			i;
+
+	for (i = 0; i < nleads; i++)
+	{
+		LeadState  *lead = &leads[i];
+
+		if (!lead->found || !lead->has_matches || lead->recompute ||
+			lead->state.ncomponents == 0)
+			continue;
+		ids[n] = Int64GetDatum(lead->lead_id);
+		states[n] = PointerGetDatum(lm_state_to_bytea(&lead->state));
+		is_new[n] = !lead->had_state;
+		scores[n] = Float8GetDatum(lead->score);
+		ats[n] = TimestampTzGetDatum(lead->score_at);
+		n++;
+	}
+	if (n == 0)
+		return;
+
+	/*
+	 * The lead locks we hold keep anybody else from writing these states,
+	 * so a plain INSERT for new leads and an UPDATE for the others do what
+	 * a (much slower, speculative) INSERT ... ON CONFLICT would.
+	 */
+	write_states(ids, states, is_new, n, true);
+	write_states(ids, states, is_new, n, false);
+	args[0] = PointerGetDatum(lm_datum_array(ids, n, INT8OID));
+	args[1] = PointerGetDatum(lm_datum_array(scores, n, FLOAT8OID));
+	args[2] = PointerGetDatum(lm_datum_array(ats, n, TIMESTAMPTZOID));
+	lm_run_plan(&score_plan,
+				"UPDATE leadmgmt.lead l SET score = u.score, score_at = u.score_at "
+				"FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) "
+				"AS u(id, score, score_at) WHERE l.id OPERATOR(pg_catalog.=) u.id",
+				3, score_types, args, SPI_OK_UPDATE);
+}
+
+/* take back the points of matches that lost to a cap */
+static void
+store_corrections(const Match *matches, int nmatches, RuleCache *cache,
+				  LeadState *leads, int nleads)
+{
+	static SPIPlanPtr plan = NULL;
+	Correction *corr = NULL;
+	int			n = 0;
+	int64		cap = 0;
+	Datum	   *ids;
+	Datum	   *deltas;
+	int			m = 0;
+	Oid			types[2] = {INT8ARRAYOID, FLOAT8ARRAYOID};
+	Datum		args[2];
+	int			i;
+
+	for (i = 0; i < nmatches; i++)
+	{
+		if (matches[i].awarded || lm_find_lead(leads, nleads, matches[i].lead_id)->recompute)
+			continue;
+		APPEND(corr, n, cap);
+		corr[n].activity_id = matches[i].activity_id;
+		corr[n].delta = -cache->rules[matches[i].rule].points;
+		n++;
+	}
+	if (n == 0)
+		return;
+
+	qsort(corr, n, sizeof(Correction), correction_cmp);
+	ids = palloc_extended(sizeof(Datum) * n, MCXT_ALLOC_HUGE);
+	deltas = palloc_extended(sizeof(Datum) * n, MCXT_ALLOC_HUGE);
+	for (i = 0; i < n; i++)
+	{
+		if (m > 0 && DatumGetInt64(ids[m - 1]) == corr[i].activity_id)
+			deltas[m - 1] = Float8GetDatum(DatumGetFloat8(deltas[m - 1]) + corr[i].delta);
+		else
+		{
+			ids[m] = Int64GetDatum(corr[i].activity_id);
+			deltas[m] = Float8GetDatum(corr[i].delta);
+			m++;
+		}
+	}
+	args[0] = PointerGetDatum(lm_datum_array(ids, m, INT8OID));
+	args[1] = PointerGetDatum(lm_datum_array(deltas, m, FLOAT8OID));
+	lm_run_plan(&plan,
+			 "UPDATE leadmgmt.activity a SET points = a.points OPERATOR(pg_catalog.+) d.delta "
+			 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS d(id, delta) "
+			 "WHERE a.id OPERATOR(pg_catalog.=) d.id",
+			 2, types, args, SPI_OK_UPDATE);
+}
+
+/* the rare path: rebuild back-filled leads from their log, then re-read them */
+static void
+recompute_leads(LeadState *leads, int nleads)
+{
+	static SPIPlanPtr rescore_plan = NULL;
+	static SPIPlanPtr read_plan = NULL;
+	Oid			type = INT8ARRAYOID;
+	int			count;
+	Datum		arg = lm_lead_id_array(leads, nleads, true, &count);
+	uint64		i;
+
+	if (count == 0)
+		return;
+	lm_run_plan(&rescore_plan, "SELECT leadmgmt.rescore_leads($1)", 1, &type, &arg, SPI_OK_SELECT);
+	lm_run_plan(&read_plan,
+			 "SELECT l.id, l.score, l.score_at FROM leadmgmt.lead l "
+			 "WHERE l.id OPERATOR(pg_catalog.=) ANY ($1)",
+			 1, &type, &arg, SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		LeadState  *lead = lm_find_lead(leads, nleads,
+									 DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)));
+
+		lead->score = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &isnull));
+		lead->score_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+	}
+}
+
+/*
+ * Write what the statement did to its (locked) leads: states and scores,
+ * corrections of capped matches, and the recompute of back-filled leads.
+ */
+void
+lm_store_scores(const Match *matches, int nmatches, RuleCache *cache, LeadState *leads,
+				int nleads)
+{
+	store_states(leads, nleads);
+	store_corrections(matches, nmatches, cache, leads, nleads);
+	recompute_leads(leads, nleads);
+}
 
 /* ---------------------------------------------------------------------
  * Hand-off

@@ -1,9 +1,9 @@
 /*
  * scoring.h
- *		What scoring.c shares with the activity ingest path (ingest.c) and
- *		the consent hygiene (consent.c): the rule cache, matching one
- *		activity against the rules, the per-lead state of a statement, caps
- *		and decay folding, the hand-off, and small SPI helpers.
+ *		What scoring.c shares with the activity ingest path (ingest.c): the
+ *		rule cache, matching one activity against the rules, the per-lead
+ *		state of a statement, caps and decay folding, the hand-off, and
+ *		running a kept plan.
  *
  * Internal to the module: not an API for other extensions.
  */
@@ -23,8 +23,10 @@ typedef struct ScoringRule
 {
 	int64		id;
 	char	   *kind;
+	int			kind_len;		/* strlen(kind) */
 	text	   *detail_pattern; /* NULL: any detail */
 	char	   *campaign;		/* NULL: any campaign */
+	int			campaign_len;
 	int32		min_duration_s; /* -1: any duration */
 	float8		points;
 	int64		half_life_us;	/* 0: no decay */
@@ -33,24 +35,31 @@ typedef struct ScoringRule
 
 typedef struct RuleCache
 {
-	MemoryContext context;
 	int			nrules;
 	ScoringRule *rules;
+	uint64		generation;		/* differs for every build of the cache */
 } RuleCache;
 
+/*
+ * The columns of one activity that matching reads.  Strings point into the
+ * tuple (not NUL-terminated), valid while the tuple is.
+ */
 typedef struct ActivityRow
 {
 	int64		id;
 	int64		lead_id;
 	TimestampTz occurred_at;
-	char	   *kind;
+	const char *kind;			/* NULL when SQL NULL */
+	int			kind_len;
 	text	   *detail;			/* NULL when SQL NULL */
-	char	   *campaign;
+	const char *campaign;		/* NULL when SQL NULL */
+	int			campaign_len;
 	bool		has_duration;
 	int32		duration_s;
 	bool		points_given;
 } ActivityRow;
 
+/* attribute numbers of the activity table's columns that scoring reads */
 typedef struct ActivityColumns
 {
 	int			id,
@@ -63,6 +72,7 @@ typedef struct ActivityColumns
 				points;
 } ActivityColumns;
 
+/* one (activity, rule) pair that matched */
 typedef struct Match
 {
 	int64		lead_id;
@@ -80,9 +90,6 @@ typedef struct LeadState
 	bool		recompute;		/* back-filled past a cap: rescore this lead */
 	bool		found;			/* the lead row was read and locked */
 	bool		has_matches;	/* some row of the statement matched a rule */
-	bool		bounced;		/* an email_bounce row in the statement */
-	bool		unsubscribed;	/* an unsubscribe row in the statement */
-	char	   *email_status;	/* as read */
 	bool		had_state;		/* a score_state row exists */
 	char	   *external_id;
 	char	   *stage;
@@ -92,42 +99,22 @@ typedef struct LeadState
 	TimestampTz score_at;
 } LeadState;
 
-/*
- * Deliverability and consent facts seen in the statement: a bounce marks the
- * address bounced, an unsubscribe marks it unsubscribed and withdraws e-mail
- * consent (identity's hygiene, done here because this trigger already reads
- * every new row).
- */
-typedef struct Hygiene
-{
-	int			nbounced;
-	int			nunsubscribed;
-	int			cap_bounced;
-	int			cap_unsubscribed;
-	int64	   *bounced;
-	int64	   *unsubscribed;
-	TimestampTz *unsubscribed_at;
-} Hygiene;
-
 #define CMP(a, b) ((a) < (b) ? -1 : (a) > (b) ? 1 : 0)
 
-/* grow-as-needed arrays */
+/* append room for one more element to a growable array (grow_array.h) */
 #define APPEND(arr, n, cap) \
 	do { \
 		if ((n) == (cap)) \
-		{ \
-			(cap) = (cap) ? (cap) * 2 : 64; \
-			(arr) = (arr) ? repalloc_huge((arr), sizeof(*(arr)) * (cap)) : \
-				palloc_extended(sizeof(*(arr)) * (cap), MCXT_ALLOC_HUGE); \
-		} \
+			(arr) = lm_grow_array(CurrentMemoryContext, (arr), &(cap), (int64) (n) + 1, \
+								  sizeof(*(arr)), 64, PG_INT32_MAX, "activity ingest", \
+								  "entries"); \
 	} while (0)
-
 
 /* scoring.c: rules and matching */
 extern RuleCache *lm_rule_cache(void);
 extern const ActivityColumns *lm_activity_columns(TupleDesc desc);
-extern void lm_read_activity(HeapTuple tuple, TupleDesc desc, const ActivityColumns *cols,
-							 ActivityRow *row);
+extern void lm_activity_from_values(const Datum *values, const bool *nulls,
+									const ActivityColumns *cols, ActivityRow *row);
 extern bool lm_rule_matches(const ScoringRule *rule, const ActivityRow *row);
 
 /* scoring.c: the leads of a statement, caps, decay, hand-off */
@@ -137,17 +124,16 @@ extern void lm_apply_caps(Match *matches, int nmatches, RuleCache *cache, LeadSt
 						  int nleads);
 extern void lm_fold_points(const Match *matches, int nmatches, RuleCache *cache,
 						   LeadState *leads, int nleads);
+extern void lm_store_scores(const Match *matches, int nmatches, RuleCache *cache,
+							LeadState *leads, int nleads);
 extern void lm_hand_off_hot_leads(LeadState *leads, int nleads);
 
 /* scoring.c: SPI helpers */
 extern ArrayType *lm_datum_array(Datum *d, int n, Oid type);
 extern Datum lm_int8_datum_array(const int64 *values, int n);
+extern Datum lm_lead_id_array(const LeadState *leads, int nleads, bool recompute_only,
+							  int *count);
 extern void lm_run_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *values,
 						int expected);
-
-/* consent.c: e-mail hygiene of new activity */
-extern void lm_note_hygiene(Hygiene *h, const ActivityRow *row);
-extern const char *lm_new_email_status(const LeadState *lead);
-extern void lm_record_consent(const Hygiene *h);
 
 #endif							/* LM_SCORING_H */
