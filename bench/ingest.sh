@@ -47,9 +47,25 @@ SELECT g, 'lead' || g || '@example.com', now() - interval '2 years' FROM generat
 SELECT setval('leadmgmt.lead_id_seq', $leads);
 -- 2 % of the leads were merged into another lead
 DO \$\$ BEGIN PERFORM setseed(0.16); END \$\$;
-SELECT count(leadmgmt.merge_leads(k, d))
-  FROM (SELECT g AS d, 1 + ((g * 7919) % $leads) AS k FROM generate_series(1, $leads) g WHERE g % 50 = 25) m
- WHERE k % 50 <> 25 AND k <> d;
+-- (a transaction every 100 merges: each merge's rescore takes temporary
+-- tables, whose locks would fill the lock table in one transaction)
+DO \$\$
+DECLARE
+	r record;
+	n int := 0;
+BEGIN
+	FOR r IN SELECT k, d
+	           FROM (SELECT g AS d, 1 + ((g * 7919) % $leads) AS k
+	                   FROM generate_series(1, $leads) g WHERE g % 50 = 25) m
+	          WHERE k % 50 <> 25 AND k <> d LOOP
+		PERFORM leadmgmt.merge_leads(r.k, r.d);
+		n := n + 1;
+		IF n % 100 = 0 THEN
+			COMMIT;
+		END IF;
+	END LOOP;
+END
+\$\$;
 -- activity of the year before last month (no hand-offs), kinds as in real data
 COPY (
 	SELECT 1 + floor(random() * $leads)::bigint,

@@ -434,11 +434,10 @@ typedef struct StatementWork
 	LmLeadMap	map;			/* merged leads found by the statement trigger */
 } StatementWork;
 
-static int
-match_cmp(const void *a, const void *b)
+/* matches in (lead, rule, time, activity) order: caps walk them so */
+static inline int
+match_cmp(const Match *x, const Match *y)
 {
-	const Match *x = a;
-	const Match *y = b;
 	int			c;
 
 	if ((c = CMP(x->lead_id, y->lead_id)) != 0 || (c = CMP(x->rule, y->rule)) != 0 ||
@@ -446,6 +445,14 @@ match_cmp(const void *a, const void *b)
 		return c;
 	return CMP(x->activity_id, y->activity_id);
 }
+
+#define ST_SORT sort_matches
+#define ST_ELEMENT_TYPE Match
+#define ST_COMPARE(a, b) match_cmp(a, b)
+#define ST_SCOPE static
+#define ST_DECLARE
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
 /*
  * Read the transition table: every row's (activity id, lead id), and, when
@@ -565,6 +572,7 @@ statement_leads(const StatementWork *w, int *nleads)
 {
 	LeadState  *leads = palloc_extended(sizeof(LeadState) * Max(w->nids, 1),
 										MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	LeadState  *hint = NULL;
 	int64		i;
 
 	for (i = 0; i < w->nids; i++)
@@ -574,7 +582,7 @@ statement_leads(const StatementWork *w, int *nleads)
 	}
 	for (i = 0; i < w->nmatches; i++)
 	{
-		LeadState  *lead = lm_find_lead(leads, w->nids, w->matches[i].lead_id);
+		LeadState  *lead = lm_lead_of(leads, w->nids, w->matches[i].lead_id, &hint);
 
 		if (lead == NULL)
 			continue;
@@ -744,7 +752,7 @@ leadmgmt_activity_score_statement(PG_FUNCTION_ARGS)
 	{
 		int			nmerged;
 
-		qsort(w.matches, w.nmatches, sizeof(Match), match_cmp);
+		sort_matches(w.matches, w.nmatches);
 		leads = statement_leads(&w, &nleads);
 		nmerged = lock_and_read_leads(leads, nleads, merged);
 		if (nmerged == 0)

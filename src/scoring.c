@@ -324,6 +324,18 @@ lm_lead_id_array(const LeadState *leads, int nleads, bool recompute_only, int *c
 	return PointerGetDatum(lm_datum_array(ids, n, INT8OID));
 }
 
+/*
+ * The lead of a match, remembered in *hint: matches come sorted by lead, so
+ * a run of them looks the lead up once.
+ */
+LeadState *
+lm_lead_of(LeadState *leads, int nleads, int64 lead_id, LeadState **hint)
+{
+	if (*hint == NULL || (*hint)->lead_id != lead_id)
+		*hint = lm_find_lead(leads, nleads, lead_id);
+	return *hint;
+}
+
 LeadState *
 lm_find_lead(LeadState *leads, int nleads, int64 lead_id)
 {
@@ -384,12 +396,13 @@ lm_apply_caps(Match *matches, int nmatches, RuleCache *cache, LeadState *leads, 
 void
 lm_fold_points(const Match *matches, int nmatches, RuleCache *cache, LeadState *leads, int nleads)
 {
+	LeadState  *hint = NULL;
 	int			i;
 
 	for (i = 0; i < nmatches; i++)
 	{
 		const ScoringRule *rule = &cache->rules[matches[i].rule];
-		LeadState  *lead = lm_find_lead(leads, nleads, matches[i].lead_id);
+		LeadState  *lead = lm_lead_of(leads, nleads, matches[i].lead_id, &hint);
 
 		if (!matches[i].awarded || !lead->found || lead->recompute)
 			continue;
@@ -524,11 +537,12 @@ store_corrections(const Match *matches, int nmatches, RuleCache *cache,
 	int			m = 0;
 	Oid			types[2] = {INT8ARRAYOID, FLOAT8ARRAYOID};
 	Datum		args[2];
+	LeadState  *hint = NULL;
 	int			i;
 
 	for (i = 0; i < nmatches; i++)
 	{
-		if (matches[i].awarded || lm_find_lead(leads, nleads, matches[i].lead_id)->recompute)
+		if (matches[i].awarded || lm_lead_of(leads, nleads, matches[i].lead_id, &hint)->recompute)
 			continue;
 		APPEND(corr, n, cap);
 		corr[n].activity_id = matches[i].activity_id;

@@ -120,6 +120,7 @@ extern bool lm_rule_matches(const ScoringRule *rule, const ActivityRow *row);
 /* scoring.c: the leads of a statement, caps, decay, hand-off */
 extern int	lm_lead_state_cmp(const void *a, const void *b);
 extern LeadState *lm_find_lead(LeadState *leads, int nleads, int64 lead_id);
+extern LeadState *lm_lead_of(LeadState *leads, int nleads, int64 lead_id, LeadState **hint);
 extern void lm_apply_caps(Match *matches, int nmatches, RuleCache *cache, LeadState *leads,
 						  int nleads);
 extern void lm_fold_points(const Match *matches, int nmatches, RuleCache *cache,
