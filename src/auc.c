@@ -1,7 +1,7 @@
 /*
  * auc.c
  *		PostgreSQL glue of the aggregate leadmgmt.auc(score, label) -> float8,
- *		the exact ROC AUC of a scored, labelled set (doc/learned-scoring.md);
+ *		the exact ROC AUC of a scored, labelled set (doc/learned.md);
  *		the pair count is src/core/auc.c.
  *
  * State (AucState, type internal), in the aggregate context (a deserialised

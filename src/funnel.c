@@ -20,7 +20,8 @@
  *				infinite timestamp are not kept
  * window, flags and nsteps are taken from the group's first row; a later row
  * or a combined partial state that differs is an error.  They travel with
- * the serialised state, so the final function needs no extra arguments.
+ * the serialised state (src/pg/agg_state.h: pqformat, version byte, 22P03
+ * for a malformed one), so the final function needs no extra arguments.
  * A state starts as one 64-byte chunk (room for 4 events of a funnel of up
  * to 8 steps) and doubles when full, so it moves: the transition and combine
  * functions return the new pointer.
@@ -41,7 +42,6 @@
 #include "common/int.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "port/pg_bswap.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -61,7 +61,6 @@
 /* the state and its serialised form (16 + 9..12 bytes an event) fit 1 GB */
 #define FUNNEL_MAX_SIZE		((Size) MaxAllocSize)
 #define FUNNEL_STATE_VERSION 2
-#define FUNNEL_SERIAL_HEADER (1 + 1 + 1 + 1 + 8 + 4)
 
 typedef struct FunnelState
 {
@@ -142,42 +141,6 @@ typedef struct ModeCache
 	int			len;
 	char		text[FLEXIBLE_ARRAY_MEMBER];
 } ModeCache;
-
-static inline void
-put_uint64(char **p, uint64 v)
-{
-	v = pg_hton64(v);
-	memcpy(*p, &v, 8);
-	*p += 8;
-}
-
-static inline void
-put_uint32(char **p, uint32 v)
-{
-	v = pg_hton32(v);
-	memcpy(*p, &v, 4);
-	*p += 4;
-}
-
-static inline uint64
-get_uint64(const char **p)
-{
-	uint64		v;
-
-	memcpy(&v, *p, 8);
-	*p += 8;
-	return pg_ntoh64(v);
-}
-
-static inline uint32
-get_uint32(const char **p)
-{
-	uint32		v;
-
-	memcpy(&v, *p, 4);
-	*p += 4;
-	return pg_ntoh32(v);
-}
 
 PG_FUNCTION_INFO_V1(leadmgmt_window_funnel_trans);
 PG_FUNCTION_INFO_V1(leadmgmt_window_funnel_trans_mode);
@@ -347,6 +310,8 @@ new_state(MemoryContext cxt, int64 window, uint32 flags, int nsteps, int64 capac
 /*
  * Make room for extra more events.  The state moves (repalloc keeps its
  * memory context): callers return the new pointer as the transition value.
+ * Not lm_grow_array(): header, timestamps and masks share one allocation,
+ * so growing it also moves the masks up; size_for() does the doubling.
  */
 static FunnelState *
 reserve_events(FunnelState *state, int64 extra)
@@ -420,11 +385,7 @@ funnel_trans(FunctionCallInfo fcinfo, bool has_mode)
 
 	/* VARIADIC NULL: no step count to check against; the row is ignored */
 	if (PG_ARGISNULL(a_steps))
-	{
-		if (state == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(state);
-	}
+		LM_RETURN_AGG_STATE(state);
 	arr = PG_GETARG_ARRAYTYPE_P(a_steps);
 	if (ARR_NDIM(arr) > 1)
 		ereport(ERROR,
@@ -524,11 +485,7 @@ leadmgmt_window_funnel_combine(PG_FUNCTION_ARGS)
 
 	aggcxt = lm_aggregate_context(fcinfo, "window_funnel_combine");
 	if (s2 == NULL)
-	{
-		if (s1 == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(s1);
-	}
+		LM_RETURN_AGG_STATE(s1);
 	if (s1 == NULL)
 	{
 		/* copy: s2 may live in a shorter-lived context */
@@ -543,75 +500,53 @@ leadmgmt_window_funnel_combine(PG_FUNCTION_ARGS)
 }
 
 /*
- * Serialised form (version 2): version, flags, nsteps, sorted (one byte
- * each), window (int64), nevents (int32), the timestamps (int64 each), then
- * the masks (mask_bytes each); integers in network byte order.
+ * Serialised form (version 2, src/pg/agg_state.h): version, flags, nsteps,
+ * sorted (one byte each), window (int64), nevents (int32), the timestamps
+ * (int64 each), then the masks (mask_bytes each); integers in network byte
+ * order.
  */
 Datum
 leadmgmt_window_funnel_serialize(PG_FUNCTION_ARGS)
 {
 	FunnelState *state;
-	bytea	   *result;
-	char	   *p;
+	StringInfoData buf;
 	int64		i;
 	int			n;
 	int			mb;
-	Size		len;
 
 	(void) lm_aggregate_context(fcinfo, "window_funnel_serialize");
 	state = (FunnelState *) PG_GETARG_POINTER(0);
 	n = state->nevents;
 	mb = state->mask_bytes;
-	len = FUNNEL_SERIAL_HEADER + (Size) n * (sizeof(int64) + mb);
-
-	result = (bytea *) palloc(VARHDRSZ + len);
-	SET_VARSIZE(result, VARHDRSZ + len);
-	p = VARDATA(result);
-	*p++ = FUNNEL_STATE_VERSION;
-	*p++ = (char) state->flags;
-	*p++ = (char) state->nsteps;
-	*p++ = state->sorted ? 1 : 0;
-	put_uint64(&p, (uint64) state->window);
-	put_uint32(&p, (uint32) n);
+	/*
+	 * No lm_agg_check_size(): the form has 16 header bytes where the state
+	 * has 24, so a state within FUNNEL_MAX_SIZE always fits in a bytea.
+	 */
+	lm_agg_write_begin(&buf, FUNNEL_STATE_VERSION);
+	pq_sendbyte(&buf, state->flags);
+	pq_sendbyte(&buf, state->nsteps);
+	pq_sendbyte(&buf, state->sorted ? 1 : 0);
+	pq_sendint64(&buf, state->window);
+	pq_sendint32(&buf, n);
 	for (i = 0; i < n; i++)
-		put_uint64(&p, (uint64) state->ts[i]);
-	switch (mb)
-	{
-		case 1:
-			memcpy(p, state_masks(state), n);
-			break;
-		case 2:
-			for (i = 0; i < n; i++)
-			{
-				uint16		m = pg_hton16((uint16) get_mask(state, i));
-
-				memcpy(p, &m, 2);
-				p += 2;
-			}
-			break;
-		default:
-			for (i = 0; i < n; i++)
-				put_uint32(&p, get_mask(state, i));
-			break;
-	}
-	PG_RETURN_BYTEA_P(result);
-}
-
-static void
-bad_state(const char *detail)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-			 errmsg("invalid funnel aggregate state"),
-			 errdetail("%s", detail)));
+		pq_sendint64(&buf, state->ts[i]);
+	if (mb == 1)
+		pq_sendbytes(&buf, state_masks(state), n);
+	else
+		for (i = 0; i < n; i++)
+		{
+			if (mb == 2)
+				pq_sendint16(&buf, (uint16) get_mask(state, i));
+			else
+				pq_sendint32(&buf, get_mask(state, i));
+		}
+	PG_RETURN_BYTEA_P(lm_agg_write_end(&buf));
 }
 
 Datum
 leadmgmt_window_funnel_deserialize(PG_FUNCTION_ARGS)
 {
-	bytea	   *raw;
-	const char *p;
-	Size		len;
+	LmAggReader r;
 	uint32		flags;
 	int			nsteps;
 	int			sorted;
@@ -623,33 +558,25 @@ leadmgmt_window_funnel_deserialize(PG_FUNCTION_ARGS)
 	FunnelState *state;
 
 	(void) lm_aggregate_context(fcinfo, "window_funnel_deserialize");
-	raw = PG_GETARG_BYTEA_PP(0);
-	p = VARDATA_ANY(raw);
-	len = VARSIZE_ANY_EXHDR(raw);
-
-	if (len < FUNNEL_SERIAL_HEADER)
-		bad_state("The state is shorter than its header.");
-	if ((uint8) p[0] != FUNNEL_STATE_VERSION)
-		bad_state("Unknown state version.");
-	flags = (uint8) p[1];
-	nsteps = (uint8) p[2];
-	sorted = (uint8) p[3];
-	p += 4;
-	window = (int64) get_uint64(&p);
-	nevents = get_uint32(&p);
+	lm_agg_read_begin(&r, PG_GETARG_BYTEA_PP(0), FUNNEL_STATE_VERSION, "funnel");
+	flags = lm_agg_read_byte(&r);
+	nsteps = lm_agg_read_byte(&r);
+	sorted = lm_agg_read_byte(&r);
+	window = lm_agg_read_int64(&r);
+	nevents = (uint32) lm_agg_read_int32(&r);
 	if ((flags & ~FUNNEL_ALL_FLAGS) != 0 ||
 		((flags & FUNNEL_ALLOW_REENTRY) && !(flags & FUNNEL_STRICT_ORDER)))
-		bad_state("Invalid mode flags.");
+		lm_agg_bad_state(&r, "Invalid mode flags.");
 	if (nsteps < 1 || nsteps > FUNNEL_MAX_STEPS)
-		bad_state("Invalid number of steps.");
+		lm_agg_bad_state(&r, "Invalid number of steps.");
 	if (window < 0)
-		bad_state("Negative window.");
+		lm_agg_bad_state(&r, "Negative window.");
 	if (sorted != 0 && sorted != 1)
-		bad_state("Invalid sorted flag.");
+		lm_agg_bad_state(&r, "Invalid sorted flag.");
 	mb = mask_bytes_for(nsteps);
 	if (nevents > capacity_of(FUNNEL_MAX_SIZE, mb) ||
-		(Size) nevents * (sizeof(int64) + mb) != len - FUNNEL_SERIAL_HEADER)
-		bad_state("The event count does not match the length.");
+		nevents * (int64) (sizeof(int64) + mb) != lm_agg_left(&r))
+		lm_agg_bad_state(&r, "The event count does not match the length.");
 
 	/*
 	 * In the current (per-call) context, like PostgreSQL's own deserialise
@@ -659,66 +586,38 @@ leadmgmt_window_funnel_deserialize(PG_FUNCTION_ARGS)
 	state = new_state(CurrentMemoryContext, window, flags, nsteps, Max(nevents, 1));
 	for (i = 0; i < nevents; i++)
 	{
-		int64		ts = (int64) get_uint64(&p);
+		int64		ts = lm_agg_read_int64(&r);
 
 		if (TIMESTAMP_NOT_FINITE(ts))
-			bad_state("An event has an infinite timestamp.");
+			lm_agg_bad_state(&r, "An event has an infinite timestamp.");
 		state->ts[i] = ts;
 	}
 	for (i = 0; i < nevents; i++)
 	{
-		uint32		mask;
+		uint32		mask = mb == 1 ? lm_agg_read_byte(&r) :
+			mb == 2 ? (uint16) lm_agg_read_int16(&r) : (uint32) lm_agg_read_int32(&r);
 
-		if (mb == 1)
-			mask = (uint8) *p++;
-		else if (mb == 2)
-		{
-			uint16		m;
-
-			memcpy(&m, p, 2);
-			p += 2;
-			mask = pg_ntoh16(m);
-		}
-		else
-			mask = get_uint32(&p);
 		if ((mask & ~stepmask) != 0 ||
 			(mask == 0 && !(flags & FUNNEL_STRICT_ORDER)))
-			bad_state("An event has invalid steps.");
+			lm_agg_bad_state(&r, "An event has invalid steps.");
 		if (sorted && i > 0 &&
 			later_event(state->ts[i - 1], get_mask(state, i - 1), state->ts[i], mask))
-			bad_state("Events marked sorted are not.");
+			lm_agg_bad_state(&r, "Events marked sorted are not.");
 		set_mask(state, i, mask);
 	}
+	lm_agg_read_end(&r);
 	state->nevents = (int32) nevents;
 	state->sorted = (uint8) sorted;
 	PG_RETURN_POINTER(state);
 }
 
-static void *
-hook_alloc(size_t size)
-{
-	return palloc(size);
-}
-
-static void
-hook_release(void *ptr)
-{
-	pfree(ptr);
-}
-
-static void
-hook_interrupt(void)
-{
-	CHECK_FOR_INTERRUPTS();
-}
-
-static const FunnelHooks pg_hooks = {hook_alloc, hook_release, hook_interrupt};
+static const FunnelHooks pg_hooks = {lm_core_alloc, lm_core_free, lm_core_interrupt};
 
 /* scratch array of the final function, kept per call site (fn_extra) */
 typedef struct FinalScratch
 {
 	int64		capacity;
-	FunnelEvent events[FLEXIBLE_ARRAY_MEMBER];
+	FunnelEvent *events;		/* in fn_mcxt, grown by lm_grow_array() */
 } FinalScratch;
 
 /* larger scratch arrays are allocated per call, not kept */
@@ -740,20 +639,14 @@ funnel_result(FunctionCallInfo fcinfo, const FunnelState *state, int64 *times)
 
 	if (n <= FUNNEL_SCRATCH_KEEP)
 	{
-		if (scratch == NULL || scratch->capacity < n)
+		if (scratch == NULL)
 		{
-			int64		cap = scratch ? scratch->capacity : 64;
-
-			while (cap < n)
-				cap *= 2;
-			if (scratch)
-				pfree(scratch);
-			scratch = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt,
-										 offsetof(FinalScratch, events) +
-										 sizeof(FunnelEvent) * cap);
-			scratch->capacity = cap;
+			scratch = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(FinalScratch));
 			fcinfo->flinfo->fn_extra = scratch;
 		}
+		scratch->events = lm_grow_array(fcinfo->flinfo->fn_mcxt, scratch->events,
+										&scratch->capacity, Max(n, 1), sizeof(FunnelEvent),
+										64, FUNNEL_SCRATCH_KEEP, "funnel", "events");
 		ev = scratch->events;
 	}
 	else

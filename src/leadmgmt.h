@@ -19,6 +19,7 @@
 /* the shared PostgreSQL layer (src/pg/, doc/design.md) */
 #include "pg/agg_state.h"
 #include "pg/as_owner.h"
+#include "pg/core_hooks.h"
 #include "pg/grow_array.h"
 #include "pg/kept_plan.h"
 #include "pg/lookup_cache.h"

@@ -1,7 +1,7 @@
 /*
  * learned.c
  *		Learned scoring: logistic regression and prediction as PostgreSQL
- *		aggregates and functions (doc/learned-scoring.md); ROC AUC is in
+ *		aggregates and functions (doc/learned.md); ROC AUC is in
  *		auc.c.
  *
  * The numerical work is in src/core/logreg.c; this file is the PostgreSQL
@@ -84,31 +84,13 @@ typedef struct LogregStepState
  * helpers
  * --------------------------------------------------------------------- */
 
-static void *
-lm_core_alloc(size_t size)
-{
-	return palloc_extended(size, MCXT_ALLOC_HUGE);
-}
-
-static void
-lm_core_free(void *ptr)
-{
-	pfree(ptr);
-}
-
-static void
-lm_core_check(void)
-{
-	CHECK_FOR_INTERRUPTS();
-}
-
 /* route the core's allocations through palloc and let it be cancelled */
 static void
 set_core_hooks(void)
 {
 	lr_alloc_hook = lm_core_alloc;
 	lr_free_hook = lm_core_free;
-	lr_check_hook = lm_core_check;
+	lr_check_hook = lm_core_interrupt;
 }
 
 /*

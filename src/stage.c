@@ -15,16 +15,19 @@
  *		Keeps the audit append-only: rows come only from lead_stage_record,
  *		and disappear only when their lead is deleted (ON DELETE CASCADE).
  *
- * Vocabulary cache: stages and allowed transitions are loaded once per
- * session into StageCache (a small array and an n x n boolean matrix in
- * its own memory context under CacheMemoryContext).  A statement trigger on
- * the two vocabulary tables sends a relcache invalidation for them; our
- * relcache callback then drops the cache in every backend, at the next
- * command in our own transaction and at commit in the others.  Lookups are
- * O(number of stages), a dozen string compares; nothing is parsed per row.
+ * How: the triggers check against the cached vocabulary
+ * (stage_vocabulary.c); SQL goes through kept plans and runs as the owner
+ * of the tables where it writes or reads the audit (src/pg/).
  *
- * set_stage() hands reason and "at" to the triggers through PendingMove, a
- * static that lives for the duration of its one UPDATE.
+ * State: set_stage() hands reason and "at" to the triggers through
+ * PendingMove, a static that lives for the duration of its one UPDATE
+ * (saved and restored around it, so a move inside a move keeps its own);
+ * writing_history tells the history guard that an insert is ours.  Both
+ * are described in doc/design.md, "The life of a stage move".
+ *
+ * Cost per move: a lookup in the cached vocabulary, one probe of the
+ * history index for the last change, one insert with two more probes for
+ * its facts.
  *
  * Invariants (doc/operations.md, guarded by test/isolation and test/torture):
  *
@@ -57,190 +60,14 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/inval.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
 #include "leadmgmt.h"
-
-/* ---------------------------------------------------------------------
- * Vocabulary cache
- * ---------------------------------------------------------------------
- */
-typedef struct StageInfo
-{
-	char	   *name;
-	bool		is_entry;
-} StageInfo;
-
-typedef struct StageCache
-{
-	MemoryContext context;		/* owns everything below */
-	int			nstages;
-	StageInfo  *stages;			/* ordered by rank, then name */
-	bool	   *allowed;		/* allowed[from * nstages + to] */
-	Oid			stage_relid;
-	Oid			transition_relid;
-} StageCache;
-
-static StageCache *stage_cache = NULL;
-static bool callback_registered = false;
-static Oid	cached_stage_relid = InvalidOid;
-static Oid	cached_transition_relid = InvalidOid;
-
-static void
-drop_stage_cache(void)
-{
-	if (stage_cache != NULL)
-	{
-		MemoryContextDelete(stage_cache->context);
-		stage_cache = NULL;
-	}
-}
-
-static void
-stage_cache_relcache_callback(Datum arg, Oid relid)
-{
-	if (relid == InvalidOid || relid == cached_stage_relid ||
-		relid == cached_transition_relid)
-		drop_stage_cache();
-}
-
-static int
-stage_index(const StageCache *cache, const char *name)
-{
-	int			i;
-
-	for (i = 0; i < cache->nstages; i++)
-		if (strcmp(cache->stages[i].name, name) == 0)
-			return i;
-	return -1;
-}
-
-static StageCache *
-load_stage_cache(void)
-{
-	Oid			nsp = lm_schema_oid();
-	MemoryContext cxt;
-	StageCache *cache;
-	uint64		i;
-
-	if (!callback_registered)
-	{
-		CacheRegisterRelcacheCallback(stage_cache_relcache_callback, (Datum) 0);
-		callback_registered = true;
-	}
-
-	cxt = AllocSetContextCreate(CacheMemoryContext, "leadmgmt stage cache",
-								ALLOCSET_SMALL_SIZES);
-	cache = MemoryContextAllocZero(cxt, sizeof(StageCache));
-	cache->context = cxt;
-	cache->stage_relid = get_relname_relid("stage", nsp);
-	cache->transition_relid = get_relname_relid("stage_transition", nsp);
-	cached_stage_relid = cache->stage_relid;
-	cached_transition_relid = cache->transition_relid;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-
-	if (SPI_execute("SELECT s.name, s.is_entry FROM leadmgmt.stage s "
-					"ORDER BY s.rank, s.name", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read leadmgmt.stage");
-	cache->nstages = (int) SPI_processed;
-	cache->stages = MemoryContextAllocZero(cxt, sizeof(StageInfo) * Max(cache->nstages, 1));
-	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-
-		cache->stages[i].name = MemoryContextStrdup(cxt, SPI_getvalue(tup, desc, 1));
-		cache->stages[i].is_entry = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
-	}
-
-	cache->allowed = MemoryContextAllocZero(cxt,
-											sizeof(bool) * Max(cache->nstages * cache->nstages, 1));
-	if (SPI_execute("SELECT t.from_stage, t.to_stage FROM leadmgmt.stage_transition t",
-					true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read leadmgmt.stage_transition");
-	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		int			from = stage_index(cache, SPI_getvalue(tup, desc, 1));
-		int			to = stage_index(cache, SPI_getvalue(tup, desc, 2));
-
-		if (from >= 0 && to >= 0)
-			cache->allowed[from * cache->nstages + to] = true;
-	}
-	SPI_finish();
-
-	stage_cache = cache;
-	return cache;
-}
-
-static StageCache *
-get_stage_cache(void)
-{
-	if (stage_cache == NULL)
-		return load_stage_cache();
-	return stage_cache;
-}
-
-/* "inquiry, sgl" style lists for hints */
-static char *
-stage_list(const StageCache *cache, int from, bool entry_only)
-{
-	StringInfoData buf;
-	int			i;
-
-	initStringInfo(&buf);
-	for (i = 0; i < cache->nstages; i++)
-	{
-		bool		wanted = entry_only ? cache->stages[i].is_entry :
-			from < 0 ? true : cache->allowed[from * cache->nstages + i];
-
-		if (!wanted)
-			continue;
-		if (buf.len > 0)
-			appendStringInfoString(&buf, ", ");
-		appendStringInfoString(&buf, cache->stages[i].name);
-	}
-	return buf.data;
-}
-
-static int
-lookup_stage_or_error(const StageCache *cache, const char *name)
-{
-	int			idx = stage_index(cache, name);
-
-	if (idx < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_LM_UNKNOWN_STAGE),
-				 errmsg("stage \"%s\" does not exist", name),
-				 errhint("Known stages: %s.", stage_list(cache, -1, false))));
-	return idx;
-}
-
-/*
- * Statement trigger on leadmgmt.stage and leadmgmt.stage_transition: tell
- * every session (ours at the next command, others at commit) to reload.
- */
-PG_FUNCTION_INFO_V1(leadmgmt_vocabulary_changed);
-Datum
-leadmgmt_vocabulary_changed(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	lm_check_trigger_context(fcinfo, "vocabulary_changed", false, false);
-	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
-	return PointerGetDatum(NULL);
-}
+#include "stage.h"
 
 /* ---------------------------------------------------------------------
  * Moves requested through set_stage()
@@ -310,7 +137,7 @@ format_timestamptz(TimestampTz ts)
 static HeapTuple
 check_new_lead(Relation rel, HeapTuple tuple)
 {
-	StageCache *cache = get_stage_cache();
+	const StageCache *cache = lm_stage_cache();
 	char	   *stage = column_text(rel, tuple, "stage");
 	bool		isnull;
 	TimestampTz created_at;
@@ -319,13 +146,13 @@ check_new_lead(Relation rel, HeapTuple tuple)
 	if (stage == NULL)
 		return tuple;			/* the NOT NULL constraint reports it */
 
-	idx = lookup_stage_or_error(cache, stage);
+	idx = lm_stage_lookup(cache, stage);
 	if (!cache->stages[idx].is_entry)
 		ereport(ERROR,
 				(errcode(ERRCODE_LM_FORBIDDEN_TRANSITION),
 				 errmsg("a new lead cannot start in stage \"%s\"", stage),
 				 errdetail("New leads enter the waterfall at an entry stage: %s.",
-						   stage_list(cache, -1, true)),
+						   lm_stage_list(cache, -1, true)),
 				 errhint("Insert the lead at an entry stage, then replay its later moves with leadmgmt.set_stage(lead, stage, reason, at).")));
 
 	created_at = DatumGetTimestampTz(column_value(rel, tuple, "created_at", &isnull));
@@ -353,28 +180,18 @@ static TimestampTz
 last_history_time(Relation rel, int64 lead_id, TimestampTz stage_entered_at)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			save_userid;
-	int			save_sec_context;
+	LmAsOwner	saved;
+	Oid			type = INT8OID;
 	Datum		arg = Int64GetDatum(lead_id);
 	TimestampTz last = stage_entered_at;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(rel->rd_rel->relowner,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	lm_as_owner_begin(&saved, rel->rd_rel->relowner, LM_OWNER_RESTRICTED);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (plan == NULL)
-	{
-		Oid			type = INT8OID;
-
-		plan = SPI_prepare("SELECT pg_catalog.max(h.changed_at) FROM leadmgmt.stage_history h "
-						   "WHERE h.lead_id OPERATOR(pg_catalog.=) $1", 1, &type);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-	}
-	if (SPI_execute_plan(plan, &arg, NULL, false, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(lm_kept_plan(&plan,
+									  "SELECT pg_catalog.max(h.changed_at) FROM leadmgmt.stage_history h "
+									  "WHERE h.lead_id OPERATOR(pg_catalog.=) $1", 1, &type),
+						 &arg, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the stage history of lead " INT64_FORMAT, lead_id);
 	if (SPI_processed > 0)
 	{
@@ -385,7 +202,7 @@ last_history_time(Relation rel, int64 lead_id, TimestampTz stage_entered_at)
 			last = Max(last, DatumGetTimestampTz(d));
 	}
 	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	lm_as_owner_end(&saved);
 	return last;
 }
 
@@ -429,7 +246,7 @@ move_time(int64 lead_id, TimestampTz last_change)
 static HeapTuple
 check_stage_move(Relation rel, HeapTuple oldtuple, HeapTuple newtuple)
 {
-	StageCache *cache;
+	const StageCache *cache;
 	char	   *from_name = column_text(rel, oldtuple, "stage");
 	char	   *to_name = column_text(rel, newtuple, "stage");
 	bool		isnull;
@@ -441,15 +258,15 @@ check_stage_move(Relation rel, HeapTuple oldtuple, HeapTuple newtuple)
 	if (to_name == NULL || from_name == NULL || strcmp(from_name, to_name) == 0)
 		return newtuple;		/* no move; NOT NULL reports a NULL stage */
 
-	cache = get_stage_cache();
+	cache = lm_stage_cache();
 	lead_id = DatumGetInt64(column_value(rel, newtuple, "id", &isnull));
-	to = lookup_stage_or_error(cache, to_name);
-	from = lookup_stage_or_error(cache, from_name);
+	to = lm_stage_lookup(cache, to_name);
+	from = lm_stage_lookup(cache, from_name);
 
 	if (!cache->allowed[from * cache->nstages + to] &&
 		!(pending_for(lead_id) != NULL && pending_for(lead_id)->internal))
 	{
-		char	   *targets = stage_list(cache, from, false);
+		char	   *targets = lm_stage_list(cache, from, false);
 
 		ereport(ERROR,
 				(errcode(ERRCODE_LM_FORBIDDEN_TRANSITION),
@@ -516,40 +333,32 @@ static SPIPlanPtr
 history_insert_plan(bool with_facts)
 {
 	Oid			types[6] = {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
-	SPIPlanPtr	plan;
 
-	if (history_insert_plans[with_facts] != NULL)
-		return history_insert_plans[with_facts];
-	if (with_facts)
-	{
-		/*
-		 * entry_number and time_in_from_stage are facts of the row that the
-		 * funnel views would otherwise recompute by sorting all history per
-		 * lead; here they cost two probes of the (lead_id, ...) unique index.
-		 * Notes (from = to) are no entries and stop no clock.
-		 */
-		plan = SPI_prepare("INSERT INTO leadmgmt.stage_history "
-						   "(lead_id, from_stage, to_stage, changed_at, changed_by, reason, "
-						   "entry_number, time_in_from_stage) "
-						   "SELECT $1, $2, $3, $4, $5, $6, "
-						   "CASE WHEN NOT note THEN 1 OPERATOR(pg_catalog.+) "
-						   "(SELECT pg_catalog.count(*)::pg_catalog.int4 FROM leadmgmt.stage_history h "
-						   "WHERE h.lead_id OPERATOR(pg_catalog.=) $1 AND h.to_stage OPERATOR(pg_catalog.=) $3 "
-						   "AND h.from_stage IS DISTINCT FROM h.to_stage) END, "
-						   "CASE WHEN NOT note THEN $4 OPERATOR(pg_catalog.-) "
-						   "(SELECT pg_catalog.max(h.changed_at) FROM leadmgmt.stage_history h "
-						   "WHERE h.lead_id OPERATOR(pg_catalog.=) $1 AND h.from_stage IS DISTINCT FROM h.to_stage) END "
-						   "FROM (SELECT $2 IS NOT DISTINCT FROM $3 AS note) n", 6, types);
-	}
-	else
-		plan = SPI_prepare("INSERT INTO leadmgmt.stage_history "
-						   "(lead_id, from_stage, to_stage, changed_at, changed_by, reason) "
-						   "VALUES ($1, $2, $3, $4, $5, $6)", 6, types);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	history_insert_plans[with_facts] = plan;
-	return plan;
+	if (!with_facts)
+		return lm_kept_plan(&history_insert_plans[0],
+							"INSERT INTO leadmgmt.stage_history "
+							"(lead_id, from_stage, to_stage, changed_at, changed_by, reason) "
+							"VALUES ($1, $2, $3, $4, $5, $6)", 6, types);
+
+	/*
+	 * entry_number and time_in_from_stage are facts of the row that the
+	 * funnel views would otherwise recompute by sorting all history per
+	 * lead; here they cost two probes of the (lead_id, ...) unique index.
+	 * Notes (from = to) are no entries and stop no clock.
+	 */
+	return lm_kept_plan(&history_insert_plans[1],
+						"INSERT INTO leadmgmt.stage_history "
+						"(lead_id, from_stage, to_stage, changed_at, changed_by, reason, "
+						"entry_number, time_in_from_stage) "
+						"SELECT $1, $2, $3, $4, $5, $6, "
+						"CASE WHEN NOT note THEN 1 OPERATOR(pg_catalog.+) "
+						"(SELECT pg_catalog.count(*)::pg_catalog.int4 FROM leadmgmt.stage_history h "
+						"WHERE h.lead_id OPERATOR(pg_catalog.=) $1 AND h.to_stage OPERATOR(pg_catalog.=) $3 "
+						"AND h.from_stage IS DISTINCT FROM h.to_stage) END, "
+						"CASE WHEN NOT note THEN $4 OPERATOR(pg_catalog.-) "
+						"(SELECT pg_catalog.max(h.changed_at) FROM leadmgmt.stage_history h "
+						"WHERE h.lead_id OPERATOR(pg_catalog.=) $1 AND h.from_stage IS DISTINCT FROM h.to_stage) END "
+						"FROM (SELECT $2 IS NOT DISTINCT FROM $3 AS note) n", 6, types);
 }
 
 static void
@@ -598,8 +407,7 @@ leadmgmt_lead_stage_record(PG_FUNCTION_ARGS)
 	char	   *to_stage;
 	TimestampTz changed_at;
 	const PendingMove *pending;
-	Oid			save_userid;
-	int			save_sec_context;
+	LmAsOwner	saved;
 
 	lm_check_trigger_context(fcinfo, "lead_stage_record", false, true);
 	rel = trigdata->tg_relation;
@@ -617,16 +425,13 @@ leadmgmt_lead_stage_record(PG_FUNCTION_ARGS)
 	pending = pending_for(lead_id);
 
 	/* the owner of the lead table is the extension owner */
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(rel->rd_rel->relowner,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	lm_as_owner_begin(&saved, rel->rd_rel->relowner, LM_OWNER_RESTRICTED);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	insert_history_row(lead_id, from_stage, to_stage, changed_at,
 					   pending ? pending->reason : NULL);
 	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	lm_as_owner_end(&saved);
 
 	return PointerGetDatum(NULL);
 }
@@ -639,31 +444,22 @@ static bool
 lead_exists_as_owner(Oid owner, int64 lead_id)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			save_userid;
-	int			save_sec_context;
+	LmAsOwner	saved;
+	Oid			type = INT8OID;
 	Datum		arg = Int64GetDatum(lead_id);
 	bool		exists;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	lm_as_owner_begin(&saved, owner, LM_OWNER_RESTRICTED);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (plan == NULL)
-	{
-		Oid			type = INT8OID;
-
-		plan = SPI_prepare("SELECT 1 FROM leadmgmt.lead l "
-						   "WHERE l.id OPERATOR(pg_catalog.=) $1", 1, &type);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-	}
-	if (SPI_execute_plan(plan, &arg, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(lm_kept_plan(&plan,
+									  "SELECT 1 FROM leadmgmt.lead l "
+									  "WHERE l.id OPERATOR(pg_catalog.=) $1", 1, &type),
+						 &arg, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up lead " INT64_FORMAT, lead_id);
 	exists = SPI_processed > 0;
 	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	lm_as_owner_end(&saved);
 	return exists;
 }
 
@@ -683,6 +479,10 @@ leadmgmt_stage_history_guard(PG_FUNCTION_ARGS)
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	TriggerEvent event;
 
+	/*
+	 * Checked here rather than with lm_check_trigger_context(): the guard
+	 * fires per row (INSERT, UPDATE, DELETE) and per statement (TRUNCATE).
+	 */
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
@@ -801,41 +601,34 @@ update_stage(int64 lead_id, const char *stage)
 	static SPIPlanPtr lock_plan = NULL;
 	static SPIPlanPtr update_plan = NULL;
 	static SPIPlanPtr select_plan = NULL;
+	Oid			types[2] = {INT8OID, TEXTOID};
 	Datum		args[2];
 	bool		isnull;
 	Datum		row;
 
-	if (update_plan == NULL)
-	{
-		Oid			types[2] = {INT8OID, TEXTOID};
-
-		update_plan = SPI_prepare("UPDATE leadmgmt.lead l SET stage = $2 "
-								  "WHERE l.id OPERATOR(pg_catalog.=) $1 "
-								  "AND l.stage OPERATOR(pg_catalog.<>) $2 RETURNING l",
-								  2, types);
-		select_plan = SPI_prepare("SELECT l FROM leadmgmt.lead l "
-								  "WHERE l.id OPERATOR(pg_catalog.=) $1", 1, types);
-		lock_plan = SPI_prepare("SELECT 1 FROM leadmgmt.lead l "
-								"WHERE l.id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
-								1, types);
-		if (update_plan == NULL || select_plan == NULL || lock_plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(update_plan);
-		SPI_keepplan(select_plan);
-		SPI_keepplan(lock_plan);
-	}
-
 	args[0] = Int64GetDatum(lead_id);
 	args[1] = CStringGetTextDatum(stage);
-	if (SPI_execute_plan(lock_plan, args, NULL, false, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(lm_kept_plan(&lock_plan,
+									  "SELECT 1 FROM leadmgmt.lead l "
+									  "WHERE l.id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
+									  1, types),
+						 args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock lead " INT64_FORMAT, lead_id);
-	if (SPI_execute_plan(update_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+	if (SPI_execute_plan(lm_kept_plan(&update_plan,
+									  "UPDATE leadmgmt.lead l SET stage = $2 "
+									  "WHERE l.id OPERATOR(pg_catalog.=) $1 "
+									  "AND l.stage OPERATOR(pg_catalog.<>) $2 RETURNING l",
+									  2, types),
+						 args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not update lead " INT64_FORMAT, lead_id);
 	if (SPI_processed == 0)
 	{
 		/* same stage again: a no-op that still validates the name */
-		lookup_stage_or_error(get_stage_cache(), stage);
-		if (SPI_execute_plan(select_plan, args, NULL, false, 1) != SPI_OK_SELECT)
+		lm_stage_lookup(lm_stage_cache(), stage);
+		if (SPI_execute_plan(lm_kept_plan(&select_plan,
+										  "SELECT l FROM leadmgmt.lead l "
+										  "WHERE l.id OPERATOR(pg_catalog.=) $1", 1, types),
+							 args, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read lead " INT64_FORMAT, lead_id);
 		if (SPI_processed == 0)
 			ereport(ERROR,
@@ -914,7 +707,7 @@ leadmgmt_set_stage(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("stage must not be null"),
-				 errhint("Known stages: %s.", stage_list(get_stage_cache(), -1, false))));
+				 errhint("Known stages: %s.", lm_stage_list(lm_stage_cache(), -1, false))));
 
 	at = PG_ARGISNULL(3) ? now : PG_GETARG_TIMESTAMPTZ(3);
 	PG_RETURN_DATUM(lm_set_stage(lm_lock_lead(PG_GETARG_INT64(0)),
@@ -934,8 +727,8 @@ void
 lm_stage_note(int64 lead_id, const char *reason)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			save_userid;
-	int			save_sec_context;
+	LmAsOwner	saved;
+	Oid			type = INT8OID;
 	Datum		arg = Int64GetDatum(lead_id);
 	bool		isnull;
 	char	   *stage;
@@ -944,23 +737,16 @@ lm_stage_note(int64 lead_id, const char *reason)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (plan == NULL)
-	{
-		Oid			type = INT8OID;
-
-		plan = SPI_prepare("SELECT l.stage, GREATEST(pg_catalog.now(), "
-						   "(SELECT pg_catalog.max(h.changed_at) OPERATOR(pg_catalog.+) "
-						   "'1 microsecond'::pg_catalog.interval FROM leadmgmt.stage_history h "
-						   "WHERE h.lead_id OPERATOR(pg_catalog.=) l.id)), c.relowner "
-						   "FROM leadmgmt.lead l, pg_catalog.pg_class c "
-						   "WHERE l.id OPERATOR(pg_catalog.=) $1 "
-						   "AND c.oid OPERATOR(pg_catalog.=) 'leadmgmt.stage_history'::pg_catalog.regclass",
-						   1, &type);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-	}
-	if (SPI_execute_plan(plan, &arg, NULL, false, 1) != SPI_OK_SELECT || SPI_processed == 0)
+	if (SPI_execute_plan(lm_kept_plan(&plan,
+									  "SELECT l.stage, GREATEST(pg_catalog.now(), "
+									  "(SELECT pg_catalog.max(h.changed_at) OPERATOR(pg_catalog.+) "
+									  "'1 microsecond'::pg_catalog.interval FROM leadmgmt.stage_history h "
+									  "WHERE h.lead_id OPERATOR(pg_catalog.=) l.id)), c.relowner "
+									  "FROM leadmgmt.lead l, pg_catalog.pg_class c "
+									  "WHERE l.id OPERATOR(pg_catalog.=) $1 "
+									  "AND c.oid OPERATOR(pg_catalog.=) 'leadmgmt.stage_history'::pg_catalog.regclass",
+									  1, &type),
+						 &arg, NULL, false, 1) != SPI_OK_SELECT || SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LM_UNKNOWN_LEAD),
 				 errmsg("lead " INT64_FORMAT " does not exist", lead_id)));
@@ -968,11 +754,9 @@ lm_stage_note(int64 lead_id, const char *reason)
 	at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	lm_as_owner_begin(&saved, owner, LM_OWNER_RESTRICTED);
 	insert_history_row(lead_id, stage, stage, at, reason);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	lm_as_owner_end(&saved);
 	SPI_finish();
 }
 

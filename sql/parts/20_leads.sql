@@ -1,7 +1,12 @@
 
 -------------------------------------------------------------------------------
--- Leads and their stage history (doc/stages.md, doc/getting-started.md)
+-- Leads (doc/getting-started.md, doc/identity.md)
 -------------------------------------------------------------------------------
+-- The lead table is created whole here, every capability's columns with it
+-- (the match keys of 80_identity.sql, email_status and forgotten_at of
+-- 82_consent.sql), in the column order an install updated from 1.0.0 has
+-- (test/t/003_upgrade.pl compares the two).  The link of stage to the stage
+-- vocabulary, and the stage machine's triggers, are in 25_stages.sql.
 -- Explicit sequences rather than identity columns: pg_extension_config_dump
 -- can mark them, so a dump carries their position and a restored database
 -- continues numbering where the old one stopped.
@@ -16,7 +21,7 @@ CREATE TABLE leadmgmt.lead (
 	source           text,
 	origin           text CONSTRAINT lead_origin_known CHECK (origin IN ('inbound', 'outbound')),
 	owner            text,
-	stage            text NOT NULL DEFAULT 'inquiry' REFERENCES leadmgmt.stage (name),
+	stage            text NOT NULL DEFAULT 'inquiry',	-- REFERENCES leadmgmt.stage: 25_stages.sql
 	stage_entered_at timestamptz NOT NULL,
 	score            float8 NOT NULL DEFAULT 0,
 	score_at         timestamptz,
@@ -33,6 +38,8 @@ CREATE TABLE leadmgmt.lead (
 	email_key        text,
 	company_key      text,
 	phone_key        text,
+	key_version      integer,
+	forgotten_at     timestamptz,
 	CONSTRAINT lead_not_merged_into_itself CHECK (merged_into <> id),
 	-- every later stage change is recorded after these (doc/stages.md)
 	CONSTRAINT lead_created_at_finite CHECK (pg_catalog.isfinite(created_at)),
@@ -67,128 +74,12 @@ COMMENT ON COLUMN leadmgmt.lead.merged_into IS 'set when this lead was merged in
 COMMENT ON COLUMN leadmgmt.lead.email_key IS 'match key from the e-mail address (maintained by the extension)';
 COMMENT ON COLUMN leadmgmt.lead.company_key IS 'match key from the company name (maintained by the extension)';
 COMMENT ON COLUMN leadmgmt.lead.phone_key IS 'match key from the phone number (maintained by the extension)';
-
-CREATE SEQUENCE leadmgmt.stage_history_id_seq AS bigint;
-CREATE TABLE leadmgmt.stage_history (
-	id         bigint PRIMARY KEY DEFAULT pg_catalog.nextval('leadmgmt.stage_history_id_seq'),
-	lead_id    bigint NOT NULL REFERENCES leadmgmt.lead (id) ON DELETE CASCADE,
-	from_stage text REFERENCES leadmgmt.stage (name),
-	to_stage   text NOT NULL REFERENCES leadmgmt.stage (name),
-	changed_at timestamptz NOT NULL,
-	changed_by text NOT NULL,
-	reason     text,
-	CONSTRAINT stage_history_once UNIQUE (lead_id, to_stage, changed_at),
-	-- Facts about the row that never change once it is written (history is
-	-- append-only and in time order per lead), recorded with it so that the
-	-- funnel views count and time stages in one scan instead of sorting the
-	-- whole history by lead.
-	entry_number       integer,
-	time_in_from_stage interval
-);
-ALTER SEQUENCE leadmgmt.stage_history_id_seq OWNED BY leadmgmt.stage_history.id;
-CREATE INDEX stage_history_to_stage_idx ON leadmgmt.stage_history (to_stage, changed_at);
-COMMENT ON TABLE leadmgmt.stage_history IS
-	'Append-only audit of every stage a lead entered; written only by the extension';
-COMMENT ON COLUMN leadmgmt.stage_history.id IS 'row id, in the order the changes were recorded';
-COMMENT ON COLUMN leadmgmt.stage_history.lead_id IS 'the lead';
-COMMENT ON COLUMN leadmgmt.stage_history.from_stage IS 'stage left (NULL when the lead was created)';
-COMMENT ON COLUMN leadmgmt.stage_history.to_stage IS 'stage entered';
-COMMENT ON COLUMN leadmgmt.stage_history.changed_at IS 'when the lead entered to_stage';
-COMMENT ON COLUMN leadmgmt.stage_history.changed_by IS 'leadmgmt.actor setting if set, else the session user';
-COMMENT ON COLUMN leadmgmt.stage_history.reason IS 'reason given to set_stage()';
-COMMENT ON COLUMN leadmgmt.stage_history.entry_number IS
-	'1 for the lead''s first entry into to_stage, 2 for the next (after recycling), ...; NULL for notes (from_stage = to_stage, such as merges)';
-COMMENT ON COLUMN leadmgmt.stage_history.time_in_from_stage IS
-	'time the lead spent in from_stage: changed_at minus its previous entry; NULL for the first row and for notes';
+COMMENT ON COLUMN leadmgmt.lead.key_version IS
+	'leadmgmt.key_version() the match keys were built with (maintained by the extension)';
+COMMENT ON COLUMN leadmgmt.lead.forgotten_at IS 'when leadmgmt.forget_lead() erased the personal data of this lead';
 
 SELECT pg_catalog.pg_extension_config_dump('leadmgmt.lead', '');
 SELECT pg_catalog.pg_extension_config_dump('leadmgmt.lead_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('leadmgmt.stage_history', '');
-SELECT pg_catalog.pg_extension_config_dump('leadmgmt.stage_history_id_seq', '');
-
--- Validation before the row is written, bookkeeping after (doc/design.md).
-CREATE FUNCTION leadmgmt.lead_stage_check()
-RETURNS trigger
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'leadmgmt_lead_stage_check';
-COMMENT ON FUNCTION leadmgmt.lead_stage_check() IS
-	'Trigger: validates a new lead''s entry stage or a stage move, and sets stage_entered_at';
-
-CREATE FUNCTION leadmgmt.lead_stage_record()
-RETURNS trigger
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'leadmgmt_lead_stage_record';
-COMMENT ON FUNCTION leadmgmt.lead_stage_record() IS
-	'Trigger: appends the stage a lead entered to leadmgmt.stage_history, as the extension owner';
-
-CREATE FUNCTION leadmgmt.stage_history_guard()
-RETURNS trigger
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'leadmgmt_stage_history_guard';
-COMMENT ON FUNCTION leadmgmt.stage_history_guard() IS
-	'Trigger: keeps leadmgmt.stage_history append-only and written by the extension alone';
-
-CREATE TRIGGER lead_stage_check
-	BEFORE INSERT OR UPDATE OF stage ON leadmgmt.lead
-	FOR EACH ROW EXECUTE FUNCTION leadmgmt.lead_stage_check();
-CREATE TRIGGER lead_stage_record_insert
-	AFTER INSERT ON leadmgmt.lead
-	FOR EACH ROW EXECUTE FUNCTION leadmgmt.lead_stage_record();
-CREATE TRIGGER lead_stage_record_update
-	AFTER UPDATE OF stage ON leadmgmt.lead
-	FOR EACH ROW WHEN (OLD.stage IS DISTINCT FROM NEW.stage)
-	EXECUTE FUNCTION leadmgmt.lead_stage_record();
-CREATE TRIGGER stage_history_guard
-	BEFORE INSERT OR UPDATE OR DELETE ON leadmgmt.stage_history
-	FOR EACH ROW EXECUTE FUNCTION leadmgmt.stage_history_guard();
-CREATE TRIGGER stage_history_no_truncate
-	BEFORE TRUNCATE ON leadmgmt.stage_history
-	FOR EACH STATEMENT EXECUTE FUNCTION leadmgmt.stage_history_guard();
-
--- History written before 1.0.0, or restored from a dump of such a version,
--- lacks entry_number and time_in_from_stage; this fills them from the rows
--- themselves.  It writes past the append-only guard, so it runs only for a
--- superuser (session_replication_role), and it changes no other column.
-CREATE FUNCTION leadmgmt.fill_history_facts()
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-SET session_replication_role = replica
-AS $$
-DECLARE
-	filled bigint;
-BEGIN
-	UPDATE leadmgmt.stage_history h
-	   SET entry_number = f.entry_number, time_in_from_stage = f.time_in_from_stage
-	  FROM (SELECT x.id,
-	               CASE WHEN x.entry THEN pg_catalog.row_number() OVER (
-	                        PARTITION BY x.lead_id, x.to_stage, x.entry ORDER BY x.changed_at, x.id) END AS entry_number,
-	               CASE WHEN x.entry THEN x.changed_at OPERATOR(pg_catalog.-) pg_catalog.lag(x.changed_at) OVER (
-	                        PARTITION BY x.lead_id, x.entry ORDER BY x.changed_at, x.id) END AS time_in_from_stage
-	          FROM (SELECT y.*, y.from_stage IS DISTINCT FROM y.to_stage AS entry
-	                  FROM leadmgmt.stage_history y) x) f
-	 WHERE h.id OPERATOR(pg_catalog.=) f.id
-	   AND (h.entry_number IS DISTINCT FROM f.entry_number::integer
-	        OR h.time_in_from_stage IS DISTINCT FROM f.time_in_from_stage);
-	GET DIAGNOSTICS filled = ROW_COUNT;
-	-- the funnel summaries count these facts
-	IF filled > 0 THEN
-		PERFORM leadmgmt.rebuild_funnel_summary();
-	END IF;
-	RETURN filled;
-END
-$$;
-REVOKE ALL ON FUNCTION leadmgmt.fill_history_facts() FROM PUBLIC;
-COMMENT ON FUNCTION leadmgmt.fill_history_facts() IS
-	'Superuser: fills stage_history.entry_number and time_in_from_stage where they are missing or wrong (history from before 1.0.0); returns the rows changed';
-
-CREATE FUNCTION leadmgmt.set_stage(lead bigint, stage text, reason text DEFAULT NULL,
-                                   at timestamptz DEFAULT pg_catalog.now())
-RETURNS leadmgmt.lead
-LANGUAGE c VOLATILE
-AS 'MODULE_PATHNAME', 'leadmgmt_set_stage';
-COMMENT ON FUNCTION leadmgmt.set_stage(bigint, text, text, timestamptz) IS
-	'Move a lead to another stage, validated against leadmgmt.stage_transition and recorded in leadmgmt.stage_history at "at" with "reason"; same stage again is a no-op';
 
 CREATE FUNCTION leadmgmt.lead_resolve(lead bigint)
 RETURNS bigint

@@ -59,59 +59,40 @@ AS 'MODULE_PATHNAME', 'leadmgmt_funnel_step_times_final';
 COMMENT ON FUNCTION leadmgmt.funnel_step_times_final(internal) IS
 	'Final function of funnel_step_times: the step times of the chain that reached the highest step first';
 
--- SSPACE: state bytes per group measured by bench/aggregates.sh (doc/scaling.md)
-CREATE AGGREGATE leadmgmt.window_funnel(window_size interval, ts timestamptz, VARIADIC steps boolean[]) (
-	SFUNC = leadmgmt.window_funnel_trans,
-	STYPE = internal,
-	SSPACE = 120,
-	FINALFUNC = leadmgmt.window_funnel_final,
-	FINALFUNC_MODIFY = READ_ONLY,
-	COMBINEFUNC = leadmgmt.window_funnel_combine,
-	SERIALFUNC = leadmgmt.window_funnel_serialize,
-	DESERIALFUNC = leadmgmt.window_funnel_deserialize,
-	PARALLEL = SAFE
-);
+-- The four aggregates differ only in their arguments and final function, so
+-- one template declares them (the objects are the same as four literal
+-- CREATE AGGREGATE statements; test/expected/install.out lists them):
+--	SFUNC window_funnel_trans, STYPE internal, SSPACE 120 (state bytes per
+--	group measured by bench/aggregates.sh, doc/scaling.md), FINALFUNC the
+--	one named, READ_ONLY, COMBINEFUNC window_funnel_combine, SERIALFUNC
+--	window_funnel_serialize, DESERIALFUNC window_funnel_deserialize,
+--	PARALLEL SAFE.
+DO $aggregates$
+DECLARE
+	a record;
+BEGIN
+	FOR a IN SELECT * FROM (VALUES
+		('window_funnel',     'window_size interval, ts timestamptz, VARIADIC steps boolean[]',            'window_funnel_final'),
+		('window_funnel',     'window_size interval, mode text, ts timestamptz, VARIADIC steps boolean[]', 'window_funnel_final'),
+		('funnel_step_times', 'window_size interval, ts timestamptz, VARIADIC steps boolean[]',            'funnel_step_times_final'),
+		('funnel_step_times', 'window_size interval, mode text, ts timestamptz, VARIADIC steps boolean[]', 'funnel_step_times_final'))
+		AS v(name, args, final)
+	LOOP
+		EXECUTE pg_catalog.format('CREATE AGGREGATE leadmgmt.%I(%s) (
+			SFUNC = leadmgmt.window_funnel_trans, STYPE = internal, SSPACE = 120,
+			FINALFUNC = leadmgmt.%I, FINALFUNC_MODIFY = READ_ONLY,
+			COMBINEFUNC = leadmgmt.window_funnel_combine,
+			SERIALFUNC = leadmgmt.window_funnel_serialize,
+			DESERIALFUNC = leadmgmt.window_funnel_deserialize,
+			PARALLEL = SAFE)', a.name, a.args, a.final);
+	END LOOP;
+END
+$aggregates$;
 COMMENT ON AGGREGATE leadmgmt.window_funnel(interval, timestamptz, VARIADIC boolean[]) IS
 	'Highest step (0..number of steps) of a chain step 1, step 2, ... in time order with every step within window_size of step 1 (ClickHouse windowFunnel)';
-
-CREATE AGGREGATE leadmgmt.window_funnel(window_size interval, mode text, ts timestamptz, VARIADIC steps boolean[]) (
-	SFUNC = leadmgmt.window_funnel_trans,
-	STYPE = internal,
-	SSPACE = 120,
-	FINALFUNC = leadmgmt.window_funnel_final,
-	FINALFUNC_MODIFY = READ_ONLY,
-	COMBINEFUNC = leadmgmt.window_funnel_combine,
-	SERIALFUNC = leadmgmt.window_funnel_serialize,
-	DESERIALFUNC = leadmgmt.window_funnel_deserialize,
-	PARALLEL = SAFE
-);
 COMMENT ON AGGREGATE leadmgmt.window_funnel(interval, text, timestamptz, VARIADIC boolean[]) IS
 	'window_funnel with a mode: comma-separated strict_deduplication, strict_order, strict_increase, strict_once, allow_reentry ('''' = default)';
-
-CREATE AGGREGATE leadmgmt.funnel_step_times(window_size interval, ts timestamptz, VARIADIC steps boolean[]) (
-	SFUNC = leadmgmt.window_funnel_trans,
-	STYPE = internal,
-	SSPACE = 120,
-	FINALFUNC = leadmgmt.funnel_step_times_final,
-	FINALFUNC_MODIFY = READ_ONLY,
-	COMBINEFUNC = leadmgmt.window_funnel_combine,
-	SERIALFUNC = leadmgmt.window_funnel_serialize,
-	DESERIALFUNC = leadmgmt.window_funnel_deserialize,
-	PARALLEL = SAFE
-);
 COMMENT ON AGGREGATE leadmgmt.funnel_step_times(interval, timestamptz, VARIADIC boolean[]) IS
 	'Times of steps 1..window_funnel of the chain that reached the highest step first (its latest possible step 1); empty when no step was reached';
-
-CREATE AGGREGATE leadmgmt.funnel_step_times(window_size interval, mode text, ts timestamptz, VARIADIC steps boolean[]) (
-	SFUNC = leadmgmt.window_funnel_trans,
-	STYPE = internal,
-	SSPACE = 120,
-	FINALFUNC = leadmgmt.funnel_step_times_final,
-	FINALFUNC_MODIFY = READ_ONLY,
-	COMBINEFUNC = leadmgmt.window_funnel_combine,
-	SERIALFUNC = leadmgmt.window_funnel_serialize,
-	DESERIALFUNC = leadmgmt.window_funnel_deserialize,
-	PARALLEL = SAFE
-);
 COMMENT ON AGGREGATE leadmgmt.funnel_step_times(interval, text, timestamptz, VARIADIC boolean[]) IS
 	'funnel_step_times with a mode (see window_funnel)';

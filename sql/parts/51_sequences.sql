@@ -53,31 +53,34 @@ COMMENT ON FUNCTION leadmgmt.sequence_count_final(internal) IS
 -- SSPACE: a state is a 32-byte header and the pattern (one chunk), and an
 -- event array of 16 bytes an event that starts at 4 events (another chunk):
 -- about 160 bytes for the few events of a typical lead.
-CREATE AGGREGATE leadmgmt.sequence_match(pattern text, ts timestamptz, VARIADIC conds boolean[]) (
-	SFUNC = leadmgmt.sequence_trans,
-	STYPE = internal,
-	SSPACE = 160,
-	FINALFUNC = leadmgmt.sequence_match_final,
-	FINALFUNC_MODIFY = READ_ONLY,
-	COMBINEFUNC = leadmgmt.sequence_combine,
-	SERIALFUNC = leadmgmt.sequence_serialize,
-	DESERIALFUNC = leadmgmt.sequence_deserialize,
-	PARALLEL = SAFE
-);
+-- Both aggregates differ only in their final function, so one template
+-- declares them (the same objects as literal CREATE AGGREGATE statements;
+-- test/expected/install.out lists them).
+DO $aggregates$
+DECLARE
+	a record;
+BEGIN
+	FOR a IN SELECT * FROM (VALUES
+		('sequence_match', 'pattern text, ts timestamptz, VARIADIC conds boolean[]', 'sequence_match_final'),
+		('sequence_count', 'pattern text, ts timestamptz, VARIADIC conds boolean[]', 'sequence_count_final'))
+		AS v(name, args, final)
+	LOOP
+		EXECUTE pg_catalog.format('CREATE AGGREGATE leadmgmt.%I(%s) (
+			SFUNC = leadmgmt.sequence_trans,
+			STYPE = internal,
+			SSPACE = 160,
+			FINALFUNC = leadmgmt.%I,
+			FINALFUNC_MODIFY = READ_ONLY,
+			COMBINEFUNC = leadmgmt.sequence_combine,
+			SERIALFUNC = leadmgmt.sequence_serialize,
+			DESERIALFUNC = leadmgmt.sequence_deserialize,
+			PARALLEL = SAFE)', a.name, a.args, a.final);
+	END LOOP;
+END
+$aggregates$;
 COMMENT ON AGGREGATE leadmgmt.sequence_match(text, timestamptz, VARIADIC boolean[]) IS
 	'Whether the group''s events, in time order, match the pattern: (?N) an event matching condition N, . any event, .* any events, (?t<=S) etc. seconds since the previous event (ClickHouse sequenceMatch)';
 
-CREATE AGGREGATE leadmgmt.sequence_count(pattern text, ts timestamptz, VARIADIC conds boolean[]) (
-	SFUNC = leadmgmt.sequence_trans,
-	STYPE = internal,
-	SSPACE = 160,
-	FINALFUNC = leadmgmt.sequence_count_final,
-	FINALFUNC_MODIFY = READ_ONLY,
-	COMBINEFUNC = leadmgmt.sequence_combine,
-	SERIALFUNC = leadmgmt.sequence_serialize,
-	DESERIALFUNC = leadmgmt.sequence_deserialize,
-	PARALLEL = SAFE
-);
 COMMENT ON AGGREGATE leadmgmt.sequence_count(text, timestamptz, VARIADIC boolean[]) IS
 	'Number of non-overlapping matches of the pattern in the group''s events (ClickHouse sequenceCount)';
 

@@ -163,7 +163,8 @@ BEGIN
 		END IF;
 	END IF;
 	IF target IS NULL AND given IS NULL THEN
-		SELECT o.lead_id INTO target FROM leadmgmt.opportunity o WHERE o.crm_id = record_opportunity.crm_id;
+		EXECUTE 'SELECT o.lead_id FROM leadmgmt.opportunity o WHERE o.crm_id OPERATOR(pg_catalog.=) $1'
+		   INTO target USING record_opportunity.crm_id;
 		IF target IS NULL THEN
 			RAISE EXCEPTION 'opportunity "%" names no lead', crm_id
 				USING ERRCODE = 'LM087',
@@ -193,8 +194,13 @@ BEGIN
 
 	LOOP
 		tries := tries + 1;
-		SELECT * INTO old FROM leadmgmt.opportunity o WHERE o.crm_id = record_opportunity.crm_id FOR UPDATE;
-		have_old := FOUND;
+		-- the statements on opportunity are planned at each call (EXECUTE):
+		-- a plan kept from the session's first calls, made while the table
+		-- was nearly empty, scans it whole for the rest of the session,
+		-- which made a connector's long session slow down with every deal
+		EXECUTE 'SELECT * FROM leadmgmt.opportunity o WHERE o.crm_id OPERATOR(pg_catalog.=) $1 FOR UPDATE'
+		   INTO old USING record_opportunity.crm_id;
+		have_old := old.id IS NOT NULL;
 
 		IF have_old AND record_opportunity.crm_updated_at < old.crm_updated_at THEN
 			-- an older message arriving late: the stored deal is newer
@@ -241,11 +247,12 @@ BEGIN
 				RETURN QUERY SELECT old.id, target, 'unchanged'::text, current_stage, NULL::text;
 				RETURN;
 			END IF;
-			UPDATE leadmgmt.opportunity o
-			   SET lead_id = target, name = coalesce(record_opportunity.name, o.name), amount = v_amount,
-			       currency = v_currency, status = record_opportunity.status, created_at = v_created,
-			       closed_at = v_closed, crm_updated_at = v_updated
-			 WHERE o.id = old.id;
+			EXECUTE 'UPDATE leadmgmt.opportunity o
+			            SET lead_id = $2, name = coalesce($3, o.name), amount = $4, currency = $5, status = $6,
+			                created_at = $7, closed_at = $8, crm_updated_at = $9
+			          WHERE o.id OPERATOR(pg_catalog.=) $1'
+			  USING old.id, target, record_opportunity.name, v_amount, v_currency, record_opportunity.status,
+			        v_created, v_closed, v_updated;
 			v_id := old.id;
 			v_outcome := 'updated';
 			EXIT;

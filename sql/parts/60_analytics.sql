@@ -231,7 +231,7 @@ COMMENT ON FUNCTION leadmgmt.funnel_summary_add(bigint[], text[], timestamptz[],
 -- One compaction at a time (an advisory lock; a caller that does not get it
 -- skips), and only under READ COMMITTED, where deleting rows another
 -- compaction just rewrote cannot fail a user's transaction.
-CREATE FUNCTION leadmgmt.funnel_summary_compact()
+CREATE FUNCTION leadmgmt.funnel_summary_compact(durations boolean DEFAULT true)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -262,6 +262,9 @@ BEGIN
 	       GROUP BY 1, 2 HAVING sum(d.leads) <> 0 RETURNING 1)
 	SELECT count(*) INTO n FROM i;
 	kept := kept + n;
+	IF NOT durations THEN
+		RETURN kept;
+	END IF;
 	-- durations: grouped by their fields, not by interval equality, which
 	-- takes '1 day' and '24:00:00' as one value
 	WITH d AS (DELETE FROM leadmgmt.funnel_duration_count RETURNING *),
@@ -272,9 +275,9 @@ BEGIN
 	RETURN kept + n;
 END
 $$;
-REVOKE ALL ON FUNCTION leadmgmt.funnel_summary_compact() FROM PUBLIC;
-COMMENT ON FUNCTION leadmgmt.funnel_summary_compact() IS
-	'Fold the delta rows of the funnel summaries into one row per key; returns the rows kept, NULL when another compaction runs or the transaction is not READ COMMITTED';
+REVOKE ALL ON FUNCTION leadmgmt.funnel_summary_compact(boolean) FROM PUBLIC;
+COMMENT ON FUNCTION leadmgmt.funnel_summary_compact(boolean) IS
+	'Fold the delta rows of the funnel summaries into one row per key (the durations too unless durations is false); returns the rows kept, NULL when another compaction runs or the transaction is not READ COMMITTED';
 
 -- AFTER INSERT ON stage_history, once per statement: first entries and
 -- stays come straight from the new rows; the stage pairs of the affected
@@ -353,13 +356,25 @@ DECLARE
 	ids bigint[];
 	lo bigint;
 	hi bigint;
+	step bigint := 256;
 BEGIN
 	SELECT array_agg(n.id), min(n.id), max(n.id) INTO ids, lo, hi FROM new_rows n;
 	IF ids IS NOT NULL THEN
 		PERFORM leadmgmt.funnel_summary_apply(ids);
-		-- fold the deltas every 256 history rows or so
-		IF hi / 256 > (lo - 1) / 256 THEN
+		-- The counts fold into a few rows per key, so they are folded every
+		-- 256 history rows.  Exact durations hardly ever repeat: that table
+		-- stays about as big as the history, and folding it every 256 rows
+		-- made each move pay for the whole table.  It is folded when the
+		-- history ids cross a multiple of a step between an eighth and a
+		-- quarter of the newest id: a few row rewrites per move, whatever
+		-- the size, with at most a quarter of the table in delta rows.
+		WHILE step * 8 <= hi LOOP
+			step := step * 2;
+		END LOOP;
+		IF hi / step > (lo - 1) / step THEN
 			PERFORM leadmgmt.funnel_summary_compact();
+		ELSIF hi / 256 > (lo - 1) / 256 THEN
+			PERFORM leadmgmt.funnel_summary_compact(false);
 		END IF;
 	END IF;
 	RETURN NULL;
@@ -429,7 +444,7 @@ CREATE TRIGGER lead_funnel_summary_delete
 -- Whether the calling role sees every lead, so that the summaries (which
 -- count every live lead) answer for it: false for a sales rep restricted by
 -- rls_by_owner (doc/roles.md).  PL/pgSQL, so that it binds to
--- rls_restricted() (sql/parts/90_access.sql) when it runs.
+-- rls_restricted() (sql/parts/90_roles.sql) when it runs.
 CREATE FUNCTION leadmgmt.funnel_summary_usable()
 RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE

@@ -1,7 +1,7 @@
 
 -------------------------------------------------------------------------------
 -- Learned scoring: logistic regression, AUC, models, rule suggestions
--- (doc/learned-scoring.md; C in src/learned.c, src/auc.c, src/core/logreg.c, src/core/auc.c)
+-- (doc/learned.md; C in src/learned.c, src/auc.c, src/core/logreg.c, src/core/auc.c)
 -------------------------------------------------------------------------------
 -- Aggregates are pure and parallel safe; their support functions are named
 -- after the aggregate.  The in-memory logreg keeps every row (8 bytes per
@@ -85,56 +85,42 @@ AS 'MODULE_PATHNAME', 'leadmgmt_logreg_summary_final';
 COMMENT ON FUNCTION leadmgmt.logreg_summary_final(internal) IS
 	'Final function of leadmgmt.logreg_summary: Newton fit plus standard errors, z and p-values';
 
--- SSPACE: state bytes per group measured by bench/aggregates.sh (doc/scaling.md)
-CREATE AGGREGATE leadmgmt.logreg(label boolean, features float8[]) (
-	SFUNC = leadmgmt.logreg_trans,
-	STYPE = internal,
-	SSPACE = 1024,
-	FINALFUNC = leadmgmt.logreg_final,
-	COMBINEFUNC = leadmgmt.logreg_combine,
-	SERIALFUNC = leadmgmt.logreg_serialize,
-	DESERIALFUNC = leadmgmt.logreg_deserialize,
-	PARALLEL = SAFE
-);
+-- The four aggregates differ only in their arguments and final function, so
+-- one template declares them (the same objects as literal CREATE AGGREGATE
+-- statements; test/expected/install.out lists them).  SSPACE: state bytes
+-- per group measured by bench/aggregates.sh (doc/scaling.md).
+DO $aggregates$
+DECLARE
+	a record;
+BEGIN
+	FOR a IN SELECT * FROM (VALUES
+		('logreg',         'label boolean, features float8[]',            'logreg_final'),
+		('logreg',         'label boolean, features float8[], l2 float8', 'logreg_final'),
+		('logreg_summary', 'label boolean, features float8[]',            'logreg_summary_final'),
+		('logreg_summary', 'label boolean, features float8[], l2 float8', 'logreg_summary_final'))
+		AS v(name, args, final)
+	LOOP
+		EXECUTE pg_catalog.format('CREATE AGGREGATE leadmgmt.%I(%s) (
+			SFUNC = leadmgmt.logreg_trans,
+			STYPE = internal,
+			SSPACE = 1024,
+			FINALFUNC = leadmgmt.%I,
+			COMBINEFUNC = leadmgmt.logreg_combine,
+			SERIALFUNC = leadmgmt.logreg_serialize,
+			DESERIALFUNC = leadmgmt.logreg_deserialize,
+			PARALLEL = SAFE)', a.name, a.args, a.final);
+	END LOOP;
+END
+$aggregates$;
 COMMENT ON AGGREGATE leadmgmt.logreg(boolean, float8[]) IS
 	'Logistic regression by maximum likelihood (Newton/IRLS): coefficients, intercept first; rows with a NULL label or features are skipped';
 
-CREATE AGGREGATE leadmgmt.logreg(label boolean, features float8[], l2 float8) (
-	SFUNC = leadmgmt.logreg_trans,
-	STYPE = internal,
-	SSPACE = 1024,
-	FINALFUNC = leadmgmt.logreg_final,
-	COMBINEFUNC = leadmgmt.logreg_combine,
-	SERIALFUNC = leadmgmt.logreg_serialize,
-	DESERIALFUNC = leadmgmt.logreg_deserialize,
-	PARALLEL = SAFE
-);
 COMMENT ON AGGREGATE leadmgmt.logreg(boolean, float8[], float8) IS
 	'L2-regularised logistic regression: minimises -loglik + (l2/2)*||beta_1..p||^2 (intercept not penalised; scikit-learn C = 1/l2); coefficients, intercept first';
 
-CREATE AGGREGATE leadmgmt.logreg_summary(label boolean, features float8[]) (
-	SFUNC = leadmgmt.logreg_trans,
-	STYPE = internal,
-	SSPACE = 1024,
-	FINALFUNC = leadmgmt.logreg_summary_final,
-	COMBINEFUNC = leadmgmt.logreg_combine,
-	SERIALFUNC = leadmgmt.logreg_serialize,
-	DESERIALFUNC = leadmgmt.logreg_deserialize,
-	PARALLEL = SAFE
-);
 COMMENT ON AGGREGATE leadmgmt.logreg_summary(boolean, float8[]) IS
 	'Logistic regression with standard errors, z statistics, p-values and odds ratios (leadmgmt.logreg_result)';
 
-CREATE AGGREGATE leadmgmt.logreg_summary(label boolean, features float8[], l2 float8) (
-	SFUNC = leadmgmt.logreg_trans,
-	STYPE = internal,
-	SSPACE = 1024,
-	FINALFUNC = leadmgmt.logreg_summary_final,
-	COMBINEFUNC = leadmgmt.logreg_combine,
-	SERIALFUNC = leadmgmt.logreg_serialize,
-	DESERIALFUNC = leadmgmt.logreg_deserialize,
-	PARALLEL = SAFE
-);
 COMMENT ON AGGREGATE leadmgmt.logreg_summary(boolean, float8[], float8) IS
 	'L2-regularised logistic regression with standard errors from the penalised Hessian, z statistics, p-values and odds ratios';
 

@@ -47,10 +47,8 @@ COMMENT ON FUNCTION leadmgmt.key_version() IS
 -------------------------------------------------------------------------------
 -- Keys on leadmgmt.lead
 -------------------------------------------------------------------------------
-ALTER TABLE leadmgmt.lead ADD COLUMN key_version integer;
-COMMENT ON COLUMN leadmgmt.lead.key_version IS
-	'leadmgmt.key_version() the match keys were built with (maintained by the extension)';
-
+-- The key columns (email_key, company_key, phone_key, key_version) are
+-- created with the lead table (20_leads.sql).
 CREATE FUNCTION leadmgmt.lead_keys()
 RETURNS trigger
 LANGUAGE c

@@ -114,9 +114,8 @@ COMMENT ON COLUMN leadmgmt.stale_leads.idle IS 'time since the latest activity, 
 COMMENT ON COLUMN leadmgmt.stale_leads.idle_days IS 'idle in days (fractional), for charting';
 
 -- Erasure: personal data goes, counts, stages, scores and history stay, so
--- funnel metrics remain correct.
-ALTER TABLE leadmgmt.lead ADD COLUMN forgotten_at timestamptz;
-COMMENT ON COLUMN leadmgmt.lead.forgotten_at IS 'when leadmgmt.forget_lead() erased the personal data of this lead';
+-- funnel metrics remain correct.  The lead's forgotten_at column is created
+-- with the lead table (20_leads.sql).
 
 CREATE FUNCTION leadmgmt.forget_lead(lead bigint)
 RETURNS bigint

@@ -856,6 +856,12 @@ CREATE TRIGGER activity_suppression
 	FOR EACH STATEMENT EXECUTE FUNCTION leadmgmt.activity_consent('email_bounce', 'unsubscribe');
 -- end structure: scoring
 
+-- structure: layout
+-- sql/parts renamed, and objects moved between parts (the lead table whole
+-- in 20_leads.sql, the stage machine in 25_stages.sql, one template per
+-- group of aggregates of the same shape): the installed objects are the
+-- same, so there is nothing to update (test/t/003_upgrade.pl).
+-- structure: layout end
 
 -- END structure
 
@@ -1058,7 +1064,8 @@ BEGIN
 		END IF;
 	END IF;
 	IF target IS NULL AND given IS NULL THEN
-		SELECT o.lead_id INTO target FROM leadmgmt.opportunity o WHERE o.crm_id = record_opportunity.crm_id;
+		EXECUTE 'SELECT o.lead_id FROM leadmgmt.opportunity o WHERE o.crm_id OPERATOR(pg_catalog.=) $1'
+		   INTO target USING record_opportunity.crm_id;
 		IF target IS NULL THEN
 			RAISE EXCEPTION 'opportunity "%" names no lead', crm_id
 				USING ERRCODE = 'LM087',
@@ -1088,8 +1095,13 @@ BEGIN
 
 	LOOP
 		tries := tries + 1;
-		SELECT * INTO old FROM leadmgmt.opportunity o WHERE o.crm_id = record_opportunity.crm_id FOR UPDATE;
-		have_old := FOUND;
+		-- the statements on opportunity are planned at each call (EXECUTE):
+		-- a plan kept from the session's first calls, made while the table
+		-- was nearly empty, scans it whole for the rest of the session,
+		-- which made a connector's long session slow down with every deal
+		EXECUTE 'SELECT * FROM leadmgmt.opportunity o WHERE o.crm_id OPERATOR(pg_catalog.=) $1 FOR UPDATE'
+		   INTO old USING record_opportunity.crm_id;
+		have_old := old.id IS NOT NULL;
 
 		IF have_old AND record_opportunity.crm_updated_at < old.crm_updated_at THEN
 			-- an older message arriving late: the stored deal is newer
@@ -1136,11 +1148,12 @@ BEGIN
 				RETURN QUERY SELECT old.id, target, 'unchanged'::text, current_stage, NULL::text;
 				RETURN;
 			END IF;
-			UPDATE leadmgmt.opportunity o
-			   SET lead_id = target, name = coalesce(record_opportunity.name, o.name), amount = v_amount,
-			       currency = v_currency, status = record_opportunity.status, created_at = v_created,
-			       closed_at = v_closed, crm_updated_at = v_updated
-			 WHERE o.id = old.id;
+			EXECUTE 'UPDATE leadmgmt.opportunity o
+			            SET lead_id = $2, name = coalesce($3, o.name), amount = $4, currency = $5, status = $6,
+			                created_at = $7, closed_at = $8, crm_updated_at = $9
+			          WHERE o.id OPERATOR(pg_catalog.=) $1'
+			  USING old.id, target, record_opportunity.name, v_amount, v_currency, record_opportunity.status,
+			        v_created, v_closed, v_updated;
 			v_id := old.id;
 			v_outcome := 'updated';
 			EXIT;
@@ -3238,7 +3251,7 @@ COMMENT ON FUNCTION leadmgmt.funnel_summary_add(bigint[], text[], timestamptz[],
 -- One compaction at a time (an advisory lock; a caller that does not get it
 -- skips), and only under READ COMMITTED, where deleting rows another
 -- compaction just rewrote cannot fail a user's transaction.
-CREATE FUNCTION leadmgmt.funnel_summary_compact()
+CREATE FUNCTION leadmgmt.funnel_summary_compact(durations boolean DEFAULT true)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -3269,6 +3282,9 @@ BEGIN
 	       GROUP BY 1, 2 HAVING sum(d.leads) <> 0 RETURNING 1)
 	SELECT count(*) INTO n FROM i;
 	kept := kept + n;
+	IF NOT durations THEN
+		RETURN kept;
+	END IF;
 	-- durations: grouped by their fields, not by interval equality, which
 	-- takes '1 day' and '24:00:00' as one value
 	WITH d AS (DELETE FROM leadmgmt.funnel_duration_count RETURNING *),
@@ -3279,9 +3295,9 @@ BEGIN
 	RETURN kept + n;
 END
 $$;
-REVOKE ALL ON FUNCTION leadmgmt.funnel_summary_compact() FROM PUBLIC;
-COMMENT ON FUNCTION leadmgmt.funnel_summary_compact() IS
-	'Fold the delta rows of the funnel summaries into one row per key; returns the rows kept, NULL when another compaction runs or the transaction is not READ COMMITTED';
+REVOKE ALL ON FUNCTION leadmgmt.funnel_summary_compact(boolean) FROM PUBLIC;
+COMMENT ON FUNCTION leadmgmt.funnel_summary_compact(boolean) IS
+	'Fold the delta rows of the funnel summaries into one row per key (the durations too unless durations is false); returns the rows kept, NULL when another compaction runs or the transaction is not READ COMMITTED';
 
 -- AFTER INSERT ON stage_history, once per statement: first entries and
 -- stays come straight from the new rows; the stage pairs of the affected
@@ -3360,13 +3376,25 @@ DECLARE
 	ids bigint[];
 	lo bigint;
 	hi bigint;
+	step bigint := 256;
 BEGIN
 	SELECT array_agg(n.id), min(n.id), max(n.id) INTO ids, lo, hi FROM new_rows n;
 	IF ids IS NOT NULL THEN
 		PERFORM leadmgmt.funnel_summary_apply(ids);
-		-- fold the deltas every 256 history rows or so
-		IF hi / 256 > (lo - 1) / 256 THEN
+		-- The counts fold into a few rows per key, so they are folded every
+		-- 256 history rows.  Exact durations hardly ever repeat: that table
+		-- stays about as big as the history, and folding it every 256 rows
+		-- made each move pay for the whole table.  It is folded when the
+		-- history ids cross a multiple of a step between an eighth and a
+		-- quarter of the newest id: a few row rewrites per move, whatever
+		-- the size, with at most a quarter of the table in delta rows.
+		WHILE step * 8 <= hi LOOP
+			step := step * 2;
+		END LOOP;
+		IF hi / step > (lo - 1) / step THEN
 			PERFORM leadmgmt.funnel_summary_compact();
+		ELSIF hi / 256 > (lo - 1) / 256 THEN
+			PERFORM leadmgmt.funnel_summary_compact(false);
 		END IF;
 	END IF;
 	RETURN NULL;

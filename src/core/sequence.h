@@ -3,7 +3,7 @@
  *		Pattern matching over a group's events (ClickHouse sequenceMatch and
  *		sequenceCount semantics), pure C.
  *
- * No PostgreSQL headers: src/sequence.c is the glue, src/core/testing tests
+ * No PostgreSQL headers: src/sequences.c is the glue, src/core/testing tests
  * and fuzzes this standalone.  doc/sequences.md states the rules in prose.
  *
  * An event is a row of the group that matches at least one condition: a

@@ -107,6 +107,13 @@ lm_agg_read_byte(LmAggReader *r)
 	return (uint8) pq_getmsgbyte(&r->buf);
 }
 
+static inline int16
+lm_agg_read_int16(LmAggReader *r)
+{
+	lm_agg_need(r, 2);
+	return (int16) pq_getmsgint(&r->buf, 2);
+}
+
 static inline int32
 lm_agg_read_int32(LmAggReader *r)
 {

@@ -6,9 +6,12 @@
 #include "postgres.h"
 
 #include "catalog/namespace.h"
+#include "commands/trigger.h"
+#include "fmgr.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 
 #include "leadmgmt.h"
 #include "pg/lookup_cache.h"
@@ -110,4 +113,21 @@ lm_lookup_cache_get(LmLookupCache *cache)
 		cache->data = data;
 		return data;
 	}
+}
+
+/*
+ * leadmgmt.vocabulary_changed(): the statement trigger on every watched
+ * table (stages, transitions, scoring and fit rules, settings).  It sends
+ * the relcache invalidation that drops the caches watching the table: in
+ * our session at the next command, in the others at commit.
+ */
+PG_FUNCTION_INFO_V1(leadmgmt_vocabulary_changed);
+Datum
+leadmgmt_vocabulary_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	lm_check_trigger_context(fcinfo, "vocabulary_changed", false, false);
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	return PointerGetDatum(NULL);
 }

@@ -1,4 +1,4 @@
--- covers: train_model / model table / lead_features / predicted_score / suggest_rules on a generated lead history; the worked example of doc/learned-scoring.md
+-- covers: train_model / model table / lead_features / predicted_score / suggest_rules on a generated lead history; the worked example of doc/learned.md
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS leadmgmt CASCADE;
 CREATE EXTENSION leadmgmt;

@@ -1,4 +1,4 @@
--- covers: the shared PostgreSQL layer (src/pg): a lookup cache is built in a transient context and kept (under CacheMemoryContext) only when the build succeeded, dropped when a watched table changes, and built again
+-- covers: the shared PostgreSQL layer (src/pg): a lookup cache (the fit cache, the stage vocabulary) is built in a transient context and kept (under CacheMemoryContext) only when the build succeeded, dropped when a watched table changes, and built again
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS leadmgmt CASCADE;
 CREATE EXTENSION leadmgmt;
@@ -33,6 +33,19 @@ SELECT * FROM lm_caches;
 SELECT leadmgmt.set_setting('fit_grade_a', '5');
 SELECT * FROM lm_caches;
 SELECT leadmgmt.fit_grade(leadmgmt.fit_score('{"size": 10}')) AS new_threshold_counts;
+
+-- the stage machine's vocabulary (src/stage_vocabulary.c) is a lookup cache
+-- of the same kind: built by the first move, dropped by a new transition,
+-- which the next move then obeys
+INSERT INTO leadmgmt.lead (email, stage) VALUES ('cache@example.com', 'inquiry');
+SELECT * FROM lm_caches;
+\set VERBOSITY terse
+SELECT (leadmgmt.set_stage(id, 'sal')).stage FROM leadmgmt.lead WHERE email = 'cache@example.com';
+\set VERBOSITY default
+INSERT INTO leadmgmt.stage_transition (from_stage, to_stage) VALUES ('inquiry', 'sal');
+SELECT * FROM lm_caches;
+SELECT (leadmgmt.set_stage(id, 'sal')).stage AS new_transition_counts FROM leadmgmt.lead WHERE email = 'cache@example.com';
+SELECT * FROM lm_caches;
 
 DROP VIEW lm_caches;
 SET client_min_messages = warning;

@@ -293,3 +293,21 @@ DROP ROLE lm_sl_admin, lm_sl_marketing, lm_sl_sales, lm_sl_reader;
 DROP EXTENSION leadmgmt CASCADE;
 CREATE EXTENSION leadmgmt;
 RESET client_min_messages;
+
+-- a connector's long session: the deal lookups stay index probes after the
+-- table grew from nearly empty (plans kept from the session's first calls
+-- scanned it whole at every message, slower with every deal)
+INSERT INTO leadmgmt.lead (email) SELECT 'plan' || g || '@example.jp' FROM generate_series(1, 3000) g;
+SELECT count(*) AS first_calls
+  FROM (SELECT leadmgmt.record_opportunity('P' || l.id, lead_id => l.id, crm_updated_at => '2026-03-01')
+          FROM (SELECT id FROM leadmgmt.lead ORDER BY id LIMIT 12) l) s;
+SELECT count(*) AS replays
+  FROM (SELECT leadmgmt.record_opportunity('P' || l.id, lead_id => l.id, status => 'lost', crm_updated_at => '2026-03-02')
+          FROM (SELECT id FROM leadmgmt.lead ORDER BY id LIMIT 12) l) s;
+INSERT INTO leadmgmt.opportunity (lead_id, crm_id, created_at) SELECT id, 'Q' || id, '2026-01-01' FROM leadmgmt.lead;
+BEGIN;
+SELECT outcome FROM leadmgmt.record_opportunity('Q100', lead_id => 100, status => 'lost', crm_updated_at => '2026-03-03');
+SELECT outcome FROM leadmgmt.record_opportunity('Q101', lead_id => 101, status => 'lost', crm_updated_at => '2026-03-03');
+SELECT outcome FROM leadmgmt.record_opportunity('R1', lead_id => 102);
+SELECT pg_stat_get_xact_numscans('leadmgmt.opportunity'::regclass) AS opportunity_seq_scans;
+COMMIT;

@@ -49,32 +49,35 @@ AS 'MODULE_PATHNAME', 'leadmgmt_attribution_final';
 COMMENT ON FUNCTION leadmgmt.attribution_final(internal) IS
 	'Final function of attribution: sorts a copy of the touches and returns {touch: weight}, weights summing to exactly 1';
 
--- SSPACE: state bytes per group measured by bench/aggregates.sh (doc/scaling.md)
-CREATE AGGREGATE leadmgmt.attribution(model text, touch text, ts timestamptz) (
-	SFUNC = leadmgmt.attribution_trans,
-	STYPE = internal,
-	SSPACE = 984,
-	FINALFUNC = leadmgmt.attribution_final,
-	FINALFUNC_MODIFY = READ_ONLY,
-	COMBINEFUNC = leadmgmt.attribution_combine,
-	SERIALFUNC = leadmgmt.attribution_serialize,
-	DESERIALFUNC = leadmgmt.attribution_deserialize,
-	PARALLEL = SAFE
-);
+-- Both forms differ only in their arguments, so one template declares them
+-- (the same objects as literal CREATE AGGREGATE statements;
+-- test/expected/install.out lists them).  SSPACE: state bytes per group
+-- measured by bench/aggregates.sh (doc/scaling.md).
+DO $aggregates$
+DECLARE
+	a record;
+BEGIN
+	FOR a IN SELECT * FROM (VALUES
+		('attribution', 'model text, touch text, ts timestamptz',                    'attribution_final'),
+		('attribution', 'model text, touch text, ts timestamptz, milestone boolean', 'attribution_final'))
+		AS v(name, args, final)
+	LOOP
+		EXECUTE pg_catalog.format('CREATE AGGREGATE leadmgmt.%I(%s) (
+			SFUNC = leadmgmt.attribution_trans,
+			STYPE = internal,
+			SSPACE = 984,
+			FINALFUNC = leadmgmt.%I,
+			FINALFUNC_MODIFY = READ_ONLY,
+			COMBINEFUNC = leadmgmt.attribution_combine,
+			SERIALFUNC = leadmgmt.attribution_serialize,
+			DESERIALFUNC = leadmgmt.attribution_deserialize,
+			PARALLEL = SAFE)', a.name, a.args, a.final);
+	END LOOP;
+END
+$aggregates$;
 COMMENT ON AGGREGATE leadmgmt.attribution(text, text, timestamptz) IS
 	'Per group {touch: weight} under model first_touch, last_touch, linear, u_shaped or ''time_decay:<half-life>''; weights sum to exactly 1, repeated touches summed; NULL touch or ts rows skipped; NULL for no touches';
 
-CREATE AGGREGATE leadmgmt.attribution(model text, touch text, ts timestamptz, milestone boolean) (
-	SFUNC = leadmgmt.attribution_trans,
-	STYPE = internal,
-	SSPACE = 984,
-	FINALFUNC = leadmgmt.attribution_final,
-	FINALFUNC_MODIFY = READ_ONLY,
-	COMBINEFUNC = leadmgmt.attribution_combine,
-	SERIALFUNC = leadmgmt.attribution_serialize,
-	DESERIALFUNC = leadmgmt.attribution_deserialize,
-	PARALLEL = SAFE
-);
 COMMENT ON AGGREGATE leadmgmt.attribution(text, text, timestamptz, boolean) IS
 	'attribution with a milestone flag, needed by w_shaped (30 % first, 30 % first milestone, 30 % last, 10 % the others); other models ignore it';
 

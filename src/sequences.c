@@ -1,5 +1,5 @@
 /*
- * sequence.c
+ * sequences.c
  *		PostgreSQL glue of sequence_match, sequence_count (ClickHouse
  *		sequenceMatch / sequenceCount) and retention (ClickHouse retention);
  *		doc/sequences.md.
@@ -428,25 +428,7 @@ leadmgmt_sequence_deserialize(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(state);
 }
 
-static void *
-hook_alloc(size_t size)
-{
-	return MemoryContextAllocHuge(CurrentMemoryContext, size);
-}
-
-static void
-hook_release(void *ptr)
-{
-	pfree(ptr);
-}
-
-static void
-hook_interrupt(void)
-{
-	CHECK_FOR_INTERRUPTS();
-}
-
-static const SeqHooks pg_hooks = {hook_alloc, hook_release, hook_interrupt};
+static const SeqHooks pg_hooks = {lm_core_alloc, lm_core_free, lm_core_interrupt};
 
 /* the sorted events of the state (a sorted copy when needed) and its pattern */
 static const SeqEvent *

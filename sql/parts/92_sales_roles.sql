@@ -1,6 +1,6 @@
 
 -------------------------------------------------------------------------------
--- Privileges of the sales loop: grant_access() records its roles in
+-- Privileges of the sales loop (85_sales.sql): grant_access() records its roles in
 -- access_role last, so this trigger adds this capability's grants to the
 -- matrix (doc/roles.md) without changing grant_access() itself.
 -------------------------------------------------------------------------------

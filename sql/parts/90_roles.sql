@@ -1,6 +1,6 @@
 
 -------------------------------------------------------------------------------
--- Access model: grant_access() and row-level security by owner (doc/roles.md)
+-- Roles: grant_access() and row-level security by owner (doc/roles.md)
 -------------------------------------------------------------------------------
 -- The extension creates no roles: roles are cluster-wide, outlive DROP
 -- EXTENSION, and a name we pre-created could be squatted.  The DBA creates
