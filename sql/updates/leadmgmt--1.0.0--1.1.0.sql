@@ -854,7 +854,7 @@ CREATE TRIGGER activity_suppression
 	AFTER INSERT ON leadmgmt.activity
 	REFERENCING NEW TABLE AS new_activity
 	FOR EACH STATEMENT EXECUTE FUNCTION leadmgmt.activity_consent('email_bounce', 'unsubscribe');
--- end structure: scoring
+-- structure: scoring end
 
 -- structure: layout
 -- sql/parts renamed, and objects moved between parts (the lead table whole
