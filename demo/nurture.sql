@@ -78,6 +78,7 @@ BEGIN
 END
 $$;
 
--- today's run records the exits (converted, finished)
+-- conversions ended their enrolments when they happened (the stage
+-- trigger); today's run releases the holdouts whose horizon has passed
 SELECT * FROM leadmgmt.nurture_enroll();
 SELECT leadmgmt.set_setting('mql_threshold', NULL);

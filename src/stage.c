@@ -761,7 +761,7 @@ lm_stage_note(int64 lead_id, const char *reason)
 }
 
 /*
- * Internal move for leadmgmt.merge_leads (src/identity.c): the kept lead
+ * Internal move for leadmgmt.merge_leads (src/identity_merge.c): the kept lead
  * takes the more advanced stage of the lead merged into it even where
  * stage_transition has no such move; recorded in history like any move,
  * at now() (strictly after the lead's last row), with the given reason.

@@ -286,8 +286,13 @@ CREATE FUNCTION leadmgmt.funnel_summary_apply(ids bigint[])
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
--- a generic plan cannot know that ids and the leads are a handful: it scans
-SET plan_cache_mode = force_custom_plan
+-- Kept generic plans: planning the five statements took three quarters of
+-- a move's cost, and custom plans won the plan cache's comparison at every
+-- call (an array parameter is costed as ten elements), so they were planned
+-- anew each time.  The generic plans probe the indexes for any number of
+-- ids: a single move costs 0.27 ms here instead of 1.3 ms, and a stage
+-- UPDATE of 10,000 leads 6.0 s instead of 12.3 s, same run.
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	tz text;

@@ -434,7 +434,7 @@ COMMENT ON FUNCTION leadmgmt.merge_leads(bigint, bigint) IS
 -- when they race the merge.  New rows are resolved by the activity ingest
 -- triggers (activity_score_row and activity_score_statement, src/ingest.c,
 -- doc/activity.md), so COPY runs no query per row; this row trigger covers
--- UPDATEs of lead_id (src/identity.c).
+-- UPDATEs of lead_id (src/identity_merge.c).
 CREATE FUNCTION leadmgmt.activity_lead_resolve()
 RETURNS trigger
 LANGUAGE c
@@ -500,17 +500,80 @@ COMMENT ON COLUMN leadmgmt.lead_import.imported_at IS 'result: when the row was 
 SELECT pg_catalog.pg_extension_config_dump('leadmgmt.lead_import', '');
 SELECT pg_catalog.pg_extension_config_dump('leadmgmt.lead_import_id_seq', '');
 
+-- What import_leads() and import_resolve() (src/identity_import.c, over
+-- src/core/import_replay.c) pass each other: named rows, one type each.
+CREATE TYPE leadmgmt.import_row AS (
+	id          bigint,
+	email       text,
+	name        text,
+	company     text,
+	phone       text,
+	source      text,
+	origin      text,
+	external_id text,
+	system      text,
+	system_id   text,
+	attributes  jsonb,
+	email_key   text,
+	phone_key   text,
+	company_key text,
+	name_key    text
+);
+COMMENT ON TYPE leadmgmt.import_row IS
+	'Internal, for import_leads(): a pending lead_import row as given, with its match keys';
+CREATE TYPE leadmgmt.import_lead AS (
+	id          bigint,
+	email       text,
+	name        text,
+	company     text,
+	phone       text,
+	source      text,
+	origin      text,
+	external_id text,
+	attributes  jsonb,
+	email_key   text,
+	phone_key   text,
+	company_key text,
+	name_key    text
+);
+COMMENT ON TYPE leadmgmt.import_lead IS
+	'Internal, for import_leads(): a live lead the rows of a list can reach, with its stored match keys and the name key of its current name';
+CREATE TYPE leadmgmt.import_link AS (
+	system      text,
+	external_id text,
+	lead_id     bigint
+);
+COMMENT ON TYPE leadmgmt.import_link IS
+	'Internal, for import_leads(): the live lead an external id (system NULL: leadmgmt.lead.external_id) or a system id (leadmgmt.lead_external_id) stands for';
+CREATE TYPE leadmgmt.import_outcome AS (
+	id          bigint,
+	lead_ref    bigint,
+	matched_on  text
+);
+COMMENT ON TYPE leadmgmt.import_outcome IS
+	'Internal, for import_leads(): a row''s lead (an id, or -k for the k-th lead the list creates; NULL: nothing to match on) and what it matched on (NULL: created)';
+CREATE TYPE leadmgmt.import_fill AS (
+	lead_ref    bigint,
+	email       text,
+	name        text,
+	company     text,
+	phone       text,
+	source      text,
+	origin      text,
+	external_id text,
+	attributes  jsonb
+);
+COMMENT ON TYPE leadmgmt.import_fill IS
+	'Internal, for import_leads(): a lead the list creates or updates (lead_ref as in import_outcome), the values the rows fill in (NULL: none) and its attributes after the import';
+
 CREATE FUNCTION leadmgmt.import_resolve(
-	row_id bigint[], row_present integer[], row_keys text[], row_attributes jsonb[],
-	lead_id bigint[], lead_present integer[], lead_keys text[], lead_attributes jsonb[],
-	external_id text[], external_lead bigint[], system_ids text[], system_lead bigint[],
-	OUT row_lead bigint[], OUT row_matched_on text[], OUT row_fills integer[],
-	OUT lead_ref bigint[], OUT lead_attributes_after jsonb[])
+	pending leadmgmt.import_row[], leads leadmgmt.import_lead[], links leadmgmt.import_link[],
+	OUT outcomes leadmgmt.import_outcome[], OUT fills leadmgmt.import_fill[])
 RETURNS record
 LANGUAGE c IMMUTABLE STRICT
 AS 'MODULE_PATHNAME', 'leadmgmt_import_resolve';
-COMMENT ON FUNCTION leadmgmt.import_resolve(bigint[], integer[], text[], jsonb[], bigint[], integer[], text[], jsonb[], text[], bigint[], text[], bigint[]) IS
-	'Internal step of import_leads(): replays the rows of a list in id order against the leads they can reach, in memory, as upsert_lead() row by row would; returns each row''s lead (negative: the k-th new lead), match and filled fields, and the attributes of every lead created or updated';
+COMMENT ON FUNCTION leadmgmt.import_resolve(leadmgmt.import_row[], leadmgmt.import_lead[], leadmgmt.import_link[]) IS
+	'Internal step of import_leads(): replays the rows of a list in id order against the leads they can reach, in memory, as upsert_lead() row by row would; returns each row''s lead and match, and the fields and attributes of every lead created or updated';
 
 -- Set-based: a fixed number of statements per call, whatever the length of
 -- the list.  Exactly what calling find_lead()/upsert_lead() per row in id
@@ -525,16 +588,14 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	-- the pending rows, one element per row: id, fields given (bits: 1 email,
-	-- 2 name, 4 company, 8 phone, 16 source, 32 origin), keys [e-mail key,
-	-- phone key, company key, name key, external_id, system, system_id] (for
-	-- import_resolve) and the same keys one array each (for the queries)
-	r_id bigint[]; r_present integer[]; r_keys text[]; r_attributes jsonb[];
-	r_ek text[]; r_pk text[]; r_ck text[]; r_nk text[]; r_xid text[]; r_system text[]; r_system_id text[];
-	-- what the rows can reach: external ids, system ids, live leads by key
-	x_id text[]; x_lead bigint[];
-	s_ids text[]; s_lead bigint[];
-	l_id bigint[]; l_present integer[]; l_keys text[]; l_attributes jsonb[];
+	-- the pending rows with their keys, and the keys one array each (for
+	-- the queries)
+	pending leadmgmt.import_row[];
+	r_ek text[]; r_pk text[]; r_ck text[]; r_xid text[]; r_system text[]; r_system_id text[];
+	-- what the rows can reach: external ids and system ids, live leads
+	x_links leadmgmt.import_link[];
+	s_links leadmgmt.import_link[];
+	reach leadmgmt.import_lead[];
 	res record;
 	new_id bigint[];
 	bucket integer;
@@ -544,11 +605,9 @@ BEGIN
 	-- 1. claim the pending rows (row locks, id order) and compute their keys
 	-- once (company and name keys once per distinct value: lists repeat them)
 	WITH c AS MATERIALIZED (
-		SELECT i.id, i.company, i.name, i.external_id, i.system, i.system_id, i.attributes,
-		       leadmgmt.normalize_email(i.email) AS ek, leadmgmt.normalize_phone(i.phone, 'JP') AS pk,
-		       (i.email IS NOT NULL)::integer + 2 * (i.name IS NOT NULL)::integer
-		       + 4 * (i.company IS NOT NULL)::integer + 8 * (i.phone IS NOT NULL)::integer
-		       + 16 * (i.source IS NOT NULL)::integer + 32 * (i.origin IS NOT NULL)::integer AS present
+		SELECT i.id, i.email, i.name, i.company, i.phone, i.source, i.origin, i.external_id,
+		       i.system, i.system_id, i.attributes,
+		       leadmgmt.normalize_email(i.email) AS ek, leadmgmt.normalize_phone(i.phone, 'JP') AS pk
 		  FROM leadmgmt.lead_import i
 		 WHERE i.imported_at IS NULL AND (import_leads.batch IS NULL OR i.batch = import_leads.batch)
 		 ORDER BY i.id
@@ -557,15 +616,15 @@ BEGIN
 	         FROM (SELECT DISTINCT c.company FROM c WHERE c.company IS NOT NULL) d),
 	nk AS (SELECT d.name, leadmgmt.normalize_name(d.name) AS nk
 	         FROM (SELECT DISTINCT c.name FROM c WHERE c.name IS NOT NULL) d)
-	SELECT array_agg(c.id), array_agg(c.present),
-	       array_agg(ARRAY[c.ek, c.pk, ck.ck, nk.nk, c.external_id, c.system, c.system_id]),
-	       array_agg(c.attributes), array_agg(c.ek), array_agg(c.pk), array_agg(ck.ck), array_agg(nk.nk),
+	SELECT array_agg(ROW(c.id, c.email, c.name, c.company, c.phone, c.source, c.origin, c.external_id,
+	                     c.system, c.system_id, c.attributes, c.ek, c.pk, ck.ck, nk.nk)::leadmgmt.import_row),
+	       array_agg(c.ek), array_agg(c.pk), array_agg(ck.ck),
 	       array_agg(c.external_id), array_agg(c.system), array_agg(c.system_id)
-	  INTO r_id, r_present, r_keys, r_attributes, r_ek, r_pk, r_ck, r_nk, r_xid, r_system, r_system_id
+	  INTO pending, r_ek, r_pk, r_ck, r_xid, r_system, r_system_id
 	  FROM c
 	  LEFT JOIN ck ON ck.company = c.company
 	  LEFT JOIN nk ON nk.name = c.name;
-	IF r_id IS NULL THEN
+	IF pending IS NULL THEN
 		RETURN;
 	END IF;
 
@@ -573,8 +632,9 @@ BEGIN
 	-- of the list falls in, exclusively, ascending
 	FOR bucket IN
 		SELECT DISTINCT (pg_catalog.hashtextextended('leadmgmt.lead:' || k.k, 0) & 1023)::integer
-		  FROM unnest(r_ek, r_pk, r_ck, r_nk, r_xid) AS r(ek, pk, ck, nk, xid),
-		       unnest(ARRAY['e:' || r.ek, 'p:' || r.pk, 'c:' || r.ck || ':' || r.nk, 'x:' || r.xid]) AS k(k)
+		  FROM unnest(pending) AS r,
+		       unnest(ARRAY['e:' || r.email_key, 'p:' || r.phone_key,
+		                    'c:' || r.company_key || ':' || r.name_key, 'x:' || r.external_id]) AS k(k)
 		 WHERE k.k IS NOT NULL
 		 ORDER BY 1
 	LOOP
@@ -586,26 +646,21 @@ BEGIN
 	-- leads are locked FOR KEY SHARE (lead_lock, and in id order below), so
 	-- a lead merged while we waited is passed over for its survivor, and
 	-- none can be merged away before we commit.
-	SELECT array_agg(x.external_id), array_agg(leadmgmt.lead_lock(x.id))
-	  INTO x_id, x_lead
+	SELECT array_agg(ROW(NULL, x.external_id, leadmgmt.lead_lock(x.id))::leadmgmt.import_link)
+	  INTO x_links
 	  FROM leadmgmt.lead x
 	 WHERE x.external_id = ANY (r_xid);
-	SELECT array_agg(ARRAY[s.system, s.external_id]), array_agg(leadmgmt.lead_lock(s.lead_id))
-	  INTO s_ids, s_lead
+	SELECT array_agg(ROW(s.system, s.external_id, leadmgmt.lead_lock(s.lead_id))::leadmgmt.import_link)
+	  INTO s_links
 	  FROM leadmgmt.lead_external_id s
 	 WHERE (s.system, s.external_id) IN (SELECT u.system, u.system_id
 	                                       FROM unnest(r_system, r_system_id) AS u(system, system_id));
-	SELECT array_agg(l.id), array_agg(l.present),
-	       array_agg(ARRAY[l.email_key, l.phone_key, l.company_key, l.email, l.phone, l.company,
-	                       leadmgmt.normalize_name(l.name)]),
-	       array_agg(l.attributes)
-	  INTO l_id, l_present, l_keys, l_attributes
-	  FROM (SELECT c.id, c.email, c.phone, c.company, c.name, c.email_key, c.phone_key, c.company_key,
-	               c.attributes,
-	               (c.email IS NOT NULL)::integer + 2 * (c.name IS NOT NULL)::integer
-	               + 4 * (c.company IS NOT NULL)::integer + 8 * (c.phone IS NOT NULL)::integer
-	               + 16 * (c.source IS NOT NULL)::integer + 32 * (c.origin IS NOT NULL)::integer
-	               + 64 * (c.external_id IS NOT NULL)::integer AS present
+	x_links := COALESCE(x_links, '{}') || COALESCE(s_links, '{}');
+	SELECT array_agg(ROW(c.id, c.email, c.name, c.company, c.phone, c.source, c.origin, c.external_id,
+	                     c.attributes, c.email_key, c.phone_key, c.company_key,
+	                     leadmgmt.normalize_name(c.name))::leadmgmt.import_lead)
+	  INTO reach
+	  FROM (SELECT c.*
 	          FROM leadmgmt.lead c
 	         WHERE c.id IN (SELECT e.id FROM leadmgmt.lead e
 	                         WHERE e.merged_into IS NULL AND e.email_key = ANY (r_ek)
@@ -616,47 +671,32 @@ BEGIN
 	                        SELECT e.id FROM leadmgmt.lead e
 	                         WHERE e.merged_into IS NULL AND e.company_key = ANY (r_ck)
 	                        UNION ALL
-	                        SELECT unnest(x_lead || s_lead))
+	                        SELECT k.lead_id FROM unnest(x_links) AS k)
 	           AND c.merged_into IS NULL
 	         ORDER BY c.id
-	           FOR KEY SHARE OF c) l;
+	           FOR KEY SHARE OF c) c;
 
 	-- 4. replay the rows in id order, in memory
 	SELECT * INTO res
-	  FROM leadmgmt.import_resolve(r_id, r_present, r_keys, r_attributes,
-	                               COALESCE(l_id, '{}'), COALESCE(l_present, '{}'), COALESCE(l_keys, '{}'),
-	                               COALESCE(l_attributes, '{}'), COALESCE(x_id, '{}'), COALESCE(x_lead, '{}'),
-	                               COALESCE(s_ids, '{}'), COALESCE(s_lead, '{}'));
+	  FROM leadmgmt.import_resolve(pending, COALESCE(reach, '{}'), x_links);
 
 	-- 5. ids of the new leads, in creation order
 	new_id := ARRAY(SELECT pg_catalog.nextval('leadmgmt.lead_id_seq')
-	                  FROM pg_catalog.generate_series(1, (SELECT count(*) FROM unnest(res.lead_ref) AS u(ref)
-	                                                       WHERE u.ref < 0)));
+	                  FROM pg_catalog.generate_series(1, (SELECT count(*) FROM unnest(res.fills) AS f
+	                                                       WHERE f.lead_ref < 0)));
 
 	-- 6. new leads: the fields of the rows that created or filled them
 	INSERT INTO leadmgmt.lead (id, email, name, company, phone, source, origin, external_id, attributes)
-	SELECT new_id[-u.ref], f.email, f.name, f.company, f.phone, f.source, f.origin, f.external_id,
-	       u.attributes
-	  FROM unnest(res.lead_ref, res.lead_attributes_after) AS u(ref, attributes)
-	  LEFT JOIN (SELECT r.lead,
-	                    max(i.email) FILTER (WHERE (r.fills & 1) <> 0) AS email,
-	                    max(i.name) FILTER (WHERE (r.fills & 2) <> 0) AS name,
-	                    max(i.company) FILTER (WHERE (r.fills & 4) <> 0) AS company,
-	                    max(i.phone) FILTER (WHERE (r.fills & 8) <> 0) AS phone,
-	                    max(i.source) FILTER (WHERE (r.fills & 16) <> 0) AS source,
-	                    max(i.origin) FILTER (WHERE (r.fills & 32) <> 0) AS origin,
-	                    max(i.external_id) FILTER (WHERE (r.fills & 64) <> 0) AS external_id
-	               FROM unnest(r_id, res.row_lead, res.row_fills) AS r(id, lead, fills)
-	               JOIN leadmgmt.lead_import i ON i.id = r.id
-	              WHERE r.lead < 0 AND r.fills <> 0
-	              GROUP BY r.lead) f ON f.lead = u.ref
-	 WHERE u.ref < 0
-	 ORDER BY u.ref DESC;
+	SELECT new_id[-f.lead_ref], f.email, f.name, f.company, f.phone, f.source, f.origin, f.external_id,
+	       f.attributes
+	  FROM unnest(res.fills) AS f
+	 WHERE f.lead_ref < 0
+	 ORDER BY f.lead_ref DESC;
 
 	-- 7. matched leads: fill their gaps (row locks in id order first, as
 	-- merge_leads() takes them)
 	PERFORM 1 FROM leadmgmt.lead l
-	 WHERE l.id IN (SELECT u.ref FROM unnest(res.lead_ref) AS u(ref) WHERE u.ref > 0)
+	 WHERE l.id IN (SELECT f.lead_ref FROM unnest(res.fills) AS f WHERE f.lead_ref > 0)
 	 ORDER BY l.id
 	   FOR NO KEY UPDATE OF l;
 	UPDATE leadmgmt.lead l SET
@@ -667,60 +707,49 @@ BEGIN
 		source = COALESCE(l.source, f.source),
 		origin = COALESCE(l.origin, f.origin),
 		external_id = COALESCE(l.external_id, f.external_id),
-		attributes = u.attributes,
+		attributes = f.attributes,
 		updated_at = pg_catalog.now()
-	  FROM unnest(res.lead_ref, res.lead_attributes_after) AS u(ref, attributes)
-	  LEFT JOIN (SELECT r.lead,
-	                    max(i.email) FILTER (WHERE (r.fills & 1) <> 0) AS email,
-	                    max(i.name) FILTER (WHERE (r.fills & 2) <> 0) AS name,
-	                    max(i.company) FILTER (WHERE (r.fills & 4) <> 0) AS company,
-	                    max(i.phone) FILTER (WHERE (r.fills & 8) <> 0) AS phone,
-	                    max(i.source) FILTER (WHERE (r.fills & 16) <> 0) AS source,
-	                    max(i.origin) FILTER (WHERE (r.fills & 32) <> 0) AS origin,
-	                    max(i.external_id) FILTER (WHERE (r.fills & 64) <> 0) AS external_id
-	               FROM unnest(r_id, res.row_lead, res.row_fills) AS r(id, lead, fills)
-	               JOIN leadmgmt.lead_import i ON i.id = r.id
-	              WHERE r.lead > 0 AND r.fills <> 0
-	              GROUP BY r.lead) f ON f.lead = u.ref
-	 WHERE u.ref > 0 AND l.id = u.ref;
+	  FROM unnest(res.fills) AS f
+	 WHERE f.lead_ref > 0 AND l.id = f.lead_ref;
 
 	-- 8. system ids seen for the first time
 	INSERT INTO leadmgmt.lead_external_id (system, external_id, lead_id)
-	SELECT i.system, i.system_id, CASE WHEN r.lead < 0 THEN new_id[-r.lead] ELSE r.lead END
-	  FROM unnest(r_id, res.row_lead, res.row_matched_on) AS r(id, lead, how)
+	SELECT i.system, i.system_id, CASE WHEN r.lead_ref < 0 THEN new_id[-r.lead_ref] ELSE r.lead_ref END
+	  FROM unnest(res.outcomes) AS r
 	  JOIN leadmgmt.lead_import i ON i.id = r.id
-	 WHERE r.lead IS NOT NULL AND r.how IS DISTINCT FROM 'system_id'
+	 WHERE r.lead_ref IS NOT NULL AND r.matched_on IS DISTINCT FROM 'system_id'
 	   AND i.system IS NOT NULL AND i.system_id IS NOT NULL
 	 ORDER BY r.id;
 
 	-- 9. the list as activity on the leads: one statement, so scoring runs
 	-- once for all of them (statement trigger)
 	INSERT INTO leadmgmt.activity (lead_id, kind, occurred_at, campaign, detail, channel)
-	SELECT CASE WHEN r.lead < 0 THEN new_id[-r.lead] ELSE r.lead END, i.kind,
+	SELECT CASE WHEN r.lead_ref < 0 THEN new_id[-r.lead_ref] ELSE r.lead_ref END, i.kind,
 	       COALESCE(i.occurred_at, pg_catalog.now()), i.campaign, i.detail, 'import'
-	  FROM unnest(r_id, res.row_lead) AS r(id, lead)
+	  FROM unnest(res.outcomes) AS r
 	  JOIN leadmgmt.lead_import i ON i.id = r.id
-	 WHERE r.lead IS NOT NULL AND i.kind IS NOT NULL
+	 WHERE r.lead_ref IS NOT NULL AND i.kind IS NOT NULL
 	 ORDER BY r.id;
 	GET DIAGNOSTICS activities = ROW_COUNT;
 
 	-- 10. the outcome on the staging rows
 	UPDATE leadmgmt.lead_import i SET
-		lead_id = CASE WHEN r.lead IS NULL THEN i.lead_id
-		               WHEN r.lead < 0 THEN new_id[-r.lead] ELSE r.lead END,
-		matched = CASE WHEN r.lead IS NULL THEN i.matched ELSE r.how IS NOT NULL END,
-		matched_on = CASE WHEN r.lead IS NULL THEN i.matched_on ELSE r.how END,
-		error = CASE WHEN r.lead IS NULL
+		lead_id = CASE WHEN r.lead_ref IS NULL THEN i.lead_id
+		               WHEN r.lead_ref < 0 THEN new_id[-r.lead_ref] ELSE r.lead_ref END,
+		matched = CASE WHEN r.lead_ref IS NULL THEN i.matched ELSE r.matched_on IS NOT NULL END,
+		matched_on = CASE WHEN r.lead_ref IS NULL THEN i.matched_on ELSE r.matched_on END,
+		error = CASE WHEN r.lead_ref IS NULL
 		             THEN 'nothing to match on: no usable e-mail, phone, company and name, or external id'
 		             ELSE i.error END,
 		imported_at = pg_catalog.now()
-	  FROM unnest(r_id, res.row_lead, res.row_matched_on) AS r(id, lead, how)
+	  FROM unnest(res.outcomes) AS r
 	 WHERE i.id = r.id;
 
-	SELECT count(*) FILTER (WHERE r.lead IS NOT NULL), count(*) FILTER (WHERE r.how IS NOT NULL),
-	       count(*) FILTER (WHERE r.lead IS NOT NULL AND r.how IS NULL), count(*) FILTER (WHERE r.lead IS NULL)
+	SELECT count(*) FILTER (WHERE r.lead_ref IS NOT NULL), count(*) FILTER (WHERE r.matched_on IS NOT NULL),
+	       count(*) FILTER (WHERE r.lead_ref IS NOT NULL AND r.matched_on IS NULL),
+	       count(*) FILTER (WHERE r.lead_ref IS NULL)
 	  INTO imported, matched, created, rejected
-	  FROM unnest(res.row_lead, res.row_matched_on) AS r(lead, how);
+	  FROM unnest(res.outcomes) AS r;
 END
 $$;
 COMMENT ON FUNCTION leadmgmt.import_leads(text) IS

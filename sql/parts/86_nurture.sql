@@ -86,10 +86,12 @@ SELECT pg_catalog.pg_extension_config_dump('leadmgmt.nurture_step', '');
 CREATE SEQUENCE leadmgmt.nurture_enrollment_id_seq AS bigint;
 CREATE TABLE leadmgmt.nurture_enrollment (
 	id           bigint PRIMARY KEY DEFAULT pg_catalog.nextval('leadmgmt.nurture_enrollment_id_seq'),
-	-- no foreign keys: their per-row checks doubled the cost of enrolling a
-	-- million leads; nurture_enroll() is the only writer and enrols existing
-	-- leads into existing tracks, the triggers below cascade deleted leads
-	-- and keep tracks with enrolments from being deleted or renamed
+	-- no foreign keys: measured on a million enrolments, the per-row check
+	-- of lead_id took the INSERT from 12.5 s to 25.3 s (it locks every lead
+	-- row FOR KEY SHARE, a write to each), and that of track to 32.5 s with
+	-- both (doc/nurture.md); nurture_enroll() enrols existing leads into
+	-- existing tracks, the triggers below cascade deleted leads and keep
+	-- tracks with enrolments from being deleted or renamed
 	lead_id      bigint NOT NULL,
 	track        text NOT NULL,
 	enrolled_at  timestamptz NOT NULL,
@@ -120,7 +122,9 @@ CREATE UNIQUE INDEX nurture_enrollment_once ON leadmgmt.nurture_enrollment (lead
 -- nurture_due reads the due rows through this index, not the whole table
 CREATE INDEX nurture_enrollment_due ON leadmgmt.nurture_enrollment (next_due_at)
 	WHERE status = 'active';
-CREATE INDEX nurture_enrollment_track_step ON leadmgmt.nurture_enrollment (track, step_no);
+-- current holdouts by age: nurture_enroll() releases those past the horizon
+CREATE INDEX nurture_enrollment_holdout ON leadmgmt.nurture_enrollment (enrolled_at)
+	WHERE status = 'holdout' AND exited_at IS NULL;
 COMMENT ON TABLE leadmgmt.nurture_enrollment IS
 	'Every enrolment of a lead in a nurture track, current and past; written by nurture_enroll(), nurture_sent() and merges/erasures';
 COMMENT ON COLUMN leadmgmt.nurture_enrollment.id IS 'enrolment id';
@@ -276,35 +280,34 @@ CREATE CONSTRAINT TRIGGER nurture_step_numbering
 	DEFERRABLE INITIALLY DEFERRED
 	FOR EACH ROW EXECUTE FUNCTION leadmgmt.nurture_step_numbering();
 
--- A changed step moves the due time of the enrolments waiting for it.
+-- A changed step moves the due time of the enrolments waiting for it: one
+-- pass over the active enrolments per statement (an index on track would
+-- cost every enrolment a third text index entry, for an administrative
+-- change).  An enrolment whose next step is gone waits with no due time;
+-- nurture_enroll() records it finished if the step is still gone then (a
+-- renumbering within a transaction passes through such states).
 CREATE FUNCTION leadmgmt.nurture_step_changed()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-	t text;
-	n integer;
 BEGIN
-	FOR t, n IN SELECT DISTINCT x.track, x.step_no
-	              FROM (SELECT NEW.track, NEW.step_no WHERE TG_OP <> 'DELETE'
-	                    UNION ALL SELECT OLD.track, OLD.step_no WHERE TG_OP <> 'INSERT') x
-	LOOP
-		UPDATE leadmgmt.nurture_enrollment e
-		   SET next_due_at = (SELECT coalesce(e.last_sent_at, e.enrolled_at) + s.wait
-		                        FROM leadmgmt.nurture_step s
-		                       WHERE s.track = e.track AND s.step_no = e.step_no + 1)
-		 WHERE e.track = t AND e.step_no = n - 1 AND e.status = 'active';
-	END LOOP;
+	UPDATE leadmgmt.nurture_enrollment e
+	   SET next_due_at = x.due
+	  FROM (SELECT a.id, coalesce(a.last_sent_at, a.enrolled_at) + s.wait AS due
+	          FROM leadmgmt.nurture_enrollment a
+	          LEFT JOIN leadmgmt.nurture_step s ON s.track = a.track AND s.step_no = a.step_no + 1
+	         WHERE a.status = 'active') x
+	 WHERE e.id = x.id AND e.status = 'active' AND e.next_due_at IS DISTINCT FROM x.due;
 	RETURN NULL;
 END
 $$;
 REVOKE ALL ON FUNCTION leadmgmt.nurture_step_changed() FROM PUBLIC;
 COMMENT ON FUNCTION leadmgmt.nurture_step_changed() IS
-	'Trigger: recomputes next_due_at of the active enrolments waiting for a step that was added, changed or removed';
+	'Trigger: recomputes next_due_at of the active enrolments after steps were added, changed or removed';
 CREATE TRIGGER nurture_step_changed
 	AFTER INSERT OR UPDATE OR DELETE ON leadmgmt.nurture_step
-	FOR EACH ROW EXECUTE FUNCTION leadmgmt.nurture_step_changed();
+	FOR EACH STATEMENT EXECUTE FUNCTION leadmgmt.nurture_step_changed();
 
 -- Merges and erasures end the enrolment at once.  SKIP LOCKED: an enrolment
 -- that nurture_sent() or nurture_enroll() holds is left to the next
@@ -336,6 +339,109 @@ CREATE TRIGGER lead_nurture_left
 	WHEN (OLD.merged_into IS NULL AND NEW.merged_into IS NOT NULL
 	      OR OLD.forgotten_at IS NULL AND NEW.forgotten_at IS NOT NULL)
 	EXECUTE FUNCTION leadmgmt.nurture_lead_left();
+
+-- The other exits also happen when their cause does, in the transaction
+-- that records it: a lead that converts (enters the nurture_convert_stage
+-- stage or a higher one, not lost) or is disqualified (a lost stage), whose
+-- e-mail unsubscribes or bounces while its next step is an e-mail, or that
+-- withdraws consent for the channel of its next step.  These triggers run
+-- while the lead row is locked by the change, and wait for the enrolment:
+-- lead first, then enrolment, the order nurture_sent() keeps too.  They fire
+-- only for the rows whose stage or e-mail status changed (the WHEN clause);
+-- a stage change that is neither a conversion nor lost costs a lookup of
+-- the stage, an exit one UPDATE of the enrolment by index (measured in
+-- doc/nurture.md).
+CREATE FUNCTION leadmgmt.nurture_lead_changed()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	reason text;
+	category text;
+	rank integer;
+BEGIN
+	IF NEW.stage IS DISTINCT FROM OLD.stage THEN
+		SELECT s.category, s.rank INTO category, rank FROM leadmgmt.stage s WHERE s.name = NEW.stage;
+		IF category = 'lost' THEN
+			reason := 'disqualified';
+		ELSIF rank >= (SELECT cs.rank FROM leadmgmt.stage cs
+		                WHERE cs.name = leadmgmt.get_setting('nurture_convert_stage')) THEN
+			reason := 'converted';
+		END IF;
+	END IF;
+	IF reason IS NOT NULL THEN
+		-- converted: only by a stage entered after the enrolment (a
+		-- back-dated move is history the enrolment did not see)
+		UPDATE leadmgmt.nurture_enrollment e
+		   SET status = CASE WHEN e.status = 'holdout' THEN 'holdout' ELSE 'exited' END,
+		       exited_at = greatest(pg_catalog.now(), e.enrolled_at, e.last_sent_at),
+		       exit_reason = reason,
+		       next_due_at = NULL
+		 WHERE e.lead_id = NEW.id AND e.exited_at IS NULL
+		   AND (reason = 'disqualified' OR NEW.stage_entered_at > e.enrolled_at);
+		IF FOUND THEN
+			RETURN NULL;
+		END IF;
+	END IF;
+	IF NEW.email_status IN ('unsubscribed', 'bounced') AND NEW.email_status IS DISTINCT FROM OLD.email_status THEN
+		UPDATE leadmgmt.nurture_enrollment e
+		   SET status = 'exited',
+		       exited_at = greatest(pg_catalog.now(), e.enrolled_at, e.last_sent_at),
+		       exit_reason = NEW.email_status,
+		       next_due_at = NULL
+		 WHERE e.lead_id = NEW.id AND e.exited_at IS NULL AND e.status = 'active'
+		   AND EXISTS (SELECT 1 FROM leadmgmt.nurture_step s
+		                 JOIN leadmgmt.nurture_channel ch ON ch.name = s.channel
+		                WHERE s.track = e.track AND s.step_no = e.step_no + 1
+		                  AND ch.consent_channel = 'email');
+	END IF;
+	RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION leadmgmt.nurture_lead_changed() FROM PUBLIC;
+COMMENT ON FUNCTION leadmgmt.nurture_lead_changed() IS
+	'Trigger: a lead that converts or is disqualified leaves its nurture track (converted, disqualified), and one whose e-mail unsubscribes or bounces while its next step is an e-mail leaves it (unsubscribed, bounced)';
+CREATE TRIGGER lead_nurture_changed
+	AFTER UPDATE OF stage, email_status ON leadmgmt.lead
+	FOR EACH ROW
+	WHEN (NEW.merged_into IS NULL AND NEW.forgotten_at IS NULL
+	      AND (OLD.stage IS DISTINCT FROM NEW.stage
+	           OR OLD.email_status IS DISTINCT FROM NEW.email_status AND NEW.email_status <> 'ok'))
+	EXECUTE FUNCTION leadmgmt.nurture_lead_changed();
+
+CREATE FUNCTION leadmgmt.nurture_consent_withdrawn()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	-- only when this withdrawal is the latest word on the channel (a
+	-- back-dated one behind a later grant changes nothing)
+	UPDATE leadmgmt.nurture_enrollment e
+	   SET status = 'exited',
+	       exited_at = greatest(pg_catalog.now(), e.enrolled_at, e.last_sent_at),
+	       exit_reason = 'consent_withdrawn',
+	       next_due_at = NULL
+	 WHERE e.lead_id = NEW.lead_id AND e.exited_at IS NULL AND e.status = 'active'
+	   AND EXISTS (SELECT 1 FROM leadmgmt.nurture_step s
+	                 JOIN leadmgmt.nurture_channel ch ON ch.name = s.channel
+	                WHERE s.track = e.track AND s.step_no = e.step_no + 1
+	                  AND ch.consent_channel = NEW.channel)
+	   AND NOT EXISTS (SELECT 1 FROM leadmgmt.consent c
+	                    WHERE c.lead_id = NEW.lead_id AND c.channel = NEW.channel
+	                      AND (c.at > NEW.at OR c.at = NEW.at AND c.id > NEW.id));
+	RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION leadmgmt.nurture_consent_withdrawn() FROM PUBLIC;
+COMMENT ON FUNCTION leadmgmt.nurture_consent_withdrawn() IS
+	'Trigger: a lead that withdraws consent for the consent channel of its next nurture step leaves its track (consent_withdrawn)';
+CREATE TRIGGER consent_nurture_withdrawn
+	AFTER INSERT ON leadmgmt.consent
+	FOR EACH ROW
+	WHEN (NOT NEW.granted)
+	EXECUTE FUNCTION leadmgmt.nurture_consent_withdrawn();
 
 -- What the foreign keys would do: a deleted lead takes its enrolments
 -- along; a track with enrolments keeps its name and cannot be deleted (its
@@ -418,46 +524,59 @@ BEGIN
 	horizon := leadmgmt.get_setting('nurture_horizon')::interval;
 	enrolled := 0;
 	held_out := 0;
+	-- one run at a time: a second run waits here until the first commits,
+	-- and its statements then see the first one's enrolments.  This mode
+	-- conflicts with itself only, not with nurture_sent(), the exit
+	-- triggers or readers.  It spares the INSERTs below ON CONFLICT, whose
+	-- speculative insertion cost a third more per row; under REPEATABLE READ
+	-- or SERIALIZABLE the snapshot predates the lock, so there ON CONFLICT
+	-- on the one-current-enrolment index still skips what a concurrent run
+	-- took.
+	LOCK TABLE leadmgmt.nurture_enrollment IN SHARE UPDATE EXCLUSIVE MODE;
 
-	-- 1. exits, in this order of precedence (doc/nurture.md)
-	WITH conv AS (
-		SELECT h.lead_id, max(h.changed_at) AS last_converted_at
-		  FROM leadmgmt.stage_history h
-		  JOIN leadmgmt.stage s ON s.name = h.to_stage
-		 WHERE s.rank >= convert_rank AND s.category <> 'lost'
-		   AND h.from_stage IS DISTINCT FROM h.to_stage
-		 GROUP BY h.lead_id
-	), withdrawn AS (
-		SELECT w.lead_id, w.channel
-		  FROM (SELECT DISTINCT ON (c.lead_id, c.channel) c.lead_id, c.channel, c.granted
-		          FROM leadmgmt.consent c
-		         ORDER BY c.lead_id, c.channel, c.at DESC, c.id DESC) w
-		 WHERE NOT w.granted
-	), cur AS (
+	-- 1. exits.  Their causes record them when they happen (the triggers
+	-- above, and nurture_sent() for a finished track or a closed next
+	-- channel); what is left here costs in proportion to what it finds, not
+	-- to the enrolments: enrolments a merge or an erasure skipped (SKIP
+	-- LOCKED), holdouts past the horizon, active enrolments whose next step
+	-- was removed, and the due ones nurture_due would hide for a reason the
+	-- triggers could not see (a changed nurture_convert_stage setting or step
+	-- channel, rows written with triggers off).  Probes by index here.
+	PERFORM pg_catalog.set_config('enable_nestloop', 'on', true);
+	WITH cur AS (
+		SELECT e.id, CASE WHEN l.merged_into IS NOT NULL THEN 'merged' ELSE 'forgotten' END AS reason
+		  FROM leadmgmt.lead l
+		  JOIN leadmgmt.nurture_enrollment e ON e.lead_id = l.id AND e.exited_at IS NULL
+		 WHERE l.merged_into IS NOT NULL OR l.forgotten_at IS NOT NULL
+		UNION ALL
+		SELECT e.id, 'finished'
+		  FROM leadmgmt.nurture_enrollment e
+		 WHERE e.status = 'holdout' AND e.exited_at IS NULL AND e.enrolled_at <= nurture_enroll.at - horizon
+		UNION ALL
+		-- through nurture_enrollment_due: the waiting (next_due_at NULL) and
+		-- the due
 		SELECT e.id,
 		       CASE
 		       WHEN l.merged_into IS NOT NULL THEN 'merged'
 		       WHEN l.forgotten_at IS NOT NULL THEN 'forgotten'
-		       WHEN cv.last_converted_at > e.enrolled_at THEN 'converted'
+		       WHEN st.category <> 'lost' AND st.rank >= convert_rank AND l.stage_entered_at > e.enrolled_at THEN 'converted'
 		       WHEN st.category = 'lost' THEN 'disqualified'
-		       WHEN e.status = 'holdout' THEN
-		            CASE WHEN e.enrolled_at + horizon <= nurture_enroll.at THEN 'finished' END
 		       WHEN s.step_no IS NULL THEN 'finished'
-		       WHEN ch.consent_channel = 'email' AND l.email_status = 'unsubscribed' THEN 'unsubscribed'
-		       WHEN ch.consent_channel = 'email' AND l.email_status = 'bounced' THEN 'bounced'
-		       WHEN wd.lead_id IS NOT NULL THEN 'consent_withdrawn'
-		       END AS reason
+		       WHEN ch.consent_channel = 'email' AND l.email_status IN ('unsubscribed', 'bounced') THEN l.email_status
+		       WHEN (SELECT x.granted FROM leadmgmt.consent x
+		              WHERE x.lead_id = e.lead_id AND x.channel = ch.consent_channel
+		              ORDER BY x.at DESC, x.id DESC LIMIT 1) IS FALSE THEN 'consent_withdrawn'
+		       END
 		  FROM leadmgmt.nurture_enrollment e
 		  JOIN leadmgmt.lead l ON l.id = e.lead_id
 		  JOIN leadmgmt.stage st ON st.name = l.stage
-		  LEFT JOIN conv cv ON cv.lead_id = e.lead_id
 		  LEFT JOIN leadmgmt.nurture_step s ON s.track = e.track AND s.step_no = e.step_no + 1
 		  LEFT JOIN leadmgmt.nurture_channel ch ON ch.name = s.channel
-		  LEFT JOIN withdrawn wd ON wd.lead_id = e.lead_id AND wd.channel = ch.consent_channel
-		 WHERE e.exited_at IS NULL
+		 WHERE e.status = 'active' AND (e.next_due_at IS NULL OR e.next_due_at <= nurture_enroll.at)
 	)
-	SELECT array_agg(cur.id), array_agg(cur.reason) INTO exit_ids, exit_reasons
-	  FROM cur WHERE cur.reason IS NOT NULL;
+	SELECT array_agg(x.id), array_agg(x.reason) INTO exit_ids, exit_reasons
+	  FROM (SELECT DISTINCT ON (cur.id) cur.id, cur.reason FROM cur WHERE cur.reason IS NOT NULL
+	         ORDER BY cur.id, cur.reason IN ('merged', 'forgotten') DESC) x;
 	-- read first, then write the few that leave (a concurrent run or a merge
 	-- may have ended some meanwhile: the exited_at test sees its result)
 	UPDATE leadmgmt.nurture_enrollment e
@@ -470,21 +589,23 @@ BEGIN
 	  FROM unnest(exit_ids, exit_reasons) AS x(id, reason)
 	 WHERE e.id = x.id AND e.exited_at IS NULL;
 	GET DIAGNOSTICS exited = ROW_COUNT;
+	PERFORM pg_catalog.set_config('enable_nestloop', 'off', true);
 
-	-- 2. enrolment.  The candidates, found in one pass: leads that may be
-	-- nurtured and have no current enrolment (in the steady state, only the
-	-- new ones; none: no per-track work at all).  Then track by track in
-	-- priority order, those that match and were never in the track; a lead
-	-- a concurrent run enrolled meanwhile is skipped by ON CONFLICT on the
-	-- one-current-enrolment index.  No lead row is locked, so merges and
-	-- stage changes never wait for a run.
-	SELECT array_agg(l.id ORDER BY l.id) INTO candidates
-	  FROM leadmgmt.lead l
-	  JOIN leadmgmt.stage st ON st.name = l.stage
-	 WHERE l.merged_into IS NULL AND l.forgotten_at IS NULL AND st.category <> 'lost'
-	   AND l.created_at <= nurture_enroll.at
-	   AND NOT EXISTS (SELECT 1 FROM leadmgmt.nurture_enrollment x
-	                    WHERE x.lead_id = l.id AND x.exited_at IS NULL);
+	-- 2. enrolment.  The candidates: leads that may be nurtured and have no
+	-- current enrolment (in the steady state, only the new ones; none: no
+	-- per-track work at all; more than 10,000: a first run, which scans).
+	-- Then track by track in priority order, those that match and were
+	-- never in the track.  No lead row is locked, so merges and stage
+	-- changes never wait for a run.
+	SELECT array_agg(c.id) INTO candidates
+	  FROM (SELECT l.id
+	          FROM leadmgmt.lead l
+	          JOIN leadmgmt.stage st ON st.name = l.stage
+	         WHERE l.merged_into IS NULL AND l.forgotten_at IS NULL AND st.category <> 'lost'
+	           AND l.created_at <= nurture_enroll.at
+	           AND NOT EXISTS (SELECT 1 FROM leadmgmt.nurture_enrollment x
+	                            WHERE x.lead_id = l.id AND x.exited_at IS NULL)
+	         LIMIT 10001) c;
 	FOR t IN SELECT * FROM leadmgmt.nurture_track tr WHERE tr.active AND candidates IS NOT NULL
 	          ORDER BY tr.priority DESC, tr.name LOOP
 		SELECT s.channel, c.consent_channel, s.wait INTO first_channel, first_consent, first_wait
@@ -493,9 +614,8 @@ BEGIN
 		CONTINUE WHEN NOT FOUND;
 		-- EXECUTE: a plan for this track's criteria, not a generic one.  A
 		-- few candidates (the steady state) are looked up by id; many (a
-		-- first run) are found by a scan of lead.  The arbiter is the
-		-- one-current-enrolment index alone (one probe per row, not three);
-		-- a lead that was in the track before is left out by the query.
+		-- first run) are found by a scan of lead.  A lead that was in the
+		-- track before is left out by the query.
 		EXECUTE format($sql$
 			WITH ins AS (
 				INSERT INTO leadmgmt.nurture_enrollment AS ne (lead_id, track, enrolled_at, step_no, status, next_due_at)
@@ -522,13 +642,15 @@ BEGIN
 				                        ORDER BY c.lead_id, c.at DESC, c.id DESC) w
 				         WHERE w.lead_id = l.id AND NOT w.granted)
 				 ORDER BY l.id
-				ON CONFLICT (lead_id) WHERE exited_at IS NULL DO NOTHING
+				%s
 				RETURNING ne.status)
 			SELECT count(*), count(*) FILTER (WHERE ins.status = 'holdout') FROM ins
 		$sql$, CASE WHEN cardinality(candidates) <= 10000 THEN 'l.id = ANY ($13)'
 		            ELSE 'l.merged_into IS NULL AND l.forgotten_at IS NULL AND l.created_at <= $2
 				   AND l.stage IN (SELECT st.name FROM leadmgmt.stage st WHERE st.category <> ''lost'')' END,
-		       CASE WHEN cardinality(candidates) <= 10000 THEN 'AND x.lead_id = ANY ($13)' ELSE '' END)
+		       CASE WHEN cardinality(candidates) <= 10000 THEN 'AND x.lead_id = ANY ($13)' ELSE '' END,
+		       CASE WHEN pg_catalog.current_setting('transaction_isolation') <> 'read committed'
+		            THEN 'ON CONFLICT (lead_id) WHERE exited_at IS NULL DO NOTHING' ELSE '' END)
 		INTO n_new, n_held
 		USING t.name, nurture_enroll.at, t.holdout_pct, first_wait, t.entry_stages, t.entry_grades,
 		      t.min_score, t.max_score, t.interest_kind, t.interest_pattern, t.interest_within,
@@ -563,7 +685,8 @@ CREATE VIEW leadmgmt.nurture_due WITH (security_invoker = true) AS
 	   AND t.active
 	   AND l.merged_into IS NULL AND l.forgotten_at IS NULL
 	   AND st.category <> 'lost'
-	   -- converted since the enrolment (nurture_enroll() records the exit)
+	   -- converted since the enrolment (the exit is recorded when it happens;
+	   -- this also holds after a change of the nurture_convert_stage setting)
 	   AND NOT (l.stage_entered_at > e.enrolled_at
 	            AND st.rank >= (SELECT cs.rank FROM leadmgmt.stage cs
 	                             WHERE cs.name = leadmgmt.get_setting('nurture_convert_stage')))
@@ -594,19 +717,25 @@ DECLARE
 	e leadmgmt.nurture_enrollment;
 	s leadmgmt.nurture_step;
 	next_wait interval;
+	next_consent text;
 	has_next boolean;
+	closed text;
+	enrolled_lead bigint;
 	touch bigint;
 BEGIN
 	IF enrollment IS NULL OR step_no IS NULL OR at IS NULL OR NOT isfinite(at) THEN
 		RAISE EXCEPTION 'enrollment, step_no and at must be given and finite' USING ERRCODE = '22004';
 	END IF;
-	-- the enrolment first, then (through the activity insert) the lead: a
-	-- merge locks the lead and then skips enrolments locked here
-	SELECT * INTO e FROM leadmgmt.nurture_enrollment x WHERE x.id = nurture_sent.enrollment FOR UPDATE;
+	SELECT x.lead_id INTO enrolled_lead FROM leadmgmt.nurture_enrollment x WHERE x.id = nurture_sent.enrollment;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'nurture enrolment % does not exist', enrollment USING ERRCODE = 'LM094',
 			HINT = 'Pass the enrollment column of leadmgmt.nurture_due.';
 	END IF;
+	-- the lead first, then the enrolment: the order of the exit triggers,
+	-- which run while a change holds the lead (the touch's activity would
+	-- lock the lead anyway, to score it)
+	PERFORM 1 FROM leadmgmt.lead l WHERE l.id = enrolled_lead FOR NO KEY UPDATE;
+	SELECT * INTO e FROM leadmgmt.nurture_enrollment x WHERE x.id = nurture_sent.enrollment FOR UPDATE;
 	IF e.status = 'holdout' THEN
 		RAISE EXCEPTION 'nurture enrolment % is in the holdout group of track "%"', enrollment, e.track
 			USING ERRCODE = 'LM095',
@@ -641,17 +770,34 @@ BEGIN
 	        jsonb_build_object('nurture_enrollment', e.id, 'step_no', s.step_no))
 	RETURNING id INTO touch;
 
-	SELECT true, x.wait INTO has_next, next_wait FROM leadmgmt.nurture_step x
+	SELECT true, x.wait, c.consent_channel INTO has_next, next_wait, next_consent
+	  FROM leadmgmt.nurture_step x JOIN leadmgmt.nurture_channel c ON c.name = x.channel
 	 WHERE x.track = e.track AND x.step_no = s.step_no + 1;
+	-- the next step's channel may be closed already (the lead unsubscribed
+	-- while waiting for a call): the enrolment ends now, not when it falls due
+	IF has_next THEN
+		SELECT CASE WHEN next_consent = 'email' AND l.email_status IN ('unsubscribed', 'bounced') THEN l.email_status
+		            WHEN (SELECT cc.granted FROM leadmgmt.consent cc
+		                   WHERE cc.lead_id = l.id AND cc.channel = next_consent
+		                   ORDER BY cc.at DESC, cc.id DESC LIMIT 1) IS FALSE THEN 'consent_withdrawn' END
+		  INTO closed
+		  FROM leadmgmt.lead l WHERE l.id = leadmgmt.lead_resolve(e.lead_id);
+	END IF;
 	-- an enrolment that ended while this touch was on its way (a merge, an
 	-- exit) records the step but stays ended
 	UPDATE leadmgmt.nurture_enrollment x
 	   SET step_no = s.step_no,
 	       last_sent_at = at,
-	       status = CASE WHEN x.status = 'active' AND has_next IS NULL THEN 'completed' ELSE x.status END,
-	       exited_at = CASE WHEN x.status = 'active' AND has_next IS NULL THEN at ELSE x.exited_at END,
-	       exit_reason = CASE WHEN x.status = 'active' AND has_next IS NULL THEN 'finished' ELSE x.exit_reason END,
-	       next_due_at = CASE WHEN x.status = 'active' AND has_next THEN at + next_wait END
+	       status = CASE WHEN x.status <> 'active' THEN x.status
+	                     WHEN has_next IS NULL THEN 'completed'
+	                     WHEN closed IS NOT NULL THEN 'exited'
+	                     ELSE 'active' END,
+	       exited_at = CASE WHEN x.status = 'active' AND (has_next IS NULL OR closed IS NOT NULL) THEN at
+	                        ELSE x.exited_at END,
+	       exit_reason = CASE WHEN x.status <> 'active' THEN x.exit_reason
+	                          WHEN has_next IS NULL THEN 'finished'
+	                          ELSE closed END,
+	       next_due_at = CASE WHEN x.status = 'active' AND has_next AND closed IS NULL THEN at + next_wait END
 	 WHERE x.id = e.id;
 	RETURN touch;
 END

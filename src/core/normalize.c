@@ -20,6 +20,11 @@
  *      "Coca-Cola", "Coca Cola" and "CocaCola" meet, as do "トヨタ 自動車"
  *      and "トヨタ自動車" (Japanese is written without spaces)
  *   5. a placeholder ("n/a", "なし", "個人", ...) or an empty result is no key
+ *
+ * Why one file of this size: every key (e-mail, company, person, phone)
+ * is defined by the tables here plus the short passes that apply them, and
+ * the tables change only together with LM_KEY_VERSION; keeping the whole
+ * key definition in one place is what makes such a change reviewable.
  */
 #include "normalize.h"
 

@@ -2,7 +2,7 @@
  * normalize.h
  *		Match-key algorithms for identity resolution (no PostgreSQL, no ICU).
  *
- * The keys are built in two layers.  src/identity.c runs ICU for what the
+ * The keys are built in two layers.  src/identity_keys.c runs ICU for what the
  * Unicode stability policies freeze (NFKC, full case folding); everything
  * that decides whether two spellings match is here, in tables owned by the
  * project, so a key cannot change because the ICU or CLDR data changed:

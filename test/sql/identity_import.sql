@@ -362,17 +362,28 @@ SELECT system, external_id, lead_id FROM leadmgmt.lead_external_id;
 -- nothing pending
 SELECT * FROM leadmgmt.import_leads('b');
 
--- import_resolve() is internal, but checks what it is given
-SELECT row_lead, row_matched_on, row_fills, lead_ref
-  FROM leadmgmt.import_resolve('{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}');
-SELECT row_lead, row_matched_on, row_fills, lead_ref
-  FROM leadmgmt.import_resolve('{2,1}', '{1,1}', '{{a@x.jp,NULL,NULL,NULL,NULL,NULL,NULL},{a@x.jp,NULL,NULL,NULL,NULL,NULL,NULL}}',
-                               '{NULL,NULL}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}');
-SELECT * FROM leadmgmt.import_resolve('{1,2}', '{1}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}');
-SELECT * FROM leadmgmt.import_resolve('{1}', '{1}', '{a,b,c}', '{NULL}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}');
-SELECT * FROM leadmgmt.import_resolve('{1,1}', '{1,1}', '{{a,b,c,d,e,f,g},{a,b,c,d,e,f,g}}', '{NULL,NULL}',
-                                      '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}');
-SELECT * FROM leadmgmt.import_resolve('{NULL}', '{1}', '{{a,b,c,d,e,f,g}}', '{NULL}',
-                                      '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}');
-SELECT * FROM leadmgmt.import_resolve('{}', '{}', '{}', '{}', '{5,5}', '{0,0}',
-                                      '{{a,b,c,d,e,f,g},{a,b,c,d,e,f,g}}', '{"{}","{}"}', '{}', '{}', '{}', '{}');
+-- import_resolve() is internal, but checks what it is given (named rows:
+-- leadmgmt.import_row, import_lead, import_link in; import_outcome,
+-- import_fill out)
+SELECT outcomes, fills FROM leadmgmt.import_resolve('{}', '{}', '{}');
+-- row 1 creates lead -1 with its name; row 2 (later by id, first in the
+-- array) finds it by e-mail key and fills the e-mail
+SELECT outcomes, fills
+  FROM leadmgmt.import_resolve(
+         ARRAY[ROW(2, 'a@x.jp', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'a@x.jp', NULL, NULL, NULL),
+               ROW(1, NULL, 'A', NULL, NULL, 'fair', NULL, NULL, NULL, NULL, '{"k": 1}', 'a@x.jp', NULL, NULL, 'a')
+              ]::leadmgmt.import_row[], '{}', '{}');
+SELECT * FROM leadmgmt.import_resolve(
+         ARRAY[ROW(1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'a', NULL, NULL, NULL),
+               ROW(1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'b', NULL, NULL, NULL)
+              ]::leadmgmt.import_row[], '{}', '{}');
+SELECT * FROM leadmgmt.import_resolve(ARRAY[NULL]::leadmgmt.import_row[], '{}', '{}');
+SELECT * FROM leadmgmt.import_resolve(
+         ARRAY[ROW(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'a', NULL, NULL, NULL)
+              ]::leadmgmt.import_row[], '{}', '{}');
+SELECT * FROM leadmgmt.import_resolve(
+         '{}', ARRAY[ROW(5, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '{}', 'a', NULL, NULL, NULL),
+                     ROW(5, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '{}', 'b', NULL, NULL, NULL)
+                    ]::leadmgmt.import_lead[], '{}');
+SELECT * FROM leadmgmt.import_resolve('{}', '{}', ARRAY[ROW('crm', NULL, 5)]::leadmgmt.import_link[]);
+SELECT * FROM leadmgmt.import_resolve('{}', '{}', ARRAY[[ROW('crm', 'x', 5)]]::leadmgmt.import_link[]);

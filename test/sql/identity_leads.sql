@@ -93,6 +93,9 @@ SELECT count(*) AS merge_rows FROM leadmgmt.stage_history WHERE lead_id = 1 AND 
 SELECT leadmgmt.merge_leads(5, 6) AS kept;
 SELECT leadmgmt.merge_leads(2, 5) AS kept;
 SELECT id, merged_into, leadmgmt.lead_resolve(id) AS resolves_to FROM leadmgmt.lead WHERE id IN (5, 6) ORDER BY id;
+-- an activity moved to a merged lead by UPDATE goes on to the lead it stands for (activity_lead_resolve)
+UPDATE leadmgmt.activity SET lead_id = 6
+ WHERE id = (SELECT max(id) FROM leadmgmt.activity WHERE lead_id = 1) RETURNING lead_id;
 -- refusals
 SELECT leadmgmt.merge_leads(1, 1);
 SELECT leadmgmt.merge_leads(2, 4);

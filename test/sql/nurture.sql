@@ -180,6 +180,12 @@ SELECT lead_id, track, status, exit_reason FROM leadmgmt.nurture_enrollment WHER
 -- forgotten: lead 2 (and lead 7, merged into it earlier)
 SELECT leadmgmt.forget_lead(2);
 SELECT lead_id, status, exit_reason FROM leadmgmt.nurture_enrollment WHERE lead_id = 2;
+-- every exit above was recorded when its cause happened, before any
+-- nurture_enroll(): 3 (phone consent, next step a call), 12 (unsubscribed),
+-- 13 (bounced), 15 (converted), 16 (disqualified); 14 withdrew phone consent
+-- but its next step is an e-mail: it stays
+SELECT lead_id, status, exit_reason, exited_at IS NOT NULL AS ended, next_due_at IS NULL AS no_due
+  FROM leadmgmt.nurture_enrollment WHERE lead_id IN (3, 12, 13, 14, 15, 16) ORDER BY lead_id;
 
 SELECT * FROM leadmgmt.nurture_enroll();
 SELECT lead_id, track, status, step_no, exit_reason, exited_at IS NOT NULL AS ended
@@ -227,3 +233,49 @@ SELECT (SELECT count(*) FROM (SELECT lead_id FROM first_holdout
                               EXCEPT SELECT lead_id FROM leadmgmt.nurture_enrollment WHERE track = 'welcome' AND status = 'holdout') x) AS lost,
        (SELECT count(*) FROM (SELECT lead_id FROM leadmgmt.nurture_enrollment WHERE track = 'welcome' AND status = 'holdout'
                               EXCEPT SELECT lead_id FROM first_holdout) y) AS gained;
+
+-------------------------------------------------------------------------------
+-- exits when they happen: the next channel closed while waiting, a
+-- back-dated withdrawal, a removed step, and the safety net for changes
+-- made with triggers off
+-------------------------------------------------------------------------------
+INSERT INTO leadmgmt.nurture_track (name, priority, holdout_pct, min_score, max_score) VALUES ('mixed', 60, 0, 0, 0);
+INSERT INTO leadmgmt.nurture_step VALUES ('mixed', 1, 'email', 'm1', '0'), ('mixed', 2, 'call', 'm2', '1 day'),
+	('mixed', 3, 'email', 'm3', '1 day');
+INSERT INTO leadmgmt.lead (id, created_at) SELECT g, now() - interval '400 days' FROM generate_series(501, 506) g;
+SELECT enrolled FROM leadmgmt.nurture_enroll(now() - interval '10 days');
+SELECT count(leadmgmt.nurture_sent(e.id, 1, now() - interval '9 days')) AS sent
+  FROM leadmgmt.nurture_enrollment e WHERE e.track = 'mixed';
+-- 501 withdrew phone consent while waiting for the call: it leaves at once
+SELECT leadmgmt.consent(501, 'phone', false, 'form', now() - interval '1 hour') > 0 AS recorded;
+-- 502 withdrew long ago but granted again later: the back-dated withdrawal
+-- is not the latest word, nothing happens
+SELECT leadmgmt.consent(502, 'phone', true, 'form', now() - interval '1 hour') > 0 AS recorded;
+SELECT leadmgmt.consent(502, 'phone', false, 'form', now() - interval '300 days') > 0 AS recorded;
+-- 503 unsubscribes while waiting for the call (the next step): it stays;
+-- when the call is sent, step 3 is an e-mail: it leaves then
+SELECT leadmgmt.track(503, 'unsubscribe', now() - interval '2 hours') > 0 AS tracked;
+SELECT e.lead_id, e.status, e.step_no, e.exit_reason FROM leadmgmt.nurture_enrollment e
+ WHERE e.lead_id IN (501, 502, 503) ORDER BY 1;
+SELECT leadmgmt.nurture_sent(e.id, 2, now() - interval '1 hour') > 0 AS sent FROM leadmgmt.nurture_enrollment e WHERE e.lead_id = 503;
+SELECT status, step_no, exit_reason, exited_at = last_sent_at AS at_touch, next_due_at
+  FROM leadmgmt.nurture_enrollment WHERE lead_id = 503;
+-- changes written with triggers off (a restore, a replica) exit no one at
+-- once; nurture_due hides the lead, and the next nurture_enroll() records
+-- the exit of the due enrolment
+SET session_replication_role = replica;
+UPDATE leadmgmt.lead SET stage = 'disqualified', stage_entered_at = now() WHERE id = 504;
+RESET session_replication_role;
+SELECT (SELECT status FROM leadmgmt.nurture_enrollment WHERE lead_id = 504) AS before_sweep,
+       (SELECT count(*) FROM leadmgmt.nurture_due WHERE lead_id = 504) AS due;
+SELECT exited FROM leadmgmt.nurture_enroll();
+SELECT status, exit_reason FROM leadmgmt.nurture_enrollment WHERE lead_id = 504;
+-- a removed last step: the enrolments waiting for it have no due time, and
+-- the next nurture_enroll() records them finished if it is still gone
+DELETE FROM leadmgmt.nurture_step WHERE track = 'mixed' AND step_no = 3;
+SELECT leadmgmt.nurture_sent(e.id, 2, now() - interval '30 minutes') > 0 AS sent FROM leadmgmt.nurture_enrollment e WHERE e.lead_id = 505;
+SELECT lead_id, status, step_no, exit_reason FROM leadmgmt.nurture_enrollment WHERE lead_id IN (505, 506) ORDER BY 1;
+DELETE FROM leadmgmt.nurture_step WHERE track = 'mixed' AND step_no = 2;
+SELECT lead_id, status, next_due_at IS NULL AS no_due FROM leadmgmt.nurture_enrollment WHERE lead_id = 506;
+SELECT exited FROM leadmgmt.nurture_enroll();
+SELECT lead_id, status, step_no, exit_reason FROM leadmgmt.nurture_enrollment WHERE track = 'mixed' ORDER BY lead_id;

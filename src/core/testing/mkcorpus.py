@@ -176,9 +176,33 @@ def stage_conversions():
     ]
 
 
+def import_replay():
+    # header (lead count, link count, flags), 5 bytes per lead, 3 per link,
+    # 4 per row (fuzz_import_replay.c, import_reference.h ref_decode)
+    def lead(present, keys, current, attrs, shuffle=0):
+        return bytes([present, keys, current, attrs, shuffle])
+
+    def row(present, keys, sysattr=0, shuffle=0):
+        return bytes([present, keys, sysattr, shuffle])
+    e, p, c, n = 1, 1 << 2, 1 << 4, 1 << 6
+    return [
+        # one lead; rows matching it by e-mail, phone, company + name
+        bytes([1, 0, 0]) + lead(0x07, e | c | n, 0x40, 1)
+        + row(0x09, e | p) + row(0x08, 2 * p) + row(0x06, c | n, 0x10),
+        # two leads sharing keys, stale stored keys, links to known and hidden leads
+        bytes([2, 2, 0]) + lead(0x01, e | p, 2, 3) + lead(0x0b, e | p | n, 0x40, 0, 1)
+        + bytes([0, 1, 0, 1, 2, 0x80]) + row(0x41, e, 0x05) + row(0x80, 0, 0x05, 1),
+        # a list that builds its own leads, rows out of id order
+        bytes([0, 0, 0]) + b''.join(row(0x0f, (i * 37) & 0xff, i & 0xff, i * 7 & 0xff) for i in range(40)),
+        # duplicate ids; a failed allocation
+        bytes([2, 0, 3]) + lead(1, e, 0x40, 0) + lead(1, e, 0x40, 0) + row(1, e, 0) + row(1, e, 0),
+        bytes([1, 1, 4]) + lead(1, e, 0x40, 0) + bytes([1, 1, 0]) + row(1, e, 5) * 8,
+    ]
+
+
 if __name__ == '__main__':
     for name, fn in (('attribution', attribution), ('decay', decay), ('funnel', funnel),
                      ('logreg', logreg), ('normalize', normalize), ('score_state', score_state),
                      ('percentile', percentile), ('stage_conversions', stage_conversions),
-                     ('sequence', sequence)):
+                     ('sequence', sequence), ('import_replay', import_replay)):
         write(name, fn())
