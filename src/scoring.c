@@ -722,8 +722,7 @@ leadmgmt_merge_score(PG_FUNCTION_ARGS)
 	Oid			relid = get_relname_relid("lead", lm_schema_oid());
 	Oid			owner;
 	HeapTuple	classtup;
-	Oid			save_userid;
-	int			save_sec_context;
+	LmAsOwner	saved;
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		args[2];
 	Oid			arraytype = INT8ARRAYOID;
@@ -748,8 +747,8 @@ leadmgmt_merge_score(PG_FUNCTION_ARGS)
 	owner = ((Form_pg_class) GETSTRUCT(classtup))->relowner;
 	ReleaseSysCache(classtup);
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	/* temporary tables: rescore_leads() builds its ON COMMIT DROP ones */
+	lm_as_owner_begin(&saved, owner, LM_OWNER_TEMP_TABLES);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
@@ -799,7 +798,7 @@ leadmgmt_merge_score(PG_FUNCTION_ARGS)
 		lm_hand_off_hot_leads(&lead, 1);
 
 	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	lm_as_owner_end(&saved);
 	PG_RETURN_FLOAT8(lead.score);
 }
 
