@@ -18,7 +18,12 @@
 #              no aggregate over the same hash table can be faster
 #   funnel_sorted  the funnel with enable_hashagg = off (Sort + GroupAggregate;
 #              with workers, sorted partial aggregates merged by Gather Merge)
-# and the floor, both funnel plans and plain_sql again with 2 parallel workers;
+#   *_indexed  group_steps, funnel and plain_sql again, last, after an index
+#              on (lead_id, ts) and CLUSTER on it, with enable_hashagg = off:
+#              the indexed formulation of doc/funnel.md (GroupAggregate over
+#              the index, no hash table, no sort)
+# and group_steps, the floor, both funnel plans and plain_sql again with 2
+# parallel workers;
 # checks that funnel and plain_sql agree for every lead, and the 2-worker
 # sorted plan with one worker; prints the ratios.  Also:
 #   sequence_match   the path '(?1)(?t<=2592000)(?2).*(?3)' per lead over the
@@ -145,6 +150,7 @@ SELECT pg_temp.bench('funnel', 0, $RUNS, 'SELECT * FROM pg_temp.funnel_q');
 SELECT pg_temp.bench('funnel_sorted', 0, $RUNS, 'SELECT * FROM pg_temp.funnel_q', false);
 SELECT pg_temp.bench('funnel_all_rows', 0, $RUNS, 'SELECT * FROM pg_temp.funnel_all_q');
 SELECT pg_temp.bench('plain_sql', 0, $RUNS, 'SELECT * FROM pg_temp.plain_q');
+SELECT pg_temp.bench('group_steps', 2, $RUNS, 'SELECT lead_id, count(*) FROM bench_funnel_ev WHERE kind IN (1, 2, 3) GROUP BY lead_id');
 SELECT pg_temp.bench('floor', 2, $RUNS, 'SELECT lead_id, array_agg(ts) FILTER (WHERE kind IN (1, 2, 3)) FROM bench_funnel_ev GROUP BY lead_id');
 SELECT pg_temp.bench('funnel', 2, $RUNS, 'SELECT * FROM pg_temp.funnel_q');
 SELECT pg_temp.bench('funnel_sorted', 2, $RUNS, 'SELECT * FROM pg_temp.funnel_q', false);
@@ -206,6 +212,35 @@ RESET max_parallel_workers_per_gather;
 RESET enable_hashagg;
 RESET parallel_setup_cost;
 RESET parallel_tuple_cost;
+
+-- the indexed formulation (doc/funnel.md): an index on (lead_id, ts), the
+-- table clustered on it as an activity log loaded lead by lead would be,
+-- and enable_hashagg = off: GroupAggregate over an index scan, one state at
+-- a time, no hash table and no sort.  Last, because clustering also speeds
+-- up every HashAggregate above (a lead's rows arrive together).
+\echo indexed formulation: index on (lead_id, ts), table clustered on it:
+\timing on
+CREATE INDEX bench_funnel_ev_lead_ts ON bench_funnel_ev (lead_id, ts);
+CLUSTER bench_funnel_ev USING bench_funnel_ev_lead_ts;
+ANALYZE bench_funnel_ev;
+\timing off
+SET max_parallel_workers_per_gather = 0;
+SET enable_hashagg = off;
+EXPLAIN (COSTS OFF) SELECT * FROM pg_temp.funnel_q;
+SET max_parallel_workers_per_gather = 2;
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+EXPLAIN (COSTS OFF) SELECT * FROM pg_temp.funnel_q;
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+SELECT pg_temp.bench('group_steps_indexed', 0, $RUNS, 'SELECT lead_id, count(*) FROM bench_funnel_ev WHERE kind IN (1, 2, 3) GROUP BY lead_id', false);
+SELECT pg_temp.bench('funnel_indexed', 0, $RUNS, 'SELECT * FROM pg_temp.funnel_q', false);
+SELECT pg_temp.bench('plain_sql_indexed', 0, $RUNS, 'SELECT * FROM pg_temp.plain_q', false);
+SELECT pg_temp.bench('group_steps_indexed', 2, $RUNS, 'SELECT lead_id, count(*) FROM bench_funnel_ev WHERE kind IN (1, 2, 3) GROUP BY lead_id', false);
+SELECT pg_temp.bench('funnel_indexed', 2, $RUNS, 'SELECT * FROM pg_temp.funnel_q', false);
+SELECT pg_temp.bench('plain_sql_indexed', 2, $RUNS, 'SELECT * FROM pg_temp.plain_q', false);
+RESET max_parallel_workers_per_gather;
+RESET enable_hashagg;
 
 \echo leadmgmt leads per level and sequence matches (compare with ClickHouse below):
 SELECT level, count(*) AS leads FROM pg_temp.funnel_q GROUP BY level ORDER BY level;

@@ -24,6 +24,7 @@
 #include "pg/kept_plan.h"
 #include "pg/lookup_cache.h"
 #include "pg/merged_into.h"
+#include "pg/merged_into_batch.h"
 #include "pg/trigger.h"
 
 #define ERRCODE_LM_FORBIDDEN_TRANSITION	MAKE_SQLSTATE('L','M','0','0','1')

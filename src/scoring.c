@@ -1,57 +1,25 @@
 /*
  * scoring.c
- *		Incremental behaviour scoring: points on activity rows, decayed lead
- *		scores, caps, and the automatic hand-off to sales.
+ *		Behaviour scoring rules: the rule cache, matching an activity against
+ *		the rules, caps and decay folding, the automatic hand-off to sales,
+ *		and merge_score().
  *
- * Two triggers on leadmgmt.activity share the work of ingest (doc/design.md),
- * and neither runs a query per row, so a COPY costs little more than into a
- * plain table with the same indexes and foreign keys (doc/activity.md,
- * bench/ingest.sh):
+ * What: the rules of doc/scoring.md as the incremental path applies them.
+ * The activity ingest triggers (ingest.c) call in here for every statement;
+ * rescore() applies the same rules set-based in SQL (40_scoring.sql), and
+ * the tests compare the two.
  *
- *	activity_score_row (BEFORE INSERT, FOR EACH ROW)
- *		Puts the row on the lead its lead_id resolves to through merged_into,
- *		looked up once per lead and statement by an index probe under a FOR
- *		KEY SHARE row lock (no SQL, resolve_row_lead), and, unless the row
- *		arrives with points (a restore or a migration), sets points to the
- *		sum of the matching rules' points, matched against the cached rules
- *		in C.
+ * How: the effective rules (active, not overridden by a user rule) are
+ * loaded once per session into RuleCache and dropped by a relcache callback
+ * when leadmgmt.scoring_rule changes (a statement trigger there sends the
+ * invalidation).  Caps walk the matches of one (lead, capped rule) in time
+ * order against the lead's counter; decay folds awarded points into one
+ * component per half-life (src/core/decay.c, src/core/score_state.c).
  *
- *	activity_score_statement (AFTER INSERT, FOR EACH STATEMENT, with the
- *	transition table new_activity)
- *		Running as the extension owner, in one pass per statement:
- *		 0. when a row may have escaped the row trigger's lookup (see
- *			note_row_seen), resolves the statement's distinct leads again
- *			(one query) and moves the rows of a merged lead (one UPDATE);
- *		 1. locks the affected leads in id order (FOR NO KEY UPDATE, which
- *			does not conflict with the foreign keys' KEY SHARE), so
- *			concurrent COPYs neither deadlock nor lose updates; a lead found
- *			merged under the lock resolves further and the leads are locked
- *			again;
- *		 2. applies max_times caps: the first N matches in occurred_at order
- *			win; a match beyond the cap loses its points again, and a match
- *			earlier than an already awarded one (a back-fill) makes that lead
- *			be recomputed from its log by rescore_leads();
- *		 3. folds the awarded points into one decay component per lead and
- *			half-life (leadmgmt.score_component), exactly, whatever the order
- *			in which activities arrive;
- *		 4. writes each lead once: its state, and score / score_at (the total
- *			as of its latest scored activity) with email_status (bounced,
- *			unsubscribed) in one UPDATE; unsubscribes also log a consent
- *			withdrawal;
- *		 5. moves leads in inquiry or recycled whose score reached
- *			mql_threshold through activity within handoff_window of now to
- *			mql (reason "score >= threshold") and NOTIFYs notify_channel with
- *			{"lead_id", "external_id", "score", "stage"}.  NOTIFY is
- *			transactional: delivered on commit, dropped on rollback.
+ * State: the rule cache (per session, CacheMemoryContext) and kept plans.
  *
- * Rule cache: the effective rules (active, not overridden by a user rule)
- * are loaded once per session into RuleCache and dropped by a relcache
- * callback when leadmgmt.scoring_rule changes (a statement trigger there
- * sends the invalidation).  Matching is O(rules of the row's kind).
- *
- * Complexity per statement of n rows, m matches, k leads: O(n) matching,
- * O(n log n + m log m) sorting, k index probes in the row trigger, and a
- * constant number of set-based SQL statements over arrays of k leads.
+ * Complexity: matching is O(rules of the row's kind) per row; caps and
+ * folding are O(m log k) for m matches on k leads.
  */
 #include "postgres.h"
 
@@ -94,43 +62,13 @@
 #include "decay.h"
 #include "leadmgmt.h"
 #include "score_state.h"
+#include "scoring.h"
 
 /* ---------------------------------------------------------------------
- * Rule cache
+ * Rule cache (src/pg/lookup_cache.h)
  * ---------------------------------------------------------------------
  */
-typedef struct ScoringRule
-{
-	int64		id;
-	char	   *kind;
-	text	   *detail_pattern; /* NULL: any detail */
-	char	   *campaign;		/* NULL: any campaign */
-	int32		min_duration_s; /* -1: any duration */
-	float8		points;
-	int64		half_life_us;	/* 0: no decay */
-	int32		max_times;		/* 0: unlimited */
-} ScoringRule;
-
-typedef struct RuleCache
-{
-	MemoryContext context;
-	int			nrules;
-	ScoringRule *rules;
-} RuleCache;
-
-static RuleCache *rule_cache = NULL;
-static Oid	rule_relid = InvalidOid;
-static bool rule_callback_registered = false;
-
-static void
-rule_cache_callback(Datum arg, Oid relid)
-{
-	if (rule_cache != NULL && (relid == InvalidOid || relid == rule_relid))
-	{
-		MemoryContextDelete(rule_cache->context);
-		rule_cache = NULL;
-	}
-}
+static uint64 rule_cache_builds = 0;
 
 static char *
 copy_text_column(MemoryContext cxt, HeapTuple tup, TupleDesc desc, int col)
@@ -140,35 +78,26 @@ copy_text_column(MemoryContext cxt, HeapTuple tup, TupleDesc desc, int col)
 	return value ? MemoryContextStrdup(cxt, value) : NULL;
 }
 
-static RuleCache *
-load_rule_cache(void)
+static void *
+build_rule_cache(MemoryContext cxt)
 {
-	MemoryContext cxt;
-	RuleCache  *cache;
+	static SPIPlanPtr plan = NULL;
+	RuleCache  *cache = MemoryContextAllocZero(cxt, sizeof(RuleCache));
 	uint64		i;
-
-	if (!rule_callback_registered)
-	{
-		CacheRegisterRelcacheCallback(rule_cache_callback, (Datum) 0);
-		rule_callback_registered = true;
-	}
-	rule_relid = get_relname_relid("scoring_rule", lm_schema_oid());
-
-	cxt = AllocSetContextCreate(CacheMemoryContext, "leadmgmt rule cache",
-								ALLOCSET_SMALL_SIZES);
-	cache = MemoryContextAllocZero(cxt, sizeof(RuleCache));
-	cache->context = cxt;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT r.id, r.kind, r.detail_pattern, r.campaign, r.min_duration_s, "
-					"r.points, leadmgmt.half_life_us(r.half_life), r.max_times "
-					"FROM leadmgmt.scoring_rule r WHERE r.active AND NOT EXISTS "
-					"(SELECT 1 FROM leadmgmt.scoring_rule o "
-					" WHERE o.overrides OPERATOR(pg_catalog.=) r.name) ORDER BY r.id",
-					true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(lm_kept_plan(&plan,
+									  "SELECT r.id, r.kind, r.detail_pattern, r.campaign, r.min_duration_s, "
+									  "r.points, leadmgmt.half_life_us(r.half_life), r.max_times "
+									  "FROM leadmgmt.scoring_rule r WHERE r.active AND NOT EXISTS "
+									  "(SELECT 1 FROM leadmgmt.scoring_rule o "
+									  " WHERE o.overrides OPERATOR(pg_catalog.=) r.name) ORDER BY r.id",
+									  0, NULL),
+						 NULL, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read leadmgmt.scoring_rule");
 
+	cache->generation = ++rule_cache_builds;
 	cache->nrules = (int) SPI_processed;
 	cache->rules = MemoryContextAllocZero(cxt, sizeof(ScoringRule) * Max(cache->nrules, 1));
 	for (i = 0; i < SPI_processed; i++)
@@ -181,6 +110,7 @@ load_rule_cache(void)
 
 		rule->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		rule->kind = copy_text_column(cxt, tup, desc, 2);
+		rule->kind_len = strlen(rule->kind);
 		d = SPI_getbinval(tup, desc, 3, &isnull);
 		if (!isnull)
 		{
@@ -190,6 +120,7 @@ load_rule_cache(void)
 			MemoryContextSwitchTo(old);
 		}
 		rule->campaign = copy_text_column(cxt, tup, desc, 4);
+		rule->campaign_len = rule->campaign ? strlen(rule->campaign) : 0;
 		d = SPI_getbinval(tup, desc, 5, &isnull);
 		rule->min_duration_s = isnull ? -1 : DatumGetInt32(d);
 		rule->points = DatumGetFloat8(SPI_getbinval(tup, desc, 6, &isnull));
@@ -198,45 +129,25 @@ load_rule_cache(void)
 		rule->max_times = isnull ? 0 : DatumGetInt32(d);
 	}
 	SPI_finish();
-	rule_cache = cache;
 	return cache;
 }
 
-static RuleCache *
-get_rule_cache(void)
+static LmLookupCache rule_cache = {"leadmgmt rule cache", {"scoring_rule", NULL}, build_rule_cache};
+
+/*
+ * The effective rules: active, not overridden by a user rule.  Built once
+ * per session, dropped when leadmgmt.scoring_rule changes.
+ */
+RuleCache *
+lm_rule_cache(void)
 {
-	return rule_cache ? rule_cache : load_rule_cache();
+	return (RuleCache *) lm_lookup_cache_get(&rule_cache);
 }
 
 /* ---------------------------------------------------------------------
  * Matching one activity
  * ---------------------------------------------------------------------
  */
-typedef struct ActivityRow
-{
-	int64		id;
-	int64		lead_id;
-	TimestampTz occurred_at;
-	char	   *kind;
-	text	   *detail;			/* NULL when SQL NULL */
-	char	   *campaign;
-	bool		has_duration;
-	int32		duration_s;
-	bool		points_given;
-} ActivityRow;
-
-typedef struct ActivityColumns
-{
-	int			id,
-				lead_id,
-				kind,
-				occurred_at,
-				campaign,
-				detail,
-				duration_s,
-				points;
-} ActivityColumns;
-
 static int
 activity_column(TupleDesc desc, const char *name)
 {
@@ -259,10 +170,11 @@ column_is(TupleDesc desc, int attnum, const char *name)
 
 /*
  * Column numbers of the activity table, looked up once and re-checked by
- * name on every use (cheap), so ALTER TABLE cannot make them stale.
+ * name on every call, so ALTER TABLE cannot make them stale (the row trigger
+ * calls it once per statement: the table cannot change under a statement).
  */
-static const ActivityColumns *
-activity_columns(TupleDesc desc)
+const ActivityColumns *
+lm_activity_columns(TupleDesc desc)
 {
 	static ActivityColumns cols = {0};
 
@@ -284,40 +196,54 @@ activity_columns(TupleDesc desc)
 }
 
 /*
- * Read the columns matching needs.  Strings point into the tuple (kind and
- * campaign are detoasted copies), valid while the tuple is.
+ * The columns matching reads, from a deformed tuple (heap_deform_tuple or
+ * slot_getallattrs).  Strings point into the tuple, detoasted only when
+ * compressed or external.
  */
-static void
-read_activity(HeapTuple tuple, TupleDesc desc, const ActivityColumns *cols, ActivityRow *row)
+void
+lm_activity_from_values(const Datum *values, const bool *nulls, const ActivityColumns *cols,
+						ActivityRow *row)
 {
-	bool		isnull;
-	Datum		d;
+#define COL(c) ((c) - 1)
+	row->id = nulls[COL(cols->id)] ? 0 : DatumGetInt64(values[COL(cols->id)]);
+	row->lead_id = nulls[COL(cols->lead_id)] ? 0 : DatumGetInt64(values[COL(cols->lead_id)]);
+	row->occurred_at = nulls[COL(cols->occurred_at)] ? DT_NOBEGIN :
+		DatumGetTimestampTz(values[COL(cols->occurred_at)]);
+	if (nulls[COL(cols->kind)])
+		row->kind = NULL;
+	else
+	{
+		text	   *t = DatumGetTextPP(values[COL(cols->kind)]);
 
-	row->id = DatumGetInt64(heap_getattr(tuple, cols->id, desc, &isnull));
-	row->lead_id = DatumGetInt64(heap_getattr(tuple, cols->lead_id, desc, &isnull));
-	d = heap_getattr(tuple, cols->occurred_at, desc, &isnull);
-	row->occurred_at = isnull ? DT_NOBEGIN : DatumGetTimestampTz(d);
-	d = heap_getattr(tuple, cols->kind, desc, &isnull);
-	row->kind = isnull ? NULL : TextDatumGetCString(d);
-	d = heap_getattr(tuple, cols->detail, desc, &isnull);
-	row->detail = isnull ? NULL : DatumGetTextPP(d);
-	d = heap_getattr(tuple, cols->campaign, desc, &isnull);
-	row->campaign = isnull ? NULL : TextDatumGetCString(d);
-	d = heap_getattr(tuple, cols->duration_s, desc, &isnull);
-	row->has_duration = !isnull;
-	row->duration_s = isnull ? 0 : DatumGetInt32(d);
-	(void) heap_getattr(tuple, cols->points, desc, &isnull);
-	row->points_given = !isnull;
+		row->kind = VARDATA_ANY(t);
+		row->kind_len = VARSIZE_ANY_EXHDR(t);
+	}
+	row->detail = nulls[COL(cols->detail)] ? NULL : DatumGetTextPP(values[COL(cols->detail)]);
+	if (nulls[COL(cols->campaign)])
+		row->campaign = NULL;
+	else
+	{
+		text	   *t = DatumGetTextPP(values[COL(cols->campaign)]);
+
+		row->campaign = VARDATA_ANY(t);
+		row->campaign_len = VARSIZE_ANY_EXHDR(t);
+	}
+	row->has_duration = !nulls[COL(cols->duration_s)];
+	row->duration_s = row->has_duration ? DatumGetInt32(values[COL(cols->duration_s)]) : 0;
+	row->points_given = !nulls[COL(cols->points)];
+#undef COL
 }
 
 /* the SQL of leadmgmt.score_matches(), for one row and one rule */
-static bool
-rule_matches(const ScoringRule *rule, const ActivityRow *row)
+bool
+lm_rule_matches(const ScoringRule *rule, const ActivityRow *row)
 {
-	if (row->kind == NULL || strcmp(rule->kind, row->kind) != 0)
+	if (row->kind == NULL || row->kind_len != rule->kind_len ||
+		memcmp(rule->kind, row->kind, row->kind_len) != 0)
 		return false;
 	if (rule->campaign != NULL &&
-		(row->campaign == NULL || strcmp(rule->campaign, row->campaign) != 0))
+		(row->campaign == NULL || row->campaign_len != rule->campaign_len ||
+		 memcmp(rule->campaign, row->campaign, row->campaign_len) != 0))
 		return false;
 	if (rule->min_duration_s >= 0 &&
 		(!row->has_duration || row->duration_s < rule->min_duration_s))
@@ -334,359 +260,18 @@ rule_matches(const ScoringRule *rule, const ActivityRow *row)
 	return true;
 }
 
-static HTAB *resolved_leads = NULL; /* see resolve_row_lead() */
-static uint32 statement_generation = 1; /* see note_row_seen() */
-static int64 rows_seen = 0;
-static CommandId rows_cid = InvalidCommandId;
-static bool rows_cid_changed = false;
-static bool xact_callback_registered = false;
-
-static void
-forget_at_xact_end(XactEvent event, void *arg)
-{
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
-		event == XACT_EVENT_PREPARE)
-	{
-		resolved_leads = NULL;	/* freed with TopTransactionContext */
-		rows_seen = 0;
-		rows_cid_changed = false;
-	}
-}
-
 /* ---------------------------------------------------------------------
- * Lead resolution of new rows, remembered for the statement
+ * Helpers shared with ingest.c
  * ---------------------------------------------------------------------
  */
-
-/*
- * lead id -> the lead it resolves to, for the leads the current statement
- * has seen: a COPY names each lead many times and looks each up once, by a
- * direct index probe of the lead table's primary key under a FOR KEY SHARE
- * row lock (no SQL), so a merge in progress is waited for as the foreign
- * key check would wait.  The statement trigger checks every lead of the
- * statement again with a fresh snapshot and moves what it finds
- * (resolve_merged): a lead merged between two of the statement's rows, or
- * under a deferred foreign key.  Lives in TopTransactionContext; the
- * statement trigger forgets it.
- */
-typedef struct ResolvedLead
-{
-	int64		lead_id;		/* hash key */
-	int64		target;
-	uint32		generation;		/* statement_generation when looked up */
-} ResolvedLead;
-
-/*
- * What the row trigger saw of the current statement: entries of
- * resolved_leads are valid for one statement (generation), and the
- * statement trigger checks the leads again only when a row may have escaped
- * the lookup (rows_seen differs from the transition table, a nested
- * statement) or a command of this transaction ran between two rows (a
- * merge in the statement's own SELECT): a merge by another session must
- * wait for the FOR KEY SHARE locks the lookups hold.
- */
-
-static void
-note_row_seen(void)
-{
-	CommandId	cid = GetCurrentCommandId(false);
-
-	if (rows_seen++ == 0)
-		rows_cid = cid;
-	else if (cid != rows_cid)
-		rows_cid_changed = true;
-}
-
-static void
-forget_resolved_leads(void)
-{
-	statement_generation++;
-	rows_seen = 0;
-	rows_cid_changed = false;
-}
-
-/*
- * merged_into of a lead, read under a FOR KEY SHARE lock of its row, as
- * SELECT ... FOR KEY SHARE reads it: a merge in progress (FOR UPDATE) is
- * waited for, and under READ COMMITTED its outcome is read from the row's
- * latest version.  The foreign key check takes the same lock later anyway.
- * false: no such lead (the foreign key reports it).
- */
-static bool
-probe_merged_into(Relation lead_rel, Relation pkey, int merged_attnum, int64 lead_id,
-				  int64 *merged_into)
-{
-	IndexScanDesc scan;
-	ScanKeyData key;
-	TupleTableSlot *slot = table_slot_create(lead_rel, NULL);
-	Snapshot	snapshot = GetActiveSnapshot();
-	bool		found;
-
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(lead_id));
-#if PG_VERSION_NUM >= 180000
-	scan = index_beginscan(lead_rel, pkey, snapshot, NULL, 1, 0);
-#else
-	scan = index_beginscan(lead_rel, pkey, snapshot, 1, 0);
-#endif
-	index_rescan(scan, &key, 1, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	*merged_into = 0;
-	if (found)
-	{
-		TM_FailureData tmfd;
-		TM_Result	result;
-
-		result = table_tuple_lock(lead_rel, &slot->tts_tid, snapshot, slot, snapshot->curcid,
-								  LockTupleKeyShare, LockWaitBlock,
-								  IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
-								  &tmfd);
-		switch (result)
-		{
-			case TM_Ok:
-				break;			/* slot holds the locked, latest version */
-			case TM_SelfModified:
-				/* changed by this transaction after the statement began: as read */
-				break;
-			case TM_Updated:
-			case TM_Deleted:
-				if (IsolationUsesXactSnapshot())
-					ereport(ERROR,
-							(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-							 errmsg("could not serialize access due to concurrent update")));
-				found = false;	/* deleted meanwhile */
-				break;
-			default:
-				elog(ERROR, "unexpected table_tuple_lock status: %u", result);
-		}
-	}
-	if (found)
-	{
-		bool		isnull;
-		Datum		d = slot_getattr(slot, merged_attnum, &isnull);
-
-		if (!isnull)
-			*merged_into = DatumGetInt64(d);
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	return found;
-}
-
-/* the lead a new row's lead id stands for (itself when unknown or live) */
-static int64
-resolve_row_lead(int64 lead_id)
-{
-	ResolvedLead *entry;
-	bool		found;
-	Oid			lead_relid;
-	Relation	lead_rel;
-	Relation	pkey;
-	int			merged_attnum;
-	int64		current = lead_id;
-	int			hops;
-
-	if (resolved_leads == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(int64);
-		ctl.entrysize = sizeof(ResolvedLead);
-		if (!xact_callback_registered)
-		{
-			RegisterXactCallback(forget_at_xact_end, NULL);
-			xact_callback_registered = true;
-		}
-		ctl.hcxt = TopTransactionContext;
-		resolved_leads = hash_create("leadmgmt resolved leads", 64, &ctl,
-									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	entry = hash_search(resolved_leads, &lead_id, HASH_FIND, NULL);
-	if (entry != NULL && entry->generation == statement_generation)
-		return entry->target;
-
-	lead_relid = get_relname_relid("lead", lm_schema_oid());
-	if (!OidIsValid(lead_relid))
-		return lead_id;
-	lead_rel = table_open(lead_relid, AccessShareLock);
-#if PG_VERSION_NUM >= 180000
-	pkey = index_open(RelationGetPrimaryKeyIndex(lead_rel, false), AccessShareLock);
-#else
-	pkey = index_open(RelationGetPrimaryKeyIndex(lead_rel), AccessShareLock);
-#endif
-	merged_attnum = lm_column(lead_rel, "merged_into");
-	for (hops = 0; hops < 1000; hops++)
-	{
-		int64		next;
-
-		if (!probe_merged_into(lead_rel, pkey, merged_attnum, current, &next) || next == 0)
-			break;
-		current = next;
-	}
-	index_close(pkey, AccessShareLock);
-	table_close(lead_rel, AccessShareLock);
-	if (hops >= 1000)
-		ereport(ERROR,
-				(errcode(ERRCODE_LM_MERGE_CYCLE),
-				 errmsg("merged_into chain starting at lead " INT64_FORMAT " does not end", lead_id),
-				 errhint("merged_into is written by leadmgmt.merge_leads(); set it back to NULL on one lead of the circle.")));
-
-	entry = hash_search(resolved_leads, &lead_id, HASH_ENTER, &found);
-	entry->target = current;
-	entry->generation = statement_generation;
-	return current;
-}
-
-/* ---------------------------------------------------------------------
- * BEFORE ROW trigger
- * ---------------------------------------------------------------------
- */
-PG_FUNCTION_INFO_V1(leadmgmt_activity_score_row);
-Datum
-leadmgmt_activity_score_row(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Relation	rel;
-	TupleDesc	desc;
-	HeapTuple	tuple;
-	const ActivityColumns *cols;
-	ActivityRow row;
-	RuleCache  *cache;
-	float8		points = 0;
-	int64		target;
-	int			replace_cols[2];
-	Datum		values[2];
-	bool		nulls[2] = {false, false};
-	int			nreplace = 0;
-	int			i;
-
-	lm_check_trigger_context(fcinfo, "activity_score_row", true, true);
-	if (!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("activity_score_row: must be fired for INSERT")));
-	rel = trigdata->tg_relation;
-	desc = RelationGetDescr(rel);
-	tuple = trigdata->tg_trigtuple;
-	cols = activity_columns(desc);
-	read_activity(tuple, desc, cols, &row);
-
-	/* a row for a merged lead goes to the lead it was merged into */
-	note_row_seen();
-	(void) heap_getattr(tuple, cols->lead_id, desc, &nulls[0]);
-	if (!nulls[0])
-	{
-		target = resolve_row_lead(row.lead_id);
-		if (target != row.lead_id)
-		{
-			replace_cols[nreplace] = cols->lead_id;
-			values[nreplace] = Int64GetDatum(target);
-			nreplace++;
-		}
-	}
-	nulls[0] = false;
-
-	/*
-	 * A row that arrives with points keeps them; its matches still count in
-	 * the lead's score, as rescore() counts them (1.0.0 fired this trigger
-	 * only for rows without points, so the statement trigger never skipped
-	 * one either)
-	 */
-	if (!row.points_given)
-	{
-		cache = get_rule_cache();
-		for (i = 0; i < cache->nrules; i++)
-			if (rule_matches(&cache->rules[i], &row))
-				points += cache->rules[i].points;
-		replace_cols[nreplace] = cols->points;
-		values[nreplace] = Float8GetDatum(points);
-		nreplace++;
-	}
-	if (nreplace == 0)
-		return PointerGetDatum(tuple);
-	return PointerGetDatum(heap_modify_tuple_by_cols(tuple, desc, nreplace, replace_cols,
-													 values, nulls));
-}
-
-/* ---------------------------------------------------------------------
- * AFTER STATEMENT trigger
- * ---------------------------------------------------------------------
- */
-typedef struct Match
-{
-	int64		lead_id;
-	int			rule;			/* index into the rule cache */
-	TimestampTz occurred_at;
-	int64		activity_id;
-	bool		awarded;
-} Match;
-
-typedef struct Correction
-{
-	int64		activity_id;
-	float8		delta;
-} Correction;
-
-/* one lead touched by the statement */
-typedef struct LeadState
-{
-	int64		lead_id;
-	TimestampTz latest_match;	/* latest occurred_at among its matches */
-	bool		recompute;		/* back-filled past a cap: rescore this lead */
-	bool		found;			/* the lead row was read and locked */
-	bool		has_matches;	/* some row of the statement matched a rule */
-	bool		bounced;		/* an email_bounce row in the statement */
-	bool		unsubscribed;	/* an unsubscribe row in the statement */
-	char	   *email_status;	/* as read */
-	bool		had_state;		/* a score_state row exists */
-	char	   *external_id;
-	char	   *stage;
-	TimestampTz stage_entered_at;
-	LmState		state;
-	float8		score;
-	TimestampTz score_at;
-} LeadState;
-
-#define CMP(a, b) ((a) < (b) ? -1 : (a) > (b) ? 1 : 0)
-
-static int
-match_cmp(const void *a, const void *b)
-{
-	const Match *x = a;
-	const Match *y = b;
-	int			c;
-
-	if ((c = CMP(x->lead_id, y->lead_id)) != 0 || (c = CMP(x->rule, y->rule)) != 0 ||
-		(c = CMP(x->occurred_at, y->occurred_at)) != 0)
-		return c;
-	return CMP(x->activity_id, y->activity_id);
-}
-
-static int
-correction_cmp(const void *a, const void *b)
-{
-	return CMP(((const Correction *) a)->activity_id, ((const Correction *) b)->activity_id);
-}
-
-static int
-lead_state_cmp(const void *a, const void *b)
+int
+lm_lead_state_cmp(const void *a, const void *b)
 {
 	return CMP(((const LeadState *) a)->lead_id, ((const LeadState *) b)->lead_id);
 }
 
-/* grow-as-needed arrays */
-#define APPEND(arr, n, cap) \
-	do { \
-		if ((n) == (cap)) \
-		{ \
-			(cap) = (cap) ? (cap) * 2 : 64; \
-			(arr) = (arr) ? repalloc_huge((arr), sizeof(*(arr)) * (cap)) : \
-				palloc_extended(sizeof(*(arr)) * (cap), MCXT_ALLOC_HUGE); \
-		} \
-	} while (0)
-
-static ArrayType *
-datum_array(Datum *d, int n, Oid type)
+ArrayType *
+lm_datum_array(Datum *d, int n, Oid type)
 {
 	int16		len;
 	bool		byval;
@@ -697,406 +282,36 @@ datum_array(Datum *d, int n, Oid type)
 }
 
 /*
- * Run a kept plan, preparing it on first use.  Never read-only: each step
- * must see what the previous one wrote (read-only SPI skips the command
- * counter increment and would read a stale snapshot).
+ * Run a kept plan (lm_kept_plan).  Never read-only: each step must see what
+ * the previous one wrote (read-only SPI skips the command counter increment
+ * and would read a stale snapshot).
  */
-static void
-run_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *values,
-		 int expected)
+void
+lm_run_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *values,
+			int expected)
 {
-	int			rc;
+	int			rc = SPI_execute_plan(lm_kept_plan(plan, sql, nargs, types), values, NULL,
+									  false, 0);
 
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		*plan = p;
-	}
-	rc = SPI_execute_plan(*plan, values, NULL, false, 0);
 	if (rc != expected)
 		elog(ERROR, "unexpected SPI result %s for \"%s\"", SPI_result_code_string(rc), sql);
 }
 
-/*
- * Deliverability and consent facts seen in the statement: a bounce marks the
- * address bounced, an unsubscribe marks it unsubscribed and withdraws e-mail
- * consent (identity's hygiene, done here because this trigger already reads
- * every new row).
- */
-typedef struct Hygiene
-{
-	int			nbounced;
-	int			nunsubscribed;
-	int			cap_bounced;
-	int			cap_unsubscribed;
-	int64	   *bounced;
-	int64	   *unsubscribed;
-	TimestampTz *unsubscribed_at;
-} Hygiene;
 
-static void
-note_hygiene(Hygiene *h, const ActivityRow *row)
-{
-	if (row->kind == NULL)
-		return;
-	if (strcmp(row->kind, "email_bounce") == 0)
-	{
-		APPEND(h->bounced, h->nbounced, h->cap_bounced);
-		h->bounced[h->nbounced++] = row->lead_id;
-	}
-	else if (strcmp(row->kind, "unsubscribe") == 0)
-	{
-		int			cap = h->cap_unsubscribed;
-
-		APPEND(h->unsubscribed, h->nunsubscribed, h->cap_unsubscribed);
-		APPEND(h->unsubscribed_at, h->nunsubscribed, cap);
-		h->unsubscribed[h->nunsubscribed] = row->lead_id;
-		h->unsubscribed_at[h->nunsubscribed] = row->occurred_at;
-		h->nunsubscribed++;
-	}
-}
-
-/* the statement's rows as (activity id, lead id), for identity resolution */
-typedef struct RowLead
-{
-	int64		activity_id;
-	int64		lead_id;
-} RowLead;
-
-/*
- * The statement's matches, one per (row, rule), its hygiene facts, and the
- * (activity id, lead id) of every row.
- */
-static Match *
-collect_matches(Tuplestorestate *rows, TupleDesc desc, RuleCache *cache, int *nmatches,
-				Hygiene *hygiene, RowLead **row_leads, int *nrows)
-{
-	TupleTableSlot *slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
-	MemoryContext outer = CurrentMemoryContext;
-	MemoryContext rowcxt = AllocSetContextCreate(outer, "leadmgmt scoring row",
-												 ALLOCSET_SMALL_SIZES);
-	const ActivityColumns *cols = activity_columns(desc);
-	Match	   *matches = NULL;
-	int			n = 0;
-	int			cap = 0;
-	RowLead    *rl = NULL;
-	int			nrl = 0;
-	int			caprl = 0;
-
-	tuplestore_rescan(rows);
-	while (tuplestore_gettupleslot(rows, true, false, slot))
-	{
-		bool		should_free;
-		HeapTuple	tuple;
-		ActivityRow row;
-		int			i;
-
-		MemoryContextReset(rowcxt);
-		MemoryContextSwitchTo(rowcxt);
-		tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
-		read_activity(tuple, desc, cols, &row);
-		MemoryContextSwitchTo(outer);
-		APPEND(rl, nrl, caprl);
-		rl[nrl].activity_id = row.id;
-		rl[nrl].lead_id = row.lead_id;
-		nrl++;
-		note_hygiene(hygiene, &row);
-		for (i = 0; i < cache->nrules; i++)
-		{
-			if (!rule_matches(&cache->rules[i], &row))
-				continue;
-			APPEND(matches, n, cap);
-			matches[n].lead_id = row.lead_id;
-			matches[n].rule = i;
-			matches[n].occurred_at = row.occurred_at;
-			matches[n].activity_id = row.id;
-			matches[n].awarded = true;
-			n++;
-		}
-	}
-	ExecDropSingleTupleTableSlot(slot);
-	MemoryContextDelete(rowcxt);
-	*nmatches = n;
-	*row_leads = rl;
-	*nrows = nrl;
-	return matches;
-}
-
-static int
-int64_cmp(const void *a, const void *b)
-{
-	return CMP(*(const int64 *) a, *(const int64 *) b);
-}
-
-/* sort ids and drop duplicates; returns the new count */
-static int
-sort_unique(int64 *ids, int n)
-{
-	int			m = 0;
-	int			i;
-
-	if (n == 0)
-		return 0;
-	qsort(ids, n, sizeof(int64), int64_cmp);
-	for (i = 1; i < n; i++)
-		if (ids[i] != ids[m])
-			ids[++m] = ids[i];
-	return m + 1;
-}
-
-static Datum
-int8_datum_array(const int64 *values, int n)
+Datum
+lm_int8_datum_array(const int64 *values, int n)
 {
 	Datum	   *d = palloc_extended(sizeof(Datum) * Max(n, 1), MCXT_ALLOC_HUGE);
 	int			i;
 
 	for (i = 0; i < n; i++)
 		d[i] = Int64GetDatum(values[i]);
-	return PointerGetDatum(datum_array(d, n, INT8OID));
-}
-
-/* ---------------------------------------------------------------------
- * Identity: every row lands on the lead its lead id stands for today
- * ---------------------------------------------------------------------
- */
-
-/* merged lead -> the live lead it resolves to, sorted by from */
-typedef struct LeadMove
-{
-	int64		from;
-	int64		to;
-} LeadMove;
-
-typedef struct LeadMap
-{
-	int			n;
-	int			cap;
-	LeadMove   *moves;
-} LeadMap;
-
-static int
-lead_move_cmp(const void *a, const void *b)
-{
-	return CMP(((const LeadMove *) a)->from, ((const LeadMove *) b)->from);
-}
-
-static int64
-map_lead(const LeadMap *map, int64 lead_id)
-{
-	LeadMove	key;
-	LeadMove   *found;
-
-	if (map->n == 0)
-		return lead_id;
-	key.from = lead_id;
-	found = bsearch(&key, map->moves, map->n, sizeof(LeadMove), lead_move_cmp);
-	return found ? found->to : lead_id;
-}
-
-/*
- * Add the merged leads among ids (sorted, distinct, none in the map yet) to
- * the map, following merged_into to its end: one query per hop, and
- * merge_leads() keeps chains one hop long.  No row lock: the foreign key
- * check of each new row holds FOR KEY SHARE on its lead already, so a merge
- * of that lead (FOR UPDATE) either committed before, and is seen here, or
- * waits for this transaction and then moves the rows itself.
- */
-static void
-resolve_merged(LeadMap *map, int64 *ids, int n)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			type = INT8ARRAYOID;
-	int			first = map->n;
-	int			hops;
-	int			j;
-
-	for (hops = 0; n > 0; hops++)
-	{
-		Datum		arg = int8_datum_array(ids, n);
-		int			ntargets = 0;
-		uint64		i;
-
-		if (hops >= 1000)
-			ereport(ERROR,
-					(errcode(ERRCODE_LM_MERGE_CYCLE),
-					 errmsg("merged_into chain starting at lead " INT64_FORMAT " does not end",
-							ids[0]),
-					 errhint("merged_into is written by leadmgmt.merge_leads(); set it back to NULL on one lead of the circle.")));
-		run_plan(&plan,
-				 "SELECT l.id, l.merged_into FROM leadmgmt.lead l "
-				 "WHERE l.id OPERATOR(pg_catalog.=) ANY ($1) AND l.merged_into IS NOT NULL",
-				 1, &type, &arg, SPI_OK_SELECT);
-		for (i = 0; i < SPI_processed; i++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-			int64		from = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-			int64		to = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-
-			if (hops == 0)
-			{
-				APPEND(map->moves, map->n, map->cap);
-				map->moves[map->n].from = from;
-				map->moves[map->n].to = to;
-				map->n++;
-			}
-			else
-			{
-				/* one hop further for every lead that resolved to from */
-				for (j = first; j < map->n; j++)
-					if (map->moves[j].to == from)
-						map->moves[j].to = to;
-			}
-			ids[ntargets++] = to;
-		}
-		n = sort_unique(ids, ntargets);
-	}
-	if (map->n == first)
-		return;
-	qsort(map->moves, map->n, sizeof(LeadMove), lead_move_cmp);
-	/* a lead merged since an earlier call: leads that resolved to it follow */
-	for (j = 0; j < map->n; j++)
-	{
-		int64		to = map->moves[j].to;
-		int			k;
-
-		for (k = 0; k < map->n; k++)
-		{
-			int64		next = map_lead(map, to);
-
-			if (next == to)
-				break;
-			to = next;
-		}
-		map->moves[j].to = to;
-	}
-}
-
-/* the rows' lead ids through the map, and the rows that move */
-static void
-apply_map(const LeadMap *map, Match *matches, int nmatches, Hygiene *h)
-{
-	int			i;
-
-	if (map->n == 0)
-		return;
-	for (i = 0; i < nmatches; i++)
-		matches[i].lead_id = map_lead(map, matches[i].lead_id);
-	for (i = 0; i < h->nbounced; i++)
-		h->bounced[i] = map_lead(map, h->bounced[i]);
-	for (i = 0; i < h->nunsubscribed; i++)
-		h->unsubscribed[i] = map_lead(map, h->unsubscribed[i]);
-}
-
-/*
- * Rows inserted with the id of a merged lead go to the lead it resolves
- * to: one UPDATE for all of them (rare: ids from old links and cookies).
- */
-static void
-move_rows(const LeadMap *map, const RowLead *rows, int nrows)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			types[2] = {INT8ARRAYOID, INT8ARRAYOID};
-	Datum		args[2];
-	int64	   *ids = NULL;
-	int64	   *to = NULL;
-	int			n = 0;
-	int			cap = 0;
-	int			i;
-
-	if (map->n == 0)
-		return;
-	for (i = 0; i < nrows; i++)
-	{
-		int64		target = map_lead(map, rows[i].lead_id);
-		int			cap2 = cap;
-
-		if (target == rows[i].lead_id)
-			continue;
-		APPEND(ids, n, cap);
-		APPEND(to, n, cap2);
-		ids[n] = rows[i].activity_id;
-		to[n] = target;
-		n++;
-	}
-	if (n == 0)
-		return;
-	args[0] = int8_datum_array(ids, n);
-	args[1] = int8_datum_array(to, n);
-	run_plan(&plan,
-			 "UPDATE leadmgmt.activity a SET lead_id = m.lead_id "
-			 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS m(id, lead_id) "
-			 "WHERE a.id OPERATOR(pg_catalog.=) m.id",
-			 2, types, args, SPI_OK_UPDATE);
-}
-
-/* ---------------------------------------------------------------------
- * The leads of the statement
- * ---------------------------------------------------------------------
- */
-
-static LeadState *
-find_lead(LeadState *leads, int nleads, int64 lead_id)
-{
-	LeadState	key;
-
-	key.lead_id = lead_id;
-	return bsearch(&key, leads, nleads, sizeof(LeadState), lead_state_cmp);
-}
-
-/*
- * The distinct leads of the (sorted) matches and of the hygiene facts, with
- * their latest match time and the hygiene facts that concern them.
- */
-static LeadState *
-touched_leads(const Match *matches, int nmatches, const Hygiene *h, int *nleads)
-{
-	int			nids = 0;
-	int64	   *ids = palloc_extended(sizeof(int64) * Max(nmatches + h->nbounced + h->nunsubscribed, 1),
-									  MCXT_ALLOC_HUGE);
-	LeadState  *leads;
-	int			n;
-	int			i;
-
-	for (i = 0; i < nmatches; i++)
-		if (nids == 0 || ids[nids - 1] != matches[i].lead_id)
-			ids[nids++] = matches[i].lead_id;
-	for (i = 0; i < h->nbounced; i++)
-		ids[nids++] = h->bounced[i];
-	for (i = 0; i < h->nunsubscribed; i++)
-		ids[nids++] = h->unsubscribed[i];
-	n = sort_unique(ids, nids);
-	leads = palloc_extended(sizeof(LeadState) * Max(n, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-	for (i = 0; i < n; i++)
-	{
-		leads[i].lead_id = ids[i];
-		leads[i].latest_match = DT_NOBEGIN;
-	}
-	pfree(ids);
-	for (i = 0; i < nmatches; i++)
-	{
-		LeadState  *lead = find_lead(leads, n, matches[i].lead_id);
-
-		lead->has_matches = true;
-		if (matches[i].occurred_at > lead->latest_match)
-			lead->latest_match = matches[i].occurred_at;
-	}
-	for (i = 0; i < h->nbounced; i++)
-		find_lead(leads, n, h->bounced[i])->bounced = true;
-	for (i = 0; i < h->nunsubscribed; i++)
-		find_lead(leads, n, h->unsubscribed[i])->unsubscribed = true;
-	*nleads = n;
-	return leads;
+	return PointerGetDatum(lm_datum_array(d, n, INT8OID));
 }
 
 /* the lead ids as an int8[] (all, or only those to recompute) */
-static Datum
-lead_id_array(const LeadState *leads, int nleads, bool recompute_only, int *count)
+Datum
+lm_lead_id_array(const LeadState *leads, int nleads, bool recompute_only, int *count)
 {
 	Datum	   *ids = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
 	int			n = 0;
@@ -1106,82 +321,47 @@ lead_id_array(const LeadState *leads, int nleads, bool recompute_only, int *coun
 		if (!recompute_only || leads[i].recompute)
 			ids[n++] = Int64GetDatum(leads[i].lead_id);
 	*count = n;
-	return PointerGetDatum(datum_array(ids, n, INT8OID));
+	return PointerGetDatum(lm_datum_array(ids, n, INT8OID));
 }
 
 /*
- * Lock the leads in id order (FOR NO KEY UPDATE does not conflict with the
- * KEY SHARE locks of the foreign keys), then read their stage, score, e-mail
- * status and scoring state.  Two statements on purpose: the read must take
- * its snapshot after the locks are granted, or it would miss what the
- * session we waited for wrote.  Returns the number of leads that turn out to
- * have been merged meanwhile (a merge that committed after resolve_merged()
- * looked): their ids are left in merged[].
+ * The lead of a match, remembered in *hint: matches come sorted by lead, so
+ * a run of them looks the lead up once.
  */
-static int
-lock_and_read_leads(LeadState *leads, int nleads, int64 *merged)
+LeadState *
+lm_lead_of(LeadState *leads, int nleads, int64 lead_id, LeadState **hint)
 {
-	static SPIPlanPtr lock_plan = NULL;
-	static SPIPlanPtr read_plan = NULL;
-	Oid			type = INT8ARRAYOID;
-	int			count;
-	Datum		arg = lead_id_array(leads, nleads, false, &count);
-	int			nmerged = 0;
-	uint64		i;
-
-	run_plan(&lock_plan,
-			 "SELECT 1 FROM leadmgmt.lead l WHERE l.id OPERATOR(pg_catalog.=) ANY ($1) "
-			 "ORDER BY l.id FOR NO KEY UPDATE",
-			 1, &type, &arg, SPI_OK_SELECT);
-	run_plan(&read_plan,
-			 "SELECT l.id, l.external_id, l.stage, l.stage_entered_at, s.state, "
-			 "l.merged_into, l.email_status "
-			 "FROM leadmgmt.lead l LEFT JOIN leadmgmt.score_state s "
-			 "ON s.lead_id OPERATOR(pg_catalog.=) l.id "
-			 "WHERE l.id OPERATOR(pg_catalog.=) ANY ($1)",
-			 1, &type, &arg, SPI_OK_SELECT);
-	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		LeadState  *lead = find_lead(leads, nleads,
-									 DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)));
-		Datum		d;
-
-		if (lead == NULL)
-			continue;
-		(void) SPI_getbinval(tup, desc, 6, &isnull);
-		if (!isnull)
-		{
-			merged[nmerged++] = lead->lead_id;
-			continue;
-		}
-		lead->found = true;
-		lead->external_id = SPI_getvalue(tup, desc, 2);
-		lead->stage = SPI_getvalue(tup, desc, 3);
-		lead->stage_entered_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
-		d = SPI_getbinval(tup, desc, 5, &isnull);
-		lead->had_state = !isnull;
-		lm_state_from_bytea(isnull ? NULL : DatumGetByteaPP(d), &lead->state);
-		lead->email_status = SPI_getvalue(tup, desc, 7);
-	}
-	return nmerged;
+	if (*hint == NULL || (*hint)->lead_id != lead_id)
+		*hint = lm_find_lead(leads, nleads, lead_id);
+	return *hint;
 }
 
+LeadState *
+lm_find_lead(LeadState *leads, int nleads, int64 lead_id)
+{
+	LeadState	key;
+
+	key.lead_id = lead_id;
+	return bsearch(&key, leads, nleads, sizeof(LeadState), lm_lead_state_cmp);
+}
+
+/* ---------------------------------------------------------------------
+ * Caps and decay
+ * ---------------------------------------------------------------------
+ */
 /*
  * Apply the caps, walking the matches of one (lead, capped rule) in time
  * order against the lead's counter; marks back-filled leads for recompute.
  */
-static void
-apply_caps(Match *matches, int nmatches, RuleCache *cache, LeadState *leads, int nleads)
+void
+lm_apply_caps(Match *matches, int nmatches, RuleCache *cache, LeadState *leads, int nleads)
 {
 	int			i = 0;
 
 	while (i < nmatches)
 	{
 		const ScoringRule *rule = &cache->rules[matches[i].rule];
-		LeadState  *lead = find_lead(leads, nleads, matches[i].lead_id);
+		LeadState  *lead = lm_find_lead(leads, nleads, matches[i].lead_id);
 		int			j = i;
 		LmStateAward *counter;
 		TimestampTz awarded_before;
@@ -1213,15 +393,16 @@ apply_caps(Match *matches, int nmatches, RuleCache *cache, LeadState *leads, int
 }
 
 /* fold awarded points into the leads' decay components and score them */
-static void
-fold_points(const Match *matches, int nmatches, RuleCache *cache, LeadState *leads, int nleads)
+void
+lm_fold_points(const Match *matches, int nmatches, RuleCache *cache, LeadState *leads, int nleads)
 {
+	LeadState  *hint = NULL;
 	int			i;
 
 	for (i = 0; i < nmatches; i++)
 	{
 		const ScoringRule *rule = &cache->rules[matches[i].rule];
-		LeadState  *lead = find_lead(leads, nleads, matches[i].lead_id);
+		LeadState  *lead = lm_lead_of(leads, nleads, matches[i].lead_id, &hint);
 
 		if (!matches[i].awarded || !lead->found || lead->recompute)
 			continue;
@@ -1236,6 +417,23 @@ fold_points(const Match *matches, int nmatches, RuleCache *cache, LeadState *lea
 		leads[i].score = leads[i].state.ncomponents ?
 			lm_state_value_at(&leads[i].state, leads[i].score_at) : 0;
 	}
+}
+
+
+/* ---------------------------------------------------------------------
+ * Storing what a statement did
+ * ---------------------------------------------------------------------
+ */
+typedef struct Correction
+{
+	int64		activity_id;
+	float8		delta;
+} Correction;
+
+static int
+correction_cmp(const void *a, const void *b)
+{
+	return CMP(((const Correction *) a)->activity_id, ((const Correction *) b)->activity_id);
 }
 
 /* insert the new states, or update the existing ones */
@@ -1261,129 +459,68 @@ write_states(const Datum *ids, const Datum *states, const bool *is_new, int n, b
 	}
 	if (m == 0)
 		return;
-	args[0] = PointerGetDatum(datum_array(some_ids, m, INT8OID));
-	args[1] = PointerGetDatum(datum_array(some_states, m, BYTEAOID));
+	args[0] = PointerGetDatum(lm_datum_array(some_ids, m, INT8OID));
+	args[1] = PointerGetDatum(lm_datum_array(some_states, m, BYTEAOID));
 	if (inserting)
-		run_plan(&insert_plan,
+		lm_run_plan(&insert_plan,
 				 "INSERT INTO leadmgmt.score_state (lead_id, state) "
 				 "SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))",
 				 2, types, args, SPI_OK_INSERT);
 	else
-		run_plan(&update_plan,
+		lm_run_plan(&update_plan,
 				 "UPDATE leadmgmt.score_state s SET state = u.state "
 				 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS u(lead_id, state) "
 				 "WHERE s.lead_id OPERATOR(pg_catalog.=) u.lead_id",
 				 2, types, args, SPI_OK_UPDATE);
 }
 
-
-/* email_status after the statement: unsubscribed beats bounced beats ok; NULL: unchanged */
-static const char *
-new_email_status(const LeadState *lead)
-{
-	if (lead->email_status == NULL)
-		return NULL;
-	if (lead->unsubscribed)
-		return strcmp(lead->email_status, "unsubscribed") != 0 ? "unsubscribed" : NULL;
-	if (lead->bounced)
-		return strcmp(lead->email_status, "ok") == 0 ? "bounced" : NULL;
-	return NULL;
-}
-
-/*
- * One write per lead for its state and one for the lead row: score,
- * score_at and email_status together.
- */
+/* one write per lead for its state and one for its score */
 static void
 store_states(LeadState *leads, int nleads)
 {
-	static SPIPlanPtr lead_plan = NULL;
 	static SPIPlanPtr score_plan = NULL;
 	Oid			score_types[3] = {INT8ARRAYOID, FLOAT8ARRAYOID, TIMESTAMPTZARRAYOID};
-	bool		any_status = false;
 	Datum	   *ids = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
 	Datum	   *states = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
 	bool	   *is_new = palloc_extended(sizeof(bool) * Max(nleads, 1), MCXT_ALLOC_HUGE);
-	Datum	   *lead_ids = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
-	Datum	   *scored = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
 	Datum	   *scores = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
 	Datum	   *ats = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
-	Datum	   *statuses = palloc_extended(sizeof(Datum) * Max(nleads, 1), MCXT_ALLOC_HUGE);
-	Oid			lead_types[5] = {INT8ARRAYOID, BOOLARRAYOID, FLOAT8ARRAYOID,
-								 TIMESTAMPTZARRAYOID, TEXTARRAYOID};
-	Datum		args[5];
+	Datum		args[3];
 	int			n = 0;
-	int			m = 0;
 	int			i;
 
 	for (i = 0; i < nleads; i++)
 	{
 		LeadState  *lead = &leads[i];
-		bool		state_changed;
-		const char *status;
 
-		if (!lead->found)
+		if (!lead->found || !lead->has_matches || lead->recompute ||
+			lead->state.ncomponents == 0)
 			continue;
-		state_changed = !lead->recompute && lead->state.ncomponents > 0;
-		status = new_email_status(lead);
-		if (state_changed)
-		{
-			ids[n] = Int64GetDatum(lead->lead_id);
-			states[n] = PointerGetDatum(lm_state_to_bytea(&lead->state));
-			is_new[n] = !lead->had_state;
-			n++;
-		}
-		if (!state_changed && status == NULL)
-			continue;
-		lead_ids[m] = Int64GetDatum(lead->lead_id);
-		scored[m] = BoolGetDatum(state_changed);
-		scores[m] = Float8GetDatum(state_changed ? lead->score : 0);
-		ats[m] = TimestampTzGetDatum(state_changed ? lead->score_at : 0);
-		statuses[m] = CStringGetTextDatum(status ? status : "");
-		any_status |= status != NULL;
-		m++;
+		ids[n] = Int64GetDatum(lead->lead_id);
+		states[n] = PointerGetDatum(lm_state_to_bytea(&lead->state));
+		is_new[n] = !lead->had_state;
+		scores[n] = Float8GetDatum(lead->score);
+		ats[n] = TimestampTzGetDatum(lead->score_at);
+		n++;
 	}
+	if (n == 0)
+		return;
 
 	/*
 	 * The lead locks we hold keep anybody else from writing these states,
 	 * so a plain INSERT for new leads and an UPDATE for the others do what
 	 * a (much slower, speculative) INSERT ... ON CONFLICT would.
 	 */
-	if (n > 0)
-	{
-		write_states(ids, states, is_new, n, true);
-		write_states(ids, states, is_new, n, false);
-	}
-	if (m == 0)
-		return;
-	if (!any_status)
-	{
-		/* the usual statement: scores only */
-		args[0] = PointerGetDatum(datum_array(lead_ids, m, INT8OID));
-		args[1] = PointerGetDatum(datum_array(scores, m, FLOAT8OID));
-		args[2] = PointerGetDatum(datum_array(ats, m, TIMESTAMPTZOID));
-		run_plan(&score_plan,
-				 "UPDATE leadmgmt.lead l SET score = u.score, score_at = u.score_at "
-				 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) "
-				 "AS u(id, score, score_at) WHERE l.id OPERATOR(pg_catalog.=) u.id",
-				 3, score_types, args, SPI_OK_UPDATE);
-		return;
-	}
-	args[0] = PointerGetDatum(datum_array(lead_ids, m, INT8OID));
-	args[1] = PointerGetDatum(datum_array(scored, m, BOOLOID));
-	args[2] = PointerGetDatum(datum_array(scores, m, FLOAT8OID));
-	args[3] = PointerGetDatum(datum_array(ats, m, TIMESTAMPTZOID));
-	args[4] = PointerGetDatum(datum_array(statuses, m, TEXTOID));
-	run_plan(&lead_plan,
-			 "UPDATE leadmgmt.lead l SET "
-			 "score = CASE WHEN u.scored THEN u.score ELSE l.score END, "
-			 "score_at = CASE WHEN u.scored THEN u.score_at ELSE l.score_at END, "
-			 "email_status = CASE WHEN u.email_status OPERATOR(pg_catalog.=) '' "
-			 "THEN l.email_status ELSE u.email_status END "
-			 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), "
-			 "pg_catalog.unnest($4), pg_catalog.unnest($5)) AS u(id, scored, score, score_at, email_status) "
-			 "WHERE l.id OPERATOR(pg_catalog.=) u.id",
-			 5, lead_types, args, SPI_OK_UPDATE);
+	write_states(ids, states, is_new, n, true);
+	write_states(ids, states, is_new, n, false);
+	args[0] = PointerGetDatum(lm_datum_array(ids, n, INT8OID));
+	args[1] = PointerGetDatum(lm_datum_array(scores, n, FLOAT8OID));
+	args[2] = PointerGetDatum(lm_datum_array(ats, n, TIMESTAMPTZOID));
+	lm_run_plan(&score_plan,
+				"UPDATE leadmgmt.lead l SET score = u.score, score_at = u.score_at "
+				"FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) "
+				"AS u(id, score, score_at) WHERE l.id OPERATOR(pg_catalog.=) u.id",
+				3, score_types, args, SPI_OK_UPDATE);
 }
 
 /* take back the points of matches that lost to a cap */
@@ -1394,17 +531,18 @@ store_corrections(const Match *matches, int nmatches, RuleCache *cache,
 	static SPIPlanPtr plan = NULL;
 	Correction *corr = NULL;
 	int			n = 0;
-	int			cap = 0;
+	int64		cap = 0;
 	Datum	   *ids;
 	Datum	   *deltas;
 	int			m = 0;
 	Oid			types[2] = {INT8ARRAYOID, FLOAT8ARRAYOID};
 	Datum		args[2];
+	LeadState  *hint = NULL;
 	int			i;
 
 	for (i = 0; i < nmatches; i++)
 	{
-		if (matches[i].awarded || find_lead(leads, nleads, matches[i].lead_id)->recompute)
+		if (matches[i].awarded || lm_lead_of(leads, nleads, matches[i].lead_id, &hint)->recompute)
 			continue;
 		APPEND(corr, n, cap);
 		corr[n].activity_id = matches[i].activity_id;
@@ -1428,9 +566,9 @@ store_corrections(const Match *matches, int nmatches, RuleCache *cache,
 			m++;
 		}
 	}
-	args[0] = PointerGetDatum(datum_array(ids, m, INT8OID));
-	args[1] = PointerGetDatum(datum_array(deltas, m, FLOAT8OID));
-	run_plan(&plan,
+	args[0] = PointerGetDatum(lm_datum_array(ids, m, INT8OID));
+	args[1] = PointerGetDatum(lm_datum_array(deltas, m, FLOAT8OID));
+	lm_run_plan(&plan,
 			 "UPDATE leadmgmt.activity a SET points = a.points OPERATOR(pg_catalog.+) d.delta "
 			 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS d(id, delta) "
 			 "WHERE a.id OPERATOR(pg_catalog.=) d.id",
@@ -1445,13 +583,13 @@ recompute_leads(LeadState *leads, int nleads)
 	static SPIPlanPtr read_plan = NULL;
 	Oid			type = INT8ARRAYOID;
 	int			count;
-	Datum		arg = lead_id_array(leads, nleads, true, &count);
+	Datum		arg = lm_lead_id_array(leads, nleads, true, &count);
 	uint64		i;
 
 	if (count == 0)
 		return;
-	run_plan(&rescore_plan, "SELECT leadmgmt.rescore_leads($1)", 1, &type, &arg, SPI_OK_SELECT);
-	run_plan(&read_plan,
+	lm_run_plan(&rescore_plan, "SELECT leadmgmt.rescore_leads($1)", 1, &type, &arg, SPI_OK_SELECT);
+	lm_run_plan(&read_plan,
 			 "SELECT l.id, l.score, l.score_at FROM leadmgmt.lead l "
 			 "WHERE l.id OPERATOR(pg_catalog.=) ANY ($1)",
 			 1, &type, &arg, SPI_OK_SELECT);
@@ -1460,7 +598,7 @@ recompute_leads(LeadState *leads, int nleads)
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
-		LeadState  *lead = find_lead(leads, nleads,
+		LeadState  *lead = lm_find_lead(leads, nleads,
 									 DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)));
 
 		lead->score = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &isnull));
@@ -1468,29 +606,17 @@ recompute_leads(LeadState *leads, int nleads)
 	}
 }
 
-/* an unsubscribe withdraws e-mail consent: one consent row per unsubscribe */
-static void
-record_consent(const Hygiene *h)
+/*
+ * Write what the statement did to its (locked) leads: states and scores,
+ * corrections of capped matches, and the recompute of back-filled leads.
+ */
+void
+lm_store_scores(const Match *matches, int nmatches, RuleCache *cache, LeadState *leads,
+				int nleads)
 {
-	static SPIPlanPtr consent_plan = NULL;
-	Oid			consent_types[2] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID};
-	Datum		args[2];
-	Datum	   *at;
-	int			i;
-
-	if (h->nunsubscribed == 0)
-		return;
-	at = palloc_extended(sizeof(Datum) * h->nunsubscribed, MCXT_ALLOC_HUGE);
-	for (i = 0; i < h->nunsubscribed; i++)
-		at[i] = TimestampTzGetDatum(h->unsubscribed_at[i]);
-	args[0] = int8_datum_array(h->unsubscribed, h->nunsubscribed);
-	args[1] = PointerGetDatum(datum_array(at, h->nunsubscribed, TIMESTAMPTZOID));
-	run_plan(&consent_plan,
-			 "INSERT INTO leadmgmt.consent (lead_id, channel, granted, source, at, recorded_by) "
-			 "SELECT u.lead_id, 'email', false, 'activity:unsubscribe', u.at, SESSION_USER "
-			 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS u(lead_id, at) "
-			 "ORDER BY u.lead_id, u.at",
-			 2, consent_types, args, SPI_OK_INSERT);
+	store_states(leads, nleads);
+	store_corrections(matches, nmatches, cache, leads, nleads);
+	recompute_leads(leads, nleads);
 }
 
 /* ---------------------------------------------------------------------
@@ -1521,8 +647,8 @@ may_hand_off(const LeadState *lead)
 		(strcmp(lead->stage, "inquiry") == 0 || strcmp(lead->stage, "recycled") == 0);
 }
 
-static void
-hand_off_hot_leads(LeadState *leads, int nleads)
+void
+lm_hand_off_hot_leads(LeadState *leads, int nleads)
 {
 	static SPIPlanPtr settings_plan = NULL;
 	float8		threshold;
@@ -1537,7 +663,7 @@ hand_off_hot_leads(LeadState *leads, int nleads)
 	if (i == nleads)
 		return;
 
-	run_plan(&settings_plan,
+	lm_run_plan(&settings_plan,
 			 "SELECT leadmgmt.get_setting('mql_threshold')::pg_catalog.float8, "
 			 "pg_catalog.now() OPERATOR(pg_catalog.-) "
 			 "leadmgmt.get_setting('handoff_window')::pg_catalog.interval, "
@@ -1561,118 +687,6 @@ hand_off_hot_leads(LeadState *leads, int nleads)
 	}
 }
 
-PG_FUNCTION_INFO_V1(leadmgmt_activity_score_statement);
-Datum
-leadmgmt_activity_score_statement(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Relation	rel;
-	RuleCache  *cache;
-	Match	   *matches;
-	int			nmatches;
-	RowLead    *rows;
-	int			nrows;
-	LeadState  *leads = NULL;
-	int			nleads = 0;
-	Hygiene		hygiene;
-	LeadMap		map;
-	int64	   *ids;
-	int			nids;
-	int			i;
-	Oid			save_userid;
-	int			save_sec_context;
-
-	lm_check_trigger_context(fcinfo, "activity_score_statement", false, false);
-	if (!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) || trigdata->tg_newtable == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("activity_score_statement: must be fired AFTER INSERT with REFERENCING NEW TABLE")));
-	rel = trigdata->tg_relation;
-
-	cache = get_rule_cache();
-	memset(&hygiene, 0, sizeof(hygiene));
-	memset(&map, 0, sizeof(map));
-	matches = collect_matches(trigdata->tg_newtable, RelationGetDescr(rel), cache, &nmatches,
-							  &hygiene, &rows, &nrows);
-	if (nrows == 0)
-	{
-		forget_resolved_leads();
-		return PointerGetDatum(NULL);
-	}
-
-	/* bookkeeping runs as the extension owner (owner of the activity table) */
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(rel->rd_rel->relowner,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-
-	/*
-	 * 1. identity: the row trigger put each row on its resolved lead under a
-	 * lock; check the statement's leads again in one query only when a row
-	 * may have escaped it (see note_row_seen)
-	 */
-	ids = palloc_extended(sizeof(int64) * nrows, MCXT_ALLOC_HUGE);
-	if (rows_seen != nrows || rows_cid_changed)
-	{
-		for (i = 0; i < nrows; i++)
-			ids[i] = rows[i].lead_id;
-		nids = sort_unique(ids, nrows);
-		resolve_merged(&map, ids, nids);
-		apply_map(&map, matches, nmatches, &hygiene);
-	}
-
-	/*
-	 * 2. lock and read the leads to score; a lead merged since step 1 looked
-	 * (its merge committed in between) resolves further, and the leads are
-	 * locked and read again (the locks already held stay: harmless)
-	 */
-	if (nmatches > 0 || hygiene.nbounced > 0 || hygiene.nunsubscribed > 0)
-	{
-		for (;;)
-		{
-			int			nmerged;
-
-			qsort(matches, nmatches, sizeof(Match), match_cmp);
-			leads = touched_leads(matches, nmatches, &hygiene, &nleads);
-			nmerged = lock_and_read_leads(leads, nleads, ids);
-			if (nmerged == 0)
-				break;
-			resolve_merged(&map, ids, sort_unique(ids, nmerged));
-			apply_map(&map, matches, nmatches, &hygiene);
-		}
-	}
-	move_rows(&map, rows, nrows);
-
-	/*
-	 * A merge that ran inside or alongside this statement (map not empty)
-	 * has already rebuilt its leads from their log, rows of this statement
-	 * included (merge_score): adding this statement's points on top would
-	 * count them twice, so those leads are rebuilt from the log once more.
-	 */
-	if (map.n > 0)
-		for (i = 0; i < nleads; i++)
-			leads[i].recompute = true;
-
-	/* 3. scores, hygiene, consent, hand-off */
-	if (nleads > 0)
-	{
-		apply_caps(matches, nmatches, cache, leads, nleads);
-		fold_points(matches, nmatches, cache, leads, nleads);
-		store_states(leads, nleads);
-		store_corrections(matches, nmatches, cache, leads, nleads);
-		recompute_leads(leads, nleads);
-	}
-	record_consent(&hygiene);
-	if (nleads > 0)
-		hand_off_hot_leads(leads, nleads);
-
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	forget_resolved_leads();
-	return PointerGetDatum(NULL);
-}
-
 /* ---------------------------------------------------------------------
  * Merges
  * ---------------------------------------------------------------------
@@ -1685,7 +699,7 @@ leadmgmt_activity_score_statement(PG_FUNCTION_ARGS)
  * lead: merge_leads moves them by UPDATE, which the INSERT triggers above
  * never see, so the two leads are rebuilt from their log (rescore_leads: the
  * caps of both now count together) and the kept lead goes through the same
- * hand-off as a tracked activity (hand_off_hot_leads: stage mql and the
+ * hand-off as a tracked activity (lm_hand_off_hot_leads: stage mql and the
  * NOTIFY when it reached the threshold through activity within
  * handoff_window).  Keeps the invariant "after any sequence of merges
  * rescore() changes nothing".
@@ -1708,8 +722,7 @@ leadmgmt_merge_score(PG_FUNCTION_ARGS)
 	Oid			relid = get_relname_relid("lead", lm_schema_oid());
 	Oid			owner;
 	HeapTuple	classtup;
-	Oid			save_userid;
-	int			save_sec_context;
+	LmAsOwner	saved;
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		args[2];
 	Oid			arraytype = INT8ARRAYOID;
@@ -1734,18 +747,18 @@ leadmgmt_merge_score(PG_FUNCTION_ARGS)
 	owner = ((Form_pg_class) GETSTRUCT(classtup))->relowner;
 	ReleaseSysCache(classtup);
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	/* temporary tables: rescore_leads() builds its ON COMMIT DROP ones */
+	lm_as_owner_begin(&saved, owner, LM_OWNER_TEMP_TABLES);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
 	args[0] = Int64GetDatum(keep);
 	args[1] = Int64GetDatum(dup);
-	run_plan(&lock_plan,
+	lm_run_plan(&lock_plan,
 			 "SELECT 1 FROM leadmgmt.lead l WHERE l.id OPERATOR(pg_catalog.=) ANY (ARRAY[$1, $2]) "
 			 "ORDER BY l.id FOR NO KEY UPDATE",
 			 2, types, args, SPI_OK_SELECT);
-	run_plan(&check_plan,
+	lm_run_plan(&check_plan,
 			 "SELECT d.merged_into FROM leadmgmt.lead d WHERE d.id OPERATOR(pg_catalog.=) $1",
 			 1, types + 1, args + 1, SPI_OK_SELECT);
 	d = SPI_processed == 0 ? (Datum) 0 :
@@ -1758,11 +771,11 @@ leadmgmt_merge_score(PG_FUNCTION_ARGS)
 
 	ids[0] = Int64GetDatum(keep);
 	ids[1] = Int64GetDatum(dup);
-	idarray = PointerGetDatum(datum_array(ids, 2, INT8OID));
-	run_plan(&rescore_plan, "SELECT leadmgmt.rescore_leads($1)", 1, &arraytype, &idarray,
+	idarray = PointerGetDatum(lm_datum_array(ids, 2, INT8OID));
+	lm_run_plan(&rescore_plan, "SELECT leadmgmt.rescore_leads($1)", 1, &arraytype, &idarray,
 			 SPI_OK_SELECT);
 
-	run_plan(&read_plan,
+	lm_run_plan(&read_plan,
 			 "SELECT l.external_id, l.stage, l.stage_entered_at, l.score, l.score_at "
 			 "FROM leadmgmt.lead l WHERE l.id OPERATOR(pg_catalog.=) $1",
 			 1, types, args, SPI_OK_SELECT);
@@ -1782,9 +795,10 @@ leadmgmt_merge_score(PG_FUNCTION_ARGS)
 	/* the crossing comes from the latest activity now on the lead */
 	lead.latest_match = lead.score_at;
 	if (!isnull)
-		hand_off_hot_leads(&lead, 1);
+		lm_hand_off_hot_leads(&lead, 1);
 
 	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	lm_as_owner_end(&saved);
 	PG_RETURN_FLOAT8(lead.score);
 }
+

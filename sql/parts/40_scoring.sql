@@ -571,9 +571,9 @@ COMMENT ON FUNCTION leadmgmt.fit_grade(float8) IS
 	'Grade A to D of a fit score, by the settings fit_grade_a, fit_grade_b and fit_grade_c';
 
 -- Triggers: the resolved lead and the points on the row before it is
--- written (no query per row); identity resolution checked again, lead
--- scores, e-mail hygiene and the hand-off once per statement from the
--- transition table (doc/activity.md: bulk load).
+-- written (no query per row); lead locks, scores and the hand-off once per
+-- statement from the transition table (src/ingest.c, doc/activity.md: bulk
+-- load).  E-mail hygiene is the consent part's trigger (82_consent.sql).
 CREATE FUNCTION leadmgmt.activity_score_row()
 RETURNS trigger LANGUAGE c
 AS 'MODULE_PATHNAME', 'leadmgmt_activity_score_row';
@@ -583,7 +583,7 @@ CREATE FUNCTION leadmgmt.activity_score_statement()
 RETURNS trigger LANGUAGE c
 AS 'MODULE_PATHNAME', 'leadmgmt_activity_score_statement';
 COMMENT ON FUNCTION leadmgmt.activity_score_statement() IS
-	'Trigger: for the rows of one statement, moves rows of merged leads to the lead they resolve to, then applies caps, decay components, lead scores and e-mail hygiene in lead order, one write per lead, and hands hot leads to sales';
+	'Trigger: for the rows of one statement, moves rows of merged leads to the lead they resolve to, locks every lead of the statement in id order, then applies caps, decay components and lead scores, one write per lead, and hands hot leads to sales';
 CREATE FUNCTION leadmgmt.lead_fit()
 RETURNS trigger LANGUAGE c
 AS 'MODULE_PATHNAME', 'leadmgmt_lead_fit';

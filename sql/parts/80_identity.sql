@@ -460,7 +460,7 @@ COMMENT ON FUNCTION leadmgmt.merge_leads(bigint, bigint) IS
 
 -- Activities for a merged lead land on the lead it was merged into, also
 -- when they race the merge.  New rows are resolved by the activity ingest
--- triggers (activity_score_row and activity_score_statement, src/scoring.c,
+-- triggers (activity_score_row and activity_score_statement, src/ingest.c,
 -- doc/activity.md), so COPY runs no query per row; this row trigger covers
 -- UPDATEs of lead_id (src/identity_merge.c).
 CREATE FUNCTION leadmgmt.activity_lead_resolve()

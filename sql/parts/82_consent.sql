@@ -3,9 +3,9 @@
 -- Hygiene and consent: bounces, unsubscribes, consent log, stale leads,
 -- erasure (doc/identity.md)
 -------------------------------------------------------------------------------
--- email_bounce and unsubscribe activities set lead.email_status in the
--- activity statement trigger (src/scoring.c); unsubscribes also log an
--- e-mail consent withdrawal here.
+-- email_bounce and unsubscribe activities set lead.email_status, and
+-- unsubscribes log an e-mail consent withdrawal here, through this part's
+-- own trigger on leadmgmt.activity (below the consent table).
 CREATE SEQUENCE leadmgmt.consent_id_seq AS bigint;
 CREATE TABLE leadmgmt.consent (
 	id          bigint PRIMARY KEY DEFAULT pg_catalog.nextval('leadmgmt.consent_id_seq'),
@@ -28,6 +28,22 @@ COMMENT ON COLUMN leadmgmt.consent.at IS 'when it was given or withdrawn';
 COMMENT ON COLUMN leadmgmt.consent.recorded_by IS 'session user that recorded it';
 SELECT pg_catalog.pg_extension_config_dump('leadmgmt.consent', '');
 SELECT pg_catalog.pg_extension_config_dump('leadmgmt.consent_id_seq', '');
+
+-- Bounces and unsubscribes, once per statement from the transition table
+-- (src/consent.c): the trigger's arguments are the bounce kind and the
+-- unsubscribe kind.  Its name makes it fire after activity_score_statement
+-- (the triggers of one event fire in name order), which has locked every
+-- lead of the statement in id order: so it takes no new lock, and
+-- concurrent loads cannot deadlock on the order of the two.
+CREATE FUNCTION leadmgmt.activity_consent()
+RETURNS trigger LANGUAGE c
+AS 'MODULE_PATHNAME', 'leadmgmt_activity_consent';
+COMMENT ON FUNCTION leadmgmt.activity_consent() IS
+	'Trigger: new activities of the bounce kind (argument 1) mark the lead''s e-mail bounced, of the unsubscribe kind (argument 2) unsubscribed, with an e-mail consent withdrawal; once per statement';
+CREATE TRIGGER activity_suppression
+	AFTER INSERT ON leadmgmt.activity
+	REFERENCING NEW TABLE AS new_activity
+	FOR EACH STATEMENT EXECUTE FUNCTION leadmgmt.activity_consent('email_bounce', 'unsubscribe');
 
 CREATE VIEW leadmgmt.consent_current WITH (security_invoker = true) AS
 	SELECT DISTINCT ON (c.lead_id, c.channel) c.lead_id, c.channel, c.granted, c.source, c.at

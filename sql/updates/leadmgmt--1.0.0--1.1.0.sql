@@ -725,7 +725,7 @@ UPDATE pg_catalog.pg_aggregate a SET aggtransspace = v.sspace
 
 -- New activity rows are resolved through merged_into by activity_score_row
 -- (once per lead and statement, no query per row) and checked again once per
--- statement by activity_score_statement (src/scoring.c): activity_lead_resolve
+-- statement by activity_score_statement (src/ingest.c): activity_lead_resolve
 -- now covers UPDATEs of lead_id only, so COPY runs no query per row.
 DROP TRIGGER activity_score_row ON leadmgmt.activity;
 CREATE TRIGGER activity_score_row
@@ -740,7 +740,7 @@ CREATE TRIGGER activity_lead_resolve
 COMMENT ON FUNCTION leadmgmt.activity_lead_resolve() IS
 	'Trigger: an activity whose lead_id is updated to a merged lead goes to the lead it was merged into; waits for a merge in progress';
 COMMENT ON FUNCTION leadmgmt.activity_score_statement() IS
-	'Trigger: for the rows of one statement, moves rows of merged leads to the lead they resolve to, then applies caps, decay components, lead scores and e-mail hygiene in lead order, one write per lead, and hands hot leads to sales';
+	'Trigger: for the rows of one statement, moves rows of merged leads to the lead they resolve to, locks every lead of the statement in id order, then applies caps, decay components and lead scores, one write per lead, and hands hot leads to sales';
 
 -- END ingest
 
@@ -869,6 +869,20 @@ COMMENT ON AGGREGATE leadmgmt.retention(VARIADIC boolean[]) IS
 
 
 -- BEGIN structure (one shape for every capability)
+-- structure: scoring
+-- Mirrors sql/parts/82_consent.sql: e-mail hygiene of new activity is the
+-- consent part's own trigger (src/consent.c), no longer a step of
+-- activity_score_statement (src/ingest.c).
+CREATE FUNCTION leadmgmt.activity_consent()
+RETURNS trigger LANGUAGE c
+AS 'MODULE_PATHNAME', 'leadmgmt_activity_consent';
+COMMENT ON FUNCTION leadmgmt.activity_consent() IS
+	'Trigger: new activities of the bounce kind (argument 1) mark the lead''s e-mail bounced, of the unsubscribe kind (argument 2) unsubscribed, with an e-mail consent withdrawal; once per statement';
+CREATE TRIGGER activity_suppression
+	AFTER INSERT ON leadmgmt.activity
+	REFERENCING NEW TABLE AS new_activity
+	FOR EACH STATEMENT EXECUTE FUNCTION leadmgmt.activity_consent('email_bounce', 'unsubscribe');
+-- structure: scoring end
 
 -- structure: layout
 -- sql/parts renamed, and objects moved between parts (the lead table whole

@@ -28,10 +28,11 @@
  *	the flag for the same reason when it runs maintenance as a table owner
  *	(VACUUM, CREATE INDEX, REFRESH MATERIALIZED VIEW).
  *
- *	The one exception (LM_OWNER_TEMP_TABLES) is the scoring statement
- *	trigger: for a lead back-filled past a scoring cap it calls
+ *	The one exception (LM_OWNER_TEMP_TABLES) is code that calls
  *	leadmgmt.rescore_leads(), which builds ON COMMIT DROP temporary tables,
- *	and CREATE TEMP TABLE fails in a restricted operation.  Those tables
+ *	and CREATE TEMP TABLE fails in a restricted operation: the scoring
+ *	statement trigger (for a lead back-filled past a scoring cap) and
+ *	merge_score() (which rebuilds both leads of a merge).  Those tables
  *	are our own, dropped at commit.  Anything new that needs this mode
  *	must say why next to its call.
  *

@@ -102,3 +102,37 @@ SELECT 1002, 'page_view', timestamptz '2025-06-04' + g * interval '1 hour'
  WHERE g <> 2 OR leadmgmt.merge_leads(1001, 1002) = 1001;
 SELECT lead_id, count(*) FROM leadmgmt.activity WHERE lead_id IN (1001, 1002) GROUP BY 1 ORDER BY 1;
 SELECT leadmgmt.rescore() AS changed_by_rescore;
+
+-- the triggers of one activity statement fire in name order: scoring, which
+-- locks every lead of the statement in id order, before the consent part's
+-- hygiene, which then takes no lock of its own first
+SELECT t.tgname, p.proname, t.tgnargs
+  FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+ WHERE t.tgrelid = 'leadmgmt.activity'::regclass AND NOT t.tgisinternal
+   AND t.tgtype & 4 <> 0	-- INSERT
+ ORDER BY t.tgname;
+
+-- a merged_into circle written by hand ends the shared walk with LM050,
+-- for the row trigger's probes and for the statement-level walk alike
+INSERT INTO leadmgmt.lead (id, created_at) VALUES (1003, '2025-01-01'), (1004, '2025-01-01');
+DO $$
+BEGIN
+	UPDATE leadmgmt.lead SET merged_into = 1004 WHERE id = 1003;
+	UPDATE leadmgmt.lead SET merged_into = 1003 WHERE id = 1004;
+	INSERT INTO leadmgmt.activity (lead_id, kind) VALUES (1003, 'page_view');
+EXCEPTION WHEN SQLSTATE 'LM050' THEN
+	RAISE NOTICE 'row: %', SQLERRM;
+END
+$$;
+DO $$
+BEGIN
+	UPDATE leadmgmt.lead SET merged_into = 1004 WHERE id = 1003;
+	ALTER TABLE leadmgmt.activity DISABLE TRIGGER activity_score_row;
+	INSERT INTO leadmgmt.activity (lead_id, kind) VALUES (1003, 'page_view');
+	UPDATE leadmgmt.lead SET merged_into = 1003 WHERE id = 1004;
+	INSERT INTO leadmgmt.activity (lead_id, kind) VALUES (1003, 'unsubscribe');
+EXCEPTION WHEN SQLSTATE 'LM050' THEN
+	RAISE NOTICE 'statement: %', SQLERRM;
+END
+$$;
+SELECT count(*) AS rows_left_by_the_circles FROM leadmgmt.activity WHERE lead_id IN (1003, 1004);
