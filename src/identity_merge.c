@@ -53,7 +53,6 @@ leadmgmt_merge_stage(PG_FUNCTION_ARGS)
 	int64		dup = PG_GETARG_INT64(1);
 	Datum		args[2];
 	bool		isnull;
-	Datum		merged_into;
 	char	   *keep_stage;
 	char	   *dup_stage;
 	int32		keep_rank;
@@ -77,13 +76,7 @@ leadmgmt_merge_stage(PG_FUNCTION_ARGS)
 	args[1] = Int64GetDatum(dup);
 	if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read leads " INT64_FORMAT " and " INT64_FORMAT, keep, dup);
-	merged_into = SPI_processed == 0 ? (Datum) 0 :
-		SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (SPI_processed == 0 || isnull || DatumGetInt64(merged_into) != keep)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("lead " INT64_FORMAT " is not merged into lead " INT64_FORMAT, dup, keep),
-				 errhint("Use leadmgmt.merge_leads(keep, duplicate).")));
+	lm_require_merged_pair(keep, dup, 1);
 	keep_stage = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	keep_rank = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 	dup_stage = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);

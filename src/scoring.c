@@ -761,13 +761,7 @@ leadmgmt_merge_score(PG_FUNCTION_ARGS)
 	lm_run_plan(&check_plan,
 			 "SELECT d.merged_into FROM leadmgmt.lead d WHERE d.id OPERATOR(pg_catalog.=) $1",
 			 1, types + 1, args + 1, SPI_OK_SELECT);
-	d = SPI_processed == 0 ? (Datum) 0 :
-		SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (SPI_processed == 0 || isnull || DatumGetInt64(d) != keep)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("lead " INT64_FORMAT " is not merged into lead " INT64_FORMAT, dup, keep),
-				 errhint("Use leadmgmt.merge_leads(keep, duplicate).")));
+	lm_require_merged_pair(keep, dup, 1);
 
 	ids[0] = Int64GetDatum(keep);
 	ids[1] = Int64GetDatum(dup);

@@ -83,13 +83,33 @@ lm_follow_merged_into(int64 lead_id, bool key_share, bool *exists)
 		}
 		current = next;
 		if (++hops >= LM_MERGED_INTO_MAX_HOPS)
-			break;
+			lm_merged_into_cycle_error(lead_id);
 	}
+}
+
+void
+lm_merged_into_cycle_error(int64 lead_id)
+{
 	ereport(ERROR,
 			(errcode(ERRCODE_LM_MERGE_CYCLE),
 			 errmsg("merged_into chain starting at lead " INT64_FORMAT " does not end", lead_id),
 			 errdetail("Following merged_into from the lead takes more than %d steps: the chain runs in a circle.",
 					   LM_MERGED_INTO_MAX_HOPS),
 			 errhint("merged_into is written by leadmgmt.merge_leads(); set it back to NULL on one lead of the circle.")));
-	return 0;					/* keep compiler quiet */
+	pg_unreachable();
+}
+
+void
+lm_require_merged_pair(int64 keep, int64 duplicate, int attno)
+{
+	bool		isnull = true;
+	Datum		merged_into = (Datum) 0;
+
+	if (SPI_processed > 0)
+		merged_into = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, attno, &isnull);
+	if (isnull || DatumGetInt64(merged_into) != keep)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("lead " INT64_FORMAT " is not merged into lead " INT64_FORMAT, duplicate, keep),
+				 errhint("Use leadmgmt.merge_leads(keep, duplicate).")));
 }

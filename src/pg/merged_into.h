@@ -36,4 +36,14 @@
  */
 extern int64 lm_follow_merged_into(int64 lead_id, bool key_share, bool *exists);
 
+/* LM050: the walk from lead_id took more than LM_MERGED_INTO_MAX_HOPS hops */
+extern void lm_merged_into_cycle_error(int64 lead_id) pg_attribute_noreturn();
+
+/*
+ * The steps of merge_leads() (merge_stage, merge_score) refuse a pair it
+ * did not merge: attno of the first row of the last SPI result must be the
+ * duplicate's merged_into and equal keep (no row: not merged either).
+ */
+extern void lm_require_merged_pair(int64 keep, int64 duplicate, int attno);
+
 #endif							/* LM_PG_MERGED_INTO_H */

@@ -58,17 +58,6 @@ lm_lead_map_get(const LmLeadMap *map, int64 id)
 	return found ? found->to : id;
 }
 
-static void
-chain_does_not_end(int64 lead_id)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_LM_MERGE_CYCLE),
-			 errmsg("merged_into chain starting at lead " INT64_FORMAT " does not end", lead_id),
-			 errdetail("Following merged_into from the lead takes more than %d steps: the chain runs in a circle.",
-					   LM_MERGED_INTO_MAX_HOPS),
-			 errhint("merged_into is written by leadmgmt.merge_leads(); set it back to NULL on one lead of the circle.")));
-}
-
 void
 lm_merged_into_walk(LmLeadMap *map, int64 *ids, int n, LmMergedIntoHop hop, void *arg)
 {
@@ -85,7 +74,7 @@ lm_merged_into_walk(LmLeadMap *map, int64 *ids, int n, LmMergedIntoHop hop, void
 		int			i;
 
 		if (hops >= LM_MERGED_INTO_MAX_HOPS)
-			chain_does_not_end(ids[0]);
+			lm_merged_into_cycle_error(ids[0]);
 		k = hop(ids, n, out, arg);
 		for (i = 0; i < k; i++)
 		{
@@ -127,7 +116,7 @@ lm_merged_into_walk(LmLeadMap *map, int64 *ids, int n, LmMergedIntoHop hop, void
 			if (next == to)
 				break;
 			if (hops >= LM_MERGED_INTO_MAX_HOPS)
-				chain_does_not_end(map->moves[j].from);
+				lm_merged_into_cycle_error(map->moves[j].from);
 			to = next;
 		}
 		map->moves[j].to = to;
