@@ -690,7 +690,7 @@ COMMENT ON FUNCTION leadmgmt.forget_lead(bigint) IS
 -- BEGIN ingest (COPY speed, SSPACE)
 -- Mirrors the SSPACE of every aggregate with an internal state
 -- (sql/parts/40_scoring.sql, 50_funnel.sql, 60_analytics.sql,
--- 60_analytics_attribution.sql, 70_learned.sql).
+-- 65_attribution.sql, 70_learned.sql).
 --
 -- SSPACE is the planner's estimate of a state's bytes per group; without it
 -- the planner assumes 8 kB and partitions hash aggregation (doc/scaling.md).
@@ -1160,10 +1160,10 @@ COMMENT ON FUNCTION leadmgmt.import_leads(text) IS
 
 
 -- BEGIN sales loop (change feed, opportunities, campaigns)
--- Mirrors sql/parts/00_schema.sql (settings change_retention, change_channel),
--- 57_opportunity.sql, 60_analytics_attribution.sql (campaign_attribution
+-- Mirrors sql/parts/00_settings.sql (settings change_retention, change_channel),
+-- 57_opportunity.sql, 65_attribution.sql (campaign_attribution
 -- per currency from leadmgmt.deal), 70_learned.sql (won deals as a label),
--- 85_sales.sql and 92_sales_access.sql.
+-- 85_sales.sql and 92_sales_roles.sql.
 
 CREATE OR REPLACE FUNCTION leadmgmt.setting_defaults(
 	OUT key text, OUT default_value text, OUT value_type text, OUT description text)
@@ -3907,7 +3907,7 @@ CREATE TRIGGER lead_funnel_summary_delete
 -- Whether the calling role sees every lead, so that the summaries (which
 -- count every live lead) answer for it: false for a sales rep restricted by
 -- rls_by_owner (doc/roles.md).  PL/pgSQL, so that it binds to
--- rls_restricted() (sql/parts/90_access.sql) when it runs.
+-- rls_restricted() (sql/parts/90_roles.sql) when it runs.
 CREATE FUNCTION leadmgmt.funnel_summary_usable()
 RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE
@@ -4354,7 +4354,7 @@ COMMENT ON COLUMN leadmgmt.stale_leads.last_activity_at IS 'latest activity (NUL
 COMMENT ON COLUMN leadmgmt.stale_leads.idle IS 'time since the latest activity, or since creation';
 COMMENT ON COLUMN leadmgmt.stale_leads.idle_days IS 'idle in days (fractional), for charting';
 
--- Mirrors sql/parts/90_access.sql: grant_access() covers schema leadmgmt_bi
+-- Mirrors sql/parts/90_roles.sql: grant_access() covers schema leadmgmt_bi
 -- and gives every role the vocabularies whole.
 CREATE OR REPLACE FUNCTION leadmgmt.grant_access(admin regrole, marketing regrole, sales regrole, reader regrole)
 RETURNS void
