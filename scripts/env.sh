@@ -54,9 +54,25 @@ export PG_CONFIG PGBIN PG_MAJOR TOP STAGE
 # half-way does not block the next one)
 venv() {
 	set -- $(stage_settings | sed 's/^/-o /') "$@"
-	# on a port drawn at random from 20000-39999: pg_virtualenv would take the
-	# first free one from 5432, and two clusters starting at the same moment on
-	# a shared machine pick the same ("Port conflict")
-	PGPORT=$((20000 + $(od -An -N2 -tu2 /dev/urandom) % 20000)) \
+	# on a port drawn at random: pg_virtualenv would take the first free one
+	# from 5432, and two clusters starting at the same moment on a shared
+	# machine pick the same ("Port conflict").  Drawn below the kernel's
+	# ephemeral range (ip_local_port_range, 32768 up by default), where any
+	# outgoing connection may hold the port and the server cannot bind it.
+	PGPORT=$(free_port) \
 		pg_virtualenv -t -v "$PG_MAJOR" -i '--encoding=UTF8 --locale=C.UTF-8' "$@"
+}
+
+# free_port: a TCP port from 20000 to below the ephemeral range that nothing
+# listens on (ss, when it is there, tells which are taken)
+free_port() {
+	low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+	[ "$low" -gt 21000 ] 2>/dev/null || low=32768
+	while :; do
+		port=$((20000 + $(od -An -N2 -tu2 /dev/urandom) % (low - 20000)))
+		if ! command -v ss >/dev/null 2>&1 || ! ss -Htln "sport = :$port" | grep -q .; then
+			echo "$port"
+			return
+		fi
+	done
 }
