@@ -37,7 +37,7 @@
 extern int64 lm_follow_merged_into(int64 lead_id, bool key_share, bool *exists);
 
 /* LM050: the walk from lead_id took more than LM_MERGED_INTO_MAX_HOPS hops */
-extern void lm_merged_into_cycle_error(int64 lead_id) pg_attribute_noreturn();
+extern void lm_merged_into_cycle_error(int64 lead_id);
 
 /*
  * The steps of merge_leads() (merge_stage, merge_score) refuse a pair it
