@@ -96,7 +96,6 @@ lm_merged_into_cycle_error(int64 lead_id)
 			 errdetail("Following merged_into from the lead takes more than %d steps: the chain runs in a circle.",
 					   LM_MERGED_INTO_MAX_HOPS),
 			 errhint("merged_into is written by leadmgmt.merge_leads(); set it back to NULL on one lead of the circle.")));
-	pg_unreachable();
 }
 
 void
